@@ -1,0 +1,21 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both install what they
+# need first (.ci/setup: apt, venv, pip, npm), so they work on a fresh Debian machine as root.
+.PHONY: setup demo test lint bench
+
+setup:
+	bash .ci/setup
+
+demo: setup
+	.venv/bin/python -m mlsysops.demo
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q -ra
+
+lint: setup
+	.venv/bin/ruff check .
+
+bench: setup
+	.venv/bin/python bench/nodeagent.py
+	.venv/bin/python bench/bridge.py
+	.venv/bin/python bench/placement.py

@@ -1,0 +1,40 @@
+"""The few domain errors of the node agent.
+
+Adapters translate errno / netlink / subprocess failures into these at their edge; the gRPC
+layer maps them to status codes in exactly one table (nodeagent/api), the CLI to messages.
+"""
+
+from __future__ import annotations
+
+
+class NodeAgentError(Exception):
+    """Base of every error the agent reports to a caller."""
+
+
+class InvalidSpec(NodeAgentError):
+    """The request is wrong; nothing was written. Maps to INVALID_ARGUMENT.
+
+    `field` is the path of the offending field in the profile, e.g.
+    `cgroups.groups[2].cpu_quota_us`, so a user can find it in a file of hundreds of lines.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Unsupported(NodeAgentError):
+    """This node cannot do what was asked (no cpufreq, no such qdisc). Maps to FAILED_PRECONDITION."""
+
+
+class HostError(NodeAgentError):
+    """A read or write of a host object failed (errno, netlink error). Maps to INTERNAL/UNAVAILABLE.
+
+    `key` names the knob, `errno` is kept so callers can tell EINVAL from EACCES.
+    """
+
+    def __init__(self, key: str, message: str, errno: int | None = None) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.errno = errno
