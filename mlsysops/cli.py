@@ -28,7 +28,14 @@ class PluginGroup(click.Group):
         try:
             return ep.load()  # type: ignore[attr-defined, no-any-return]
         except ImportError as exc:  # a half-installed plugin: say which, keep the rest usable
-            raise click.ClickException(f"command group {cmd_name!r} is unavailable: {exc}") from exc
+            return _unavailable(cmd_name, exc)
+
+
+def _unavailable(name: str, exc: Exception) -> click.Command:
+    def fail() -> None:
+        raise click.ClickException(f"command group {name!r} is unavailable: {exc}")
+
+    return click.Command(name, callback=fail, help=f"(unavailable: {exc})")
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
