@@ -18,9 +18,11 @@ canonical (the same spelling validate() produces), or a second identical apply w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from nodeagent.host.fs import HostFS
 
 Value = str | None
 
@@ -45,6 +47,21 @@ class Capabilities:
     available: bool
     reason: str = ""  # why not, when unavailable
     details: Mapping[str, Any] | None = None  # JSON-able; shown in the inventory
+
+
+@dataclass(frozen=True)
+class MechanismContext:
+    """Everything a mechanism may touch, built once by the agent's bootstrap.
+
+    Each plugin is constructed as `factory(context)`; tests build contexts over temporary or
+    simulated trees.
+    """
+
+    fs: HostFS  # sysfs/procfs/cgroupfs below one root ("/" in production)
+    cgroup_mount: str = "sys/fs/cgroup"  # where cgroupfs is mounted, relative to fs.root
+    cgroup_root: str = "mlsysops"  # cgroup targets are relative to this dir in each hierarchy
+    netns_dir: str = "/run/netns"  # where `ip netns` keeps named namespaces (absolute: not below fs.root)
+    options: Mapping[str, Any] = field(default_factory=dict)  # this mechanism's section of the config
 
 
 @runtime_checkable
@@ -82,3 +99,6 @@ class Mechanism(Protocol):
     def write(self, write: Write) -> None:
         """Perform one write. Raises HostError on failure; must leave the knob unchanged then."""
         ...
+
+
+MechanismFactory = Callable[[MechanismContext], Mechanism]
