@@ -20,4 +20,4 @@ def test_committed_stubs_are_fresh(tmp_path: Path) -> None:
     for path in fresh:
         committed = REPO / path.relative_to(tmp_path)
         assert committed.exists(), f"{committed} missing: run python proto/generate.py"
-        assert committed.read_bytes() == path.read_bytes(), f"stale: run python proto/generate.py"
+        assert committed.read_bytes() == path.read_bytes(), "stale: run python proto/generate.py"
