@@ -1,0 +1,50 @@
+"""`make demo`: the whole stack on embedded defaults, without disturbing the host.
+
+A real node agent (private cgroup subtree, its own network namespace, simulated cpufreq where
+the machine has none), a private Mosquitto, the far-edge bridge with one virtual MicroPython
+device over a pty and one over MQTT, and the controller in plan mode. Each part's own demo
+module owns its set-up and clean-up; this only sequences them, so one failing part still
+tears down the others.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+
+def _banner(title: str) -> None:
+    click.secho(f"\n=== {title} ===", bold=True)
+
+
+def run(workdir: Path) -> None:
+    from controller import demo as controller_demo
+    from faredge import demo as faredge_demo
+    from nodeagent import demo as nodeagent_demo
+
+    _banner("node agent")
+    with nodeagent_demo.agent(workdir / "nodeagent") as target:
+        nodeagent_demo.tour(target)
+        _banner("far-edge bridge and MicroPython devices")
+        with faredge_demo.bridge(workdir / "faredge", target) as info:
+            faredge_demo.tour(info)
+            _banner("node inventory with the far-edge devices")
+            nodeagent_demo.show_devices(target)
+        _banner("controller (plan mode)")
+        controller_demo.tour(workdir / "controller", target)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="mlsysops-demo-") as tmp:
+        try:
+            run(Path(tmp))
+        except KeyboardInterrupt:
+            sys.exit(130)
+    click.secho("\ndemo finished; everything it created was removed", fg="green")
+
+
+if __name__ == "__main__":
+    main()
