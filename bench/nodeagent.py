@@ -1,0 +1,345 @@
+"""Node agent benchmark: footprint, idle cost and apply latency of a real agent process.
+
+Starts `python -m nodeagent` on a temporary unix socket, over the real cgroup v1 hierarchies
+(a private subtree, removed afterwards), a simulated cpufreq tree where the machine has none,
+and a network namespace with a veth pair of its own (deleted afterwards). Measures:
+
+- rss_mib_idle / rss_mib_after_10k_applies: VmRSS of the agent before and after the applies;
+- idle_cpu_pct: the agent's CPU time over an idle period, default telemetry on;
+- apply_p50_ms / apply_p99_ms: one cgroup knob alternating between two values, gRPC end to end;
+- direct_write_p99_ms: the same kind of write done directly through HostFS (the baseline);
+- profile_p99_ms: every CPU's governor + 20 cgroup files + 5 tc objects, alternating;
+- reapply_writes: writes made by a repeated identical apply (must be 0).
+
+The last line printed is one JSON object with the figures, the targets and the baseline.
+Run as root: `python bench/nodeagent.py [--applies 10000] [--idle-seconds 20]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+# Run as a script, this file's folder comes first on sys.path and this very file would shadow
+# the `nodeagent` package: drop the folder before importing the package.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb  # noqa: E402
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc  # noqa: E402
+from nodeagent.client import connect  # noqa: E402
+from nodeagent.host.fs import HostFS  # noqa: E402
+
+REPO = HERE.parent
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+V1_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory")
+TARGETS = {
+    "rss_mib_max": 40.0,
+    "idle_cpu_pct_max": 0.3,
+    "apply_p99_ms_max": 2.0,
+    "profile_p99_ms_max": 30.0,
+    "reapply_writes": 0,
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of the process (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+@contextmanager
+def private_cgroups(name: str) -> Iterator[str]:
+    """A cgroup root of our own in each v1 hierarchy; removed (deepest first) afterwards."""
+    made: list[Path] = []
+    try:
+        for hierarchy in V1_HIERARCHIES:
+            base = CGROUP_MOUNT / hierarchy
+            if not base.is_dir():
+                continue
+            root = base / name
+            root.mkdir()
+            made.append(root)
+            if hierarchy == "cpuset":  # a new cpuset is empty: give it the parent's CPUs and nodes
+                for attr in ("cpuset.cpus", "cpuset.mems"):
+                    (root / attr).write_text((base / attr).read_text())
+        yield name
+    finally:
+        for root in made:
+            for dirpath, _dirs, _files in os.walk(root, topdown=False):
+                try:
+                    os.rmdir(dirpath)
+                except OSError as exc:
+                    print(f"bench: could not remove cgroup {dirpath}: {exc}", file=sys.stderr)
+
+
+@contextmanager
+def private_netns(name: str) -> Iterator[str | None]:
+    """A named network namespace with veth0/veth1 up inside; None when this host cannot."""
+    if shutil.which("ip") is None:
+        yield None
+        return
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, check=False).returncode == 0
+    try:
+        if not made:
+            yield None
+            return
+        for cmd in (
+            ["ip", "-n", name, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1"],
+            ["ip", "-n", name, "link", "set", "veth0", "up"],
+            ["ip", "-n", name, "link", "set", "veth1", "up"],
+        ):
+            subprocess.run(cmd, capture_output=True, check=True)
+        yield name
+    finally:
+        if made:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+@contextmanager
+def running_agent(
+    workdir: Path, cgroup_root: str, node_name: str = "bench"
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The agent on a socket in workdir, over the real cgroupfs below cgroup_root; stopped after."""
+    socket = workdir / "agent.sock"
+    config = workdir / "nodeagent.yaml"
+    config.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "node_name": node_name,
+                "log_level": "warning",
+                "runtime_dir": str(workdir / "run"),
+                "listen": {"socket": str(socket)},
+                "host": {"fs_root": "/", "cgroup_root": cgroup_root, "simulate": "cpufreq"},
+                "telemetry": {"metrics_listen": "127.0.0.1:0"},
+            }
+        )
+    )
+    log = (workdir / "agent.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodeagent", "--config", str(config)], cwd=REPO, stdout=log, stderr=log
+    )
+    target = f"unix:{socket}"
+    try:
+        wait_ready(proc, target, workdir / "agent.log")
+        yield proc, target
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], target: str, log: Path, timeout: float = 30.0) -> None:
+    stub = connect(target)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            stub.GetInventory(pb.GetInventoryRequest(), timeout=1)
+            return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agent not ready after {timeout}s:\n{log.read_text()[-2000:]}") from None
+            time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def one_knob(value: int) -> pb.Profile:
+    return pb.Profile(
+        cgroups=pb.CgroupsProfile(
+            groups=[pb.CgroupSetting(path="one", cpu_quota_us=value, cpu_period_us=100_000)]
+        )
+    )
+
+
+def big_profile(variant: int, cpus: int, netns: str | None, cpufreq: bool) -> pb.Profile:
+    """Every CPU's governor (when cpufreq works), 20 cgroup files (4 groups x 5 knobs) and, with a
+    netns, 5 tc objects."""
+    governor = ("performance", "powersave")[variant]
+    groups = [
+        pb.CgroupSetting(
+            path=f"big/g{i}",
+            cpu_quota_us=(40_000, 60_000)[variant] + i,
+            cpu_period_us=(100_000, 50_000)[variant],
+            cpu_weight=(100, 200)[variant] + i,
+            cpuset_cpus=("0", f"0-{cpus - 1}")[variant],
+            memory_max_bytes=((256, 512)[variant] + i) << 20,
+        )
+        for i in range(4)
+    ]
+    profile = pb.Profile(cgroups=pb.CgroupsProfile(groups=groups))
+    if cpufreq:
+        profile.cpufreq.settings.append(pb.CpuFreqSetting(cpus="", governor=governor))
+    if netns is not None:
+        rates = (("10mbit", "20mbit"), ("30mbit", "40mbit"))[variant]
+        classes = [pb.HtbClass(minor=10 + i, rate=rates[i % 2], ceil="100mbit") for i in range(4)]
+        htb = pb.HtbQdisc(default_class=10, classes=classes)  # root qdisc + 4 classes = 5 objects
+        profile.network.interfaces.append(pb.InterfaceShaping(name="veth0", netns=netns, htb=htb))
+    return profile
+
+
+def timed_applies(
+    stub: nodeconfig_pb2_grpc.NodeConfigStub, profiles: Callable[[int], pb.Profile], n: int
+) -> list[float]:
+    latencies = []
+    for i in range(n):
+        request = pb.ApplyRequest(profile=profiles(i), requester="bench")
+        started = time.perf_counter()
+        response = stub.Apply(request, timeout=10)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if i >= 2 and response.writes_performed == 0:
+            raise RuntimeError("an alternating apply wrote nothing: the benchmark measures no write")
+    return latencies
+
+
+def direct_writes(cgroup_root: str, n: int) -> list[float]:
+    """The baseline: the same cfs_quota write without the agent, through the same file layer."""
+    fs = HostFS("/")
+    rel = f"sys/fs/cgroup/cpu/{cgroup_root}/direct"
+    fs.mkdir(rel)
+    fs.write(f"{rel}/cpu.cfs_period_us", "100000")
+    latencies = []
+    for i in range(n):
+        value = str((50_000, 60_000)[i % 2])
+        started = time.perf_counter()
+        fs.write(f"{rel}/cpu.cfs_quota_us", value)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def reset_quietly(stub: nodeconfig_pb2_grpc.NodeConfigStub) -> None:
+    try:
+        stub.Reset(pb.ResetRequest(), timeout=30)
+    except grpc.RpcError as exc:  # the agent restores on SIGTERM too; cleanup goes on
+        print(f"bench: reset failed: {exc.code().name} {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    tag = f"mlsysops-bench-{os.getpid()}"
+    result: dict[str, Any] = {"bench": "nodeagent", "tag": tag}  # names of its cgroups and netns
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{tag}-")))
+        cgroup_root = stack.enter_context(private_cgroups(tag))
+        netns = stack.enter_context(private_netns(tag))
+        proc, target = stack.enter_context(running_agent(workdir, cgroup_root))
+        stub = connect(target)
+        stack.callback(reset_quietly, stub)  # originals back before the agent stops
+
+        time.sleep(args.settle_seconds)  # start-up work (probes, first samples) is not idle time
+        result["rss_mib_idle"] = round(rss_mib(proc.pid), 2)
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(args.idle_seconds)
+        result["idle_cpu_pct"] = round((cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100, 3)
+        result["idle_seconds"] = args.idle_seconds
+
+        latencies = timed_applies(stub, lambda i: one_knob((50_000, 60_000)[i % 2]), args.applies)
+        result["applies"] = args.applies
+        result["apply_p50_ms"] = round(percentile(latencies, 50), 3)
+        result["apply_p99_ms"] = round(percentile(latencies, 99), 3)
+        result["rss_mib_after_10k_applies"] = round(rss_mib(proc.pid), 2)
+        direct = direct_writes(cgroup_root, min(args.applies, 5000))
+        result["direct_write_p99_ms"] = round(percentile(direct, 99), 4)
+
+        stub.Apply(pb.ApplyRequest(profile=one_knob(70_000), requester="bench"), timeout=10)
+        again = stub.Apply(pb.ApplyRequest(profile=one_knob(70_000), requester="bench"), timeout=10)
+        result["reapply_writes"] = again.writes_performed
+
+        inventory = stub.GetInventory(pb.GetInventoryRequest(), timeout=10)
+        mechanisms = {m.name: m for m in inventory.mechanisms}
+        network, cpufreq = mechanisms.get("network"), mechanisms.get("cpufreq")
+        if network is None or not network.available or netns is None:
+            why = "no network namespace" if netns is None else (network.reason if network else "not loaded")
+            result["profile_network"] = f"unavailable: {why}; profile without tc objects"
+            netns = None
+        else:
+            result["profile_network"] = "htb root + 4 classes on veth0 in a private netns"
+        use_cpufreq = cpufreq is not None and cpufreq.available
+        if not use_cpufreq:
+            why = cpufreq.reason if cpufreq is not None else "not loaded"
+            result["profile_cpufreq"] = f"unavailable: {why}; profile without governors"
+        cpus = len(inventory.cpus) or os.cpu_count() or 1
+        profiles = [big_profile(v, cpus, netns, use_cpufreq) for v in (0, 1)]
+        try:
+            first = stub.Apply(pb.ApplyRequest(profile=profiles[0], requester="bench"), timeout=30)
+        except grpc.RpcError as exc:
+            if netns is None:
+                raise
+            result["profile_network"] = f"failed: {exc.details()}; profile without tc objects"  # type: ignore[attr-defined]
+            profiles = [big_profile(v, cpus, None, use_cpufreq) for v in (0, 1)]
+            first = stub.Apply(pb.ApplyRequest(profile=profiles[0], requester="bench"), timeout=30)
+        result["profile_writes"] = first.writes_performed
+        plat = timed_applies(stub, lambda i: profiles[(i + 1) % 2], args.profile_applies)
+        result["profile_p50_ms"] = round(percentile(plat, 50), 3)
+        result["profile_p99_ms"] = round(percentile(plat, 99), 3)
+
+    result["targets"] = TARGETS
+    result["baseline"] = {
+        "direct_write_p99_ms": result["direct_write_p99_ms"],
+        "apply_overhead_p99_ms": round(result["apply_p99_ms"] - result["direct_write_p99_ms"], 3),
+    }
+    result["meets_targets"] = (
+        max(result["rss_mib_idle"], result["rss_mib_after_10k_applies"]) <= TARGETS["rss_mib_max"]
+        and result["idle_cpu_pct"] <= TARGETS["idle_cpu_pct_max"]
+        and result["apply_p99_ms"] <= TARGETS["apply_p99_ms_max"]
+        and result["profile_p99_ms"] <= TARGETS["profile_p99_ms_max"]
+        and result["reapply_writes"] == TARGETS["reapply_writes"]
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--applies", type=int, default=10_000, help="single-knob applies (default 10000)")
+    parser.add_argument("--profile-applies", type=int, default=300, help="whole-profile applies")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle CPU measurement window")
+    parser.add_argument("--settle-seconds", type=float, default=3.0, help="wait after start-up")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print(json.dumps({"bench": "nodeagent", "skipped": "needs root (real cgroupfs, netns)"}))
+        return 0
+    print(json.dumps(measure(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""`mlsysops-nodeagent`: flags → config → bootstrap → serve until SIGTERM/SIGINT.
+
+Under systemd (Type=notify) it sends READY=1 once the API listens, WATCHDOG=1 at half the
+watchdog timeout while the engine answers, and STOPPING=1 before restoring the originals.
+Logs go to stderr as `level=... logger=... message` lines (journald adds the time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from nodeagent import __version__
+from nodeagent.config import ConfigError, load_config
+from nodeagent.host.systemd import SdNotifier
+from nodeagent.service.store import CorruptState
+
+log = logging.getLogger("nodeagent")
+
+NOISY_LIBRARIES = ("pyroute2", "asyncio", "grpc")
+EX_CONFIG = 78  # sysexits.h: systemd shows it as a configuration problem, and does not loop on it
+
+#: flag → dotted config key it overrides
+FLAG_KEYS = {
+    "socket": "listen.socket",
+    "listen": "listen.tcp",
+    "tls_cert": "listen.tls.cert",
+    "tls_key": "listen.tls.key",
+    "tls_client_ca": "listen.tls.client_ca",
+    "runtime_dir": "runtime_dir",
+    "fs_root": "host.fs_root",
+    "simulate": "host.simulate",
+    "node_name": "node_name",
+    "log_level": "log_level",
+    "metrics_listen": "telemetry.metrics_listen",
+    "drift_interval": "drift.interval_s",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="mlsysops-nodeagent", description="The mlsysops node agent (gRPC node-configuration API)."
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--config", type=Path, help="YAML file (default: /etc/mlsysops/nodeagent.yaml if present)")
+    p.add_argument("--socket", help="unix socket path ('' for none)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="also listen on TCP (needs TLS flags or --insecure)")
+    p.add_argument("--insecure", action="store_true", default=None, help="allow plain-text TCP")
+    p.add_argument("--tls-cert", help="server certificate (PEM) for TCP")
+    p.add_argument("--tls-key", help="server private key (PEM) for TCP")
+    p.add_argument("--tls-client-ca", help="CA bundle (PEM) that client certificates must chain to")
+    p.add_argument("--runtime-dir", help="journal and state directory")
+    p.add_argument("--fs-root", help="root below which sysfs/procfs/cgroupfs are accessed")
+    p.add_argument("--simulate", choices=("off", "cpufreq", "all"), help="simulated kernel trees")
+    p.add_argument("--node-name")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus endpoint ('' for none)")
+    p.add_argument("--drift-interval", type=float, metavar="SECONDS")
+    return p.parse_args(argv)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    found = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None}
+    if args.insecure:
+        found["listen.insecure"] = True
+    return found
+
+
+def configure_logging(level: str) -> None:
+    # journald timestamps every line itself; a terminal gets the time from us.
+    fmt = "level=%(levelname)s logger=%(name)s %(message)s"
+    if "JOURNAL_STREAM" not in os.environ:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=fmt, force=True)
+    for noisy in NOISY_LIBRARIES:  # their debug output would drown ours
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config, overrides(args))
+    except ConfigError as exc:
+        print(f"mlsysops-nodeagent: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure_logging(config.log_level)
+    from nodeagent.bootstrap import build_agent  # heavy imports only once the config is good
+
+    try:
+        agent = build_agent(config)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EX_CONFIG
+    except CorruptState as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return serve(agent, SdNotifier())
+
+
+def serve(agent: Any, notifier: SdNotifier) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal=%s stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.start()
+    # Everything allocated so far lives as long as the daemon: keep it out of the collector's
+    # way, so a full collection does not walk grpc's and protobuf's object graphs mid-Apply.
+    gc.freeze()
+    addresses = " ".join(agent.server.addresses)
+    log.info("ready version=%s listen=%s metrics=%s", __version__, addresses, agent.metrics_url or "-")
+    notifier.notify("READY=1", f"STATUS=serving on {addresses}")
+    interval = notifier.watchdog_interval_s()
+    while not stop.wait(interval):
+        # A wedged engine stops the pings, and systemd restarts the agent.
+        if agent.engine.responsive(timeout=interval / 2):
+            notifier.notify("WATCHDOG=1")
+        else:
+            log.warning("engine busy for %.1fs: watchdog ping skipped", interval / 2)
+    notifier.notify("STOPPING=1", "STATUS=restoring originals")
+    try:
+        agent.stop()
+    except Exception:
+        log.exception("stop failed: originals stay in the journal for the next start's Reset")
+        return 1
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

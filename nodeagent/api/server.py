@@ -1,0 +1,120 @@
+"""The gRPC server: listeners (unix socket; TCP with mutual TLS, or plain only when asked),
+the health service and server reflection (so grpcurl can list and call the API).
+
+A small, fixed thread pool serves every call: no per-request threads, and WatchEvents streams
+are capped below the pool size (config) so they cannot starve Apply.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
+from nodeagent.config import ConfigError, ListenConfig
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["NodeConfig"].full_name
+
+
+class ApiServer:
+    def __init__(self, servicer: pb_grpc.NodeConfigServicer, listen: ListenConfig) -> None:
+        self._listen = listen
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=listen.workers, thread_name_prefix="grpc"),
+            options=[("grpc.so_reuseport", 0)],  # a second agent on the same port must fail, not share it
+        )
+        pb_grpc.add_NodeConfigServicer_to_server(servicer, self._server)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.addresses: list[str] = []  # gRPC targets a client can dial, once bound
+        if listen.socket:
+            self.addresses.append(self._bind_unix(Path(listen.socket)))
+        if listen.tcp:
+            self.addresses.append(self._bind_tcp(listen.tcp))
+
+    def start(self) -> None:
+        self._server.start()
+        if self._listen.socket:
+            os.chmod(self._listen.socket, int(self._listen.socket_mode, 8))
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        """Refuse new calls, let running ones finish for up to `grace_s`, then remove the socket."""
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace_s).wait()
+        if self._listen.socket:
+            Path(self._listen.socket).unlink(missing_ok=True)
+
+    def _bind_unix(self, path: Path) -> str:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True)
+            os.chmod(path.parent, int(self._listen.socket_dir_mode, 8))
+        _remove_stale_socket(path)
+        target = f"unix:{path}"
+        self._add_port(target, None, "listen.socket")
+        return target
+
+    def _bind_tcp(self, address: str) -> str:
+        tls = self._listen.tls
+        credentials = None
+        if tls.enabled:
+            try:
+                credentials = grpc.ssl_server_credentials(
+                    [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+                    root_certificates=Path(tls.client_ca).read_bytes(),
+                    require_client_auth=True,
+                )
+            except OSError as exc:
+                raise ConfigError("listen.tls", f"cannot read {exc.filename}: {exc.strerror}") from exc
+        port = self._add_port(address, credentials, "listen.tcp")
+        host = address.rpartition(":")[0]
+        return f"{host}:{port}"
+
+    def _add_port(self, address: str, credentials: grpc.ServerCredentials | None, key: str) -> int:
+        try:
+            if credentials is None:
+                port = self._server.add_insecure_port(address)
+            else:
+                port = self._server.add_secure_port(address, credentials)
+        except RuntimeError as exc:
+            raise ConfigError(key, f"cannot listen on {address}: {exc}") from exc
+        if port == 0 and not address.startswith("unix:"):
+            raise ConfigError(key, f"cannot listen on {address}")
+        return port
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket left by a killed agent is removed; a live one or any other file is refused."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError("listen.socket", f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ConfigError("listen.socket", f"cannot check {path}: {exc.strerror}") from exc
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise ConfigError("listen.socket", f"{path} is in use: is another agent running?")

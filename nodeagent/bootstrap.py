@@ -1,0 +1,243 @@
+"""The composition root of the node agent: the one place that builds real adapters from the config.
+
+Nothing happens at import time anywhere in the agent; `build_agent(config)` creates the host
+file layer, loads the mechanism plugins from their entry-point group (each with its own
+MechanismContext), the journal, the engine, telemetry and the gRPC server, and returns them
+wired together in an `Agent` that `__main__` starts and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from nodeagent.api.server import ApiServer
+from nodeagent.api.servicer import NodeConfigServicer
+from nodeagent.config import AgentConfig, ConfigError, MechanismConfig
+from nodeagent.errors import HostError, InvalidSpec
+from nodeagent.host.fs import HostFS
+from nodeagent.mechanisms.base import Capabilities, MechanismContext
+from nodeagent.service.desired import DesiredStore
+from nodeagent.service.devices import DeviceRegistry
+from nodeagent.service.drift import DriftMonitor
+from nodeagent.service.engine import BUILTIN_SECTIONS, Engine
+from nodeagent.service.events import EventBus
+from nodeagent.service.journal import Journal
+from nodeagent.service.registry import MechanismEntry, MechanismSet, probe
+from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSettings, Telemetry
+
+log = logging.getLogger(__name__)
+
+MECHANISM_GROUP = "mlsysops.nodeagent.mechanisms"
+CPUFREQ_DIR = "sys/devices/system/cpu/cpufreq"
+STOP_GRACE_S = 2.0
+
+
+@dataclass
+class Agent:
+    """The running daemon's parts, in start order."""
+
+    config: AgentConfig
+    engine: Engine
+    events: EventBus
+    telemetry: Telemetry
+    server: ApiServer
+    drift: DriftMonitor
+    metrics_url: str
+
+    def start(self) -> None:
+        self.telemetry.start()
+        self.server.start()
+        self.drift.start()
+
+    def stop(self) -> None:
+        """Stop serving, then (if configured) put every original back."""
+        self.events.close()  # ends WatchEvents streams so the server can stop promptly
+        self.server.stop(STOP_GRACE_S)
+        self.drift.stop()
+        try:
+            if self.config.restore_on_shutdown:
+                result = self.engine.reset()
+                log.info("shutdown restored=%d", result.writes_performed)
+        finally:
+            self.telemetry.stop()
+
+
+def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None) -> Agent:
+    """Everything the daemon needs, built from `config`; raises ConfigError or CorruptState."""
+    runtime = Path(config.runtime_dir)
+    try:
+        runtime.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("runtime_dir", f"cannot create {runtime}: {exc.strerror}") from exc
+    fs = host_fs(config)
+    events = EventBus()
+    journal = Journal(runtime / "journal.json")  # a corrupt journal stops us here, before any write
+    if originals := journal.originals():
+        log.warning("journal=%s holds %d originals from an earlier run: Reset restores them",
+                    journal.path, len(originals))
+    mechanisms = load_mechanisms(config, fs, MECHANISM_GROUP if plugins is None else plugins)
+    registry = CollectorRegistry(auto_describe=True)
+    store = DesiredStore(runtime / "desired.json")
+    engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry))
+    telemetry = Telemetry(
+        registry=registry,
+        fs=fs,
+        cgroup_targets=lambda: managed_cgroups(fs, config, engine.desired_profile()),
+        settings=collector_settings(config),
+    )
+    metrics_url = ""
+    if config.telemetry.metrics_listen:
+        host, _, port = config.telemetry.metrics_listen.rpartition(":")
+        try:
+            metrics_url = telemetry.serve_http(host.strip("[]"), int(port))
+        except InvalidSpec as exc:
+            raise ConfigError("telemetry.metrics_listen", exc.reason) from exc
+    servicer = NodeConfigServicer(
+        node_name=config.node_name or socket.gethostname(),
+        engine=engine,
+        mechanisms=mechanisms,
+        devices=DeviceRegistry(events),
+        events=events,
+        telemetry=telemetry,
+        metrics_endpoint=metrics_url,
+        max_watchers=config.listen.max_watchers,
+    )
+    server = ApiServer(servicer, config.listen)
+    drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
+    return Agent(config, engine, events, telemetry, server, drift, metrics_url)
+
+
+# ---------------------------------------------------------------- host
+
+
+def host_fs(config: AgentConfig) -> HostFS:
+    """The file layer every mechanism and collector uses (a simulated node with simulate: all)."""
+    if config.host.simulate == "all":
+        from nodeagent.host.simulated import build_simulated_host
+
+        return build_simulated_host(config.host.fs_root, cpus=os.cpu_count() or 1)
+    return HostFS(config.host.fs_root)
+
+
+def cpufreq_fs(config: AgentConfig, fs: HostFS) -> HostFS:
+    """simulate: cpufreq gives the cpufreq mechanism a simulated tree when the host has none."""
+    if config.host.simulate != "cpufreq" or _has_cpufreq(fs):
+        return fs
+    from nodeagent.host.simulated import build_simulated_host
+
+    root = Path(config.runtime_dir) / "simulated-cpufreq"
+    log.info("host has no cpufreq: simulating it under %s", root)
+    return build_simulated_host(root, cpus=os.cpu_count() or 1, cgroup2=None)
+
+
+def _has_cpufreq(fs: HostFS) -> bool:
+    """A cpufreq policy exists (VMs often have an empty cpufreq directory)."""
+    return fs.is_dir(CPUFREQ_DIR) and any(n.startswith("policy") for n in _listdir(fs, CPUFREQ_DIR))
+
+
+# ---------------------------------------------------------------- mechanisms
+
+
+def load_mechanisms(config: AgentConfig, fs: HostFS, plugins: str | Iterable[EntryPoint]) -> MechanismSet:
+    """Each installed plugin, constructed and probed, or marked unavailable with the reason.
+
+    A plugin that fails to load makes only itself unavailable (visible in the inventory): the
+    other mechanisms keep working. A config section for a plugin that is not installed is an
+    error, since it is most likely a typo.
+    """
+    found = {ep.name: ep for ep in (entry_points(group=plugins) if isinstance(plugins, str) else plugins)}
+    for name in config.mechanisms:
+        if name not in found:
+            installed = ", ".join(found)
+            raise ConfigError(f"mechanisms.{name}", f"no such mechanism plugin (installed: {installed})")
+    entries = [
+        _load_one(name, found[name], config, fs, config.mechanisms.get(name, MechanismConfig()))
+        for name in _apply_order(found)
+    ]
+    for entry in entries:
+        log.info("mechanism=%s available=%s reason=%r", entry.name, entry.usable, entry.capabilities.reason)
+    return MechanismSet(entries)
+
+
+def _apply_order(names: Iterable[str]) -> list[str]:
+    """Built-in sections in profile order (cpufreq, cgroups, network), then plugins by name."""
+    return sorted(names, key=lambda n: (BUILTIN_SECTIONS.index(n) if n in BUILTIN_SECTIONS else 99, n))
+
+
+def _load_one(
+    name: str, entry_point: EntryPoint, config: AgentConfig, fs: HostFS, settings: MechanismConfig
+) -> MechanismEntry:
+    if not settings.enabled:
+        disabled = Capabilities(False, f"disabled by configuration (mechanisms.{name}.enabled)")
+        return MechanismEntry(name, None, disabled)
+    context = MechanismContext(
+        fs=cpufreq_fs(config, fs) if name == "cpufreq" else fs,
+        cgroup_mount=config.host.cgroup_mount,
+        cgroup_root=config.host.cgroup_root,
+        netns_dir=config.host.netns_dir,
+        options=settings.options,
+    )
+    try:
+        mechanism = entry_point.load()(context)
+    except InvalidSpec as exc:  # the plugin rejected its options
+        raise ConfigError(f"mechanisms.{name}.options.{exc.field}", exc.reason) from exc
+    except Exception as exc:
+        log.exception("mechanism=%s failed to load", name)
+        return MechanismEntry(name, None, Capabilities(False, f"failed to load: {type(exc).__name__}: {exc}"))
+    return MechanismEntry(name, mechanism, probe(mechanism))
+
+
+# ---------------------------------------------------------------- telemetry
+
+
+def collector_settings(config: AgentConfig) -> list[CollectorSettings]:
+    """The configured collectors over their defaults; unknown names are config errors."""
+    defaults = {s.name: s for s in DEFAULT_SETTINGS}
+    settings: list[CollectorSettings] = []
+    for name, wanted in config.telemetry.collectors.items():
+        if name not in defaults:
+            known = ", ".join(defaults)
+            raise ConfigError(f"telemetry.collectors.{name}", f"unknown collector (known: {known})")
+        base = defaults[name]
+        settings.append(
+            CollectorSettings(
+                name,
+                base.enabled if wanted.enabled is None else wanted.enabled,
+                base.interval_ms if wanted.interval_ms is None else wanted.interval_ms,
+            )
+        )
+    return settings
+
+
+def managed_cgroups(fs: HostFS, config: AgentConfig, profile: Mapping[str, Any]) -> Sequence[str]:
+    """Cgroup directories (relative to the fs root) of the desired profile's groups, in every
+    hierarchy where they exist: what the telemetry's cgroups collector reports on."""
+    groups: list[Any] = profile.get("cgroups", {}).get("groups", [])
+    paths = [g["path"] for g in groups if isinstance(g, Mapping) and isinstance(g.get("path"), str)]
+    if not paths:
+        return []
+    mount, root = config.host.cgroup_mount, config.host.cgroup_root
+    hierarchies = [mount] + [f"{mount}/{h}" for h in _listdir(fs, mount)]
+    return [
+        f"{h}/{root}/{p}"
+        for h in hierarchies
+        for p in paths
+        if fs.is_dir(f"{h}/{root}/{p}") and fs.exists(f"{h}/cgroup.procs")
+    ]
+
+
+def _listdir(fs: HostFS, rel: str) -> list[str]:
+    try:
+        return [name for name in fs.listdir(rel) if fs.is_dir(f"{rel}/{name}")]
+    except HostError:
+        return []
+

@@ -1,0 +1,484 @@
+"""`mlsysops node`: talk to a node agent (inventory, state, apply, reset, telemetry, events).
+
+Layers: click verbs -> one RPC each through nodeagent.client -> rendering through
+mlsysops.output. gRPC failures are turned into messages and exit codes in exactly one table
+(`STATUS_EXITS`), so every verb fails the same way:
+
+    0 ok · 1 agent-side failure · 2 bad input (file, flag, or INVALID_ARGUMENT from the agent)
+    3 agent unreachable or too slow · 4 not possible on this node · 5 refused (auth)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+import yaml
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc
+from mlsysops.output import emit, output_option, table
+from nodeagent.client import DEFAULT_TARGET, TARGET_ENV, TargetError, TlsFiles, open_channel
+
+# ------------------------------------------------------------------------------- errors
+
+
+class CliError(click.ClickException):
+    """A failure with its exit code (see the module docstring)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+C = grpc.StatusCode
+STATUS_EXITS: dict[grpc.StatusCode, tuple[int, str]] = {
+    C.INVALID_ARGUMENT: (2, "rejected by the agent, nothing was changed: {details}"),
+    C.OUT_OF_RANGE: (2, "rejected by the agent, nothing was changed: {details}"),
+    C.UNAVAILABLE: (3, "the node agent is not reachable at {target} ({details})"),
+    C.DEADLINE_EXCEEDED: (3, "the node agent at {target} did not answer in time"),
+    C.RESOURCE_EXHAUSTED: (3, "the node agent at {target} is busy: {details}"),
+    C.FAILED_PRECONDITION: (4, "not possible on this node: {details}"),
+    C.UNIMPLEMENTED: (4, "the agent at {target} does not implement this call: {details}"),
+    C.PERMISSION_DENIED: (5, "permission denied by the agent at {target}: {details}"),
+    C.UNAUTHENTICATED: (5, "the agent at {target} refused our credentials: {details}"),
+}
+
+
+def rpc_error(exc: grpc.RpcError, target: str) -> CliError:
+    """The one mapping from a gRPC status to what the user reads and the exit code."""
+    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+    details = exc.details() or code.name.lower()  # type: ignore[attr-defined]
+    exit_code, template = STATUS_EXITS.get(code, (1, "the agent failed ({code}): {details}"))
+    return CliError(template.format(target=target, details=details, code=code.name), exit_code)
+
+
+# ------------------------------------------------------------------------------- connection
+
+
+@dataclass(frozen=True)
+class Connection:
+    target: str
+    tls: TlsFiles | None
+    timeout: float
+
+    @contextmanager
+    def stub(self) -> Iterator[nodeconfig_pb2_grpc.NodeConfigStub]:
+        """A stub whose channel is closed afterwards; gRPC errors become CliError here."""
+        try:
+            channel = open_channel(self.target, self.tls)
+        except TargetError as exc:
+            raise CliError(str(exc), 2) from exc
+        try:
+            yield nodeconfig_pb2_grpc.NodeConfigStub(channel)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, self.target) from exc
+        finally:
+            channel.close()
+
+    def call(self, method: str, request: Message) -> Any:
+        with self.stub() as stub:
+            return getattr(stub, method)(request, timeout=self.timeout)
+
+
+pass_connection = click.make_pass_decorator(Connection)
+
+
+def show_message(message: Message, output_format: str, render_table: Callable[[Any], str]) -> None:
+    """Emit a response: its proto JSON mapping for json/yaml, render_table(message) otherwise."""
+    emit(to_dict(message), output_format, lambda _: render_table(message))
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """The proto JSON mapping with proto field names: the same shape as a profile file."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+# ------------------------------------------------------------------------------- profile files
+
+
+class ProfileError(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)
+
+
+def load_profile(path: Path) -> pb.Profile:
+    """Read a YAML profile (the proto JSON mapping of Profile); errors name the file and field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path} is not a text file ({exc.reason})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ProfileError(f"{path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ProfileError(f"{path}: a profile is a YAML mapping (cpufreq, cgroups, network), not {found}")
+    try:
+        return json_format.ParseDict(data, pb.Profile())
+    except json_format.ParseError as exc:
+        field, reason = locate_parse_error(data, pb.Profile.DESCRIPTOR, "") or ("", _clean(str(exc)))
+        raise ProfileError(f"{path}: {field or 'profile'}: {reason}") from exc
+
+
+def locate_parse_error(data: Any, descriptor: Descriptor, path: str) -> tuple[str, str] | None:
+    """The path (e.g. `cgroups.groups[1].cpu_quota_us`) and reason of the first field of data
+    that the proto JSON mapping rejects; protobuf's own message lacks the list indices."""
+    if not isinstance(data, dict):
+        return path, f"must be a mapping, not {type(data).__name__}"
+    known = {f.name: f for f in descriptor.fields} | {f.json_name: f for f in descriptor.fields}
+    for key, value in data.items():
+        here = f"{path}.{key}" if path else str(key)
+        field = known.get(key)
+        if field is None:
+            names = ", ".join(f.name for f in descriptor.fields)
+            return here, f"unknown field (known: {names})"
+        problem = _check_field(field, value, here)
+        if problem is not None:
+            return problem
+    return _parse_alone(data, descriptor, path)  # e.g. two members of a oneof
+
+
+def _check_field(field: FieldDescriptor, value: Any, here: str) -> tuple[str, str] | None:
+    nested = field.message_type
+    plain_message = (
+        nested is not None and not nested.GetOptions().map_entry and nested.file.package != "google.protobuf"
+    )
+    if not plain_message or value is None:  # scalars, enums, maps, Struct: protobuf judges
+        return _parse_alone({field.name: value}, field.containing_type, here)
+    if field.is_repeated:
+        if not isinstance(value, list):
+            return here, f"must be a list, not {type(value).__name__}"
+        for i, item in enumerate(value):
+            problem = locate_parse_error(item, nested, f"{here}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    return locate_parse_error(value, nested, here)
+
+
+def _parse_alone(data: dict[str, Any], descriptor: Descriptor, here: str) -> tuple[str, str] | None:
+    try:
+        json_format.ParseDict(data, message_factory.GetMessageClass(descriptor)())
+    except json_format.ParseError as exc:
+        return here, _clean(str(exc))
+    return None
+
+
+def _clean(message: str) -> str:
+    """protobuf's reason without its nesting prefixes and the index-less location."""
+    message = re.sub(r"Failed to parse \w+ field: ", "", message)
+    message = re.sub(r' at "?[A-Z][\w.\[\]]*"?(?=\.*$|\n)', "", message)
+    message = re.sub(r"invalid literal for int\(\) with base 10: ", "not an integer: ", message)
+    return message.split("\n")[0].rstrip(". ") or "invalid value"
+
+
+# ------------------------------------------------------------------------------- verbs
+
+
+@click.group()
+@click.option(
+    "--target",
+    envvar=TARGET_ENV,
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help=f"Node agent: unix:/path/to.sock or host:port (env {TARGET_ENV}).",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key (PEM).")
+@click.option(
+    "--tls-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA of the agent's cert (PEM)."
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
+@click.pass_context
+def node(
+    ctx: click.Context,
+    target: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
+    timeout: float,
+) -> None:
+    """Inspect and configure a node through its node agent.
+
+    Exit codes: 0 ok, 1 agent failure, 2 bad input, 3 agent unreachable, 4 not possible on
+    this node, 5 refused.
+    """
+    tls = TlsFiles(tls_cert, tls_key, tls_ca) if any((tls_cert, tls_key, tls_ca)) else None
+    ctx.obj = Connection(target, tls, timeout)
+
+
+@node.command()
+@output_option
+@pass_connection
+def info(conn: Connection, output_format: str) -> None:
+    """What this node has: CPUs, cgroups, interfaces, mechanisms, runtimes, devices."""
+    inventory = conn.call("GetInventory", pb.GetInventoryRequest())
+    show_message(inventory, output_format, render_inventory)
+
+
+@node.command()
+@output_option
+@pass_connection
+def state(conn: Connection, output_format: str) -> None:
+    """The desired profile's knobs with their actual and original values, and drift."""
+    node_state = conn.call("GetState", pb.GetStateRequest())
+    show_message(node_state, output_format, render_state)
+
+
+@node.command()
+@click.option(
+    "-f", "--file", "profile_file", required=True, type=click.Path(path_type=Path), help="Profile YAML."
+)
+@click.option("--dry-run", is_flag=True, help="Validate and list the planned writes; write nothing.")
+@output_option
+@pass_connection
+def apply(conn: Connection, profile_file: Path, dry_run: bool, output_format: str) -> None:
+    """Apply a profile: validated whole, then only what differs is written (all-or-nothing)."""
+    profile = load_profile(profile_file)
+    request = pb.ApplyRequest(profile=profile, dry_run=dry_run, requester="cli")
+    response = conn.call("Apply", request)
+    done = f"{response.writes_performed} writes performed, generation {response.generation}"
+    show_message(response, output_format, lambda r: render_writes(r, dry_run, done))
+
+
+@node.command()
+@click.option("--dry-run", is_flag=True, help="List the writes that would restore the originals.")
+@output_option
+@pass_connection
+def reset(conn: Connection, dry_run: bool, output_format: str) -> None:
+    """Restore every original value the agent journaled and forget the desired profile."""
+    response = conn.call("Reset", pb.ResetRequest(dry_run=dry_run))
+    done = f"{response.writes_performed} writes performed: originals restored"
+    show_message(response, output_format, lambda r: render_writes(r, dry_run, done))
+
+
+@node.group(invoke_without_command=True)
+@click.pass_context
+def telemetry(ctx: click.Context) -> None:
+    """Show or change the telemetry collectors (live, no restart)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(show)
+
+
+@telemetry.command()
+@output_option
+@pass_connection
+def show(conn: Connection, output_format: str = "table") -> None:
+    """Collectors, whether they run, how often, and the /metrics endpoint."""
+    config = conn.call("GetTelemetryConfig", pb.GetTelemetryConfigRequest())
+    show_message(config, output_format, render_telemetry)
+
+
+@telemetry.command(name="set")
+@click.argument("name")
+@click.option("--enable/--disable", default=None, help="Switch the collector on or off.")
+@click.option("--interval", help="Sampling interval, e.g. 500ms, 5s, 2m, 1h.")
+@output_option
+@pass_connection
+def set_collector(
+    conn: Connection, name: str, enable: bool | None, interval: str | None, output_format: str
+) -> None:
+    """Change one collector; what is not given keeps its current value."""
+    if enable is None and interval is None:
+        raise click.UsageError("nothing to change: give --enable/--disable and/or --interval")
+    interval_ms = parse_interval(interval) if interval is not None else None
+    with conn.stub() as stub:
+        current = stub.GetTelemetryConfig(pb.GetTelemetryConfigRequest(), timeout=conn.timeout)
+        collector = next((c for c in current.collectors if c.name == name), None)
+        if collector is None:
+            known = ", ".join(c.name for c in current.collectors)
+            raise CliError(f"unknown collector {name!r} (known: {known})", 2)
+        if enable is not None:
+            collector.enabled = enable
+        if interval_ms is not None:
+            collector.interval_ms = interval_ms
+        request = pb.SetTelemetryConfigRequest(collectors=[collector])
+        config = stub.SetTelemetryConfig(request, timeout=conn.timeout)
+    show_message(config, output_format, render_telemetry)
+
+
+EVENT_KINDS = {k.lower(): v for k, v in pb.Event.Kind.items() if v != pb.Event.KIND_UNSPECIFIED}
+
+
+@node.command()
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(EVENT_KINDS)), help="Repeatable.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@output_option
+@pass_connection
+def events(conn: Connection, kinds: Sequence[str], count: int | None, output_format: str) -> None:
+    """Follow the agent's events (applied, drift, errors, ...) from now on; Ctrl-C stops."""
+    request = pb.WatchEventsRequest(kinds=[EVENT_KINDS[k] for k in kinds])
+    printer = _event_printer(output_format)
+    seen = 0
+    try:
+        with conn.stub() as stub:
+            stream = stub.WatchEvents(request)
+            try:
+                for event in stream:
+                    printer(event)
+                    seen += 1
+                    if count is not None and seen >= count:
+                        break
+            finally:
+                stream.cancel()
+    except KeyboardInterrupt:
+        return
+
+
+def _event_printer(output_format: str) -> Callable[[pb.Event], None]:
+    if output_format == "json":
+        return lambda e: click.echo(json.dumps(to_dict(e), sort_keys=True), nl=True)
+    if output_format == "yaml":
+        return lambda e: click.echo("---\n" + yaml.safe_dump(to_dict(e), sort_keys=False).rstrip())
+    header = [False]
+
+    def line(event: pb.Event) -> None:
+        if not header[0]:
+            click.echo(EVENT_LINE.format("TIME", "KIND", "MECHANISM", "KEY", "GEN", "MESSAGE"))
+            header[0] = True
+        when = event.time.ToDatetime().isoformat(timespec="milliseconds") if event.HasField("time") else "-"
+        kind = pb.Event.Kind.Name(event.kind).lower()
+        click.echo(
+            EVENT_LINE.format(
+                when, kind, event.mechanism or "-", event.key or "-", event.generation, event.message
+            ).rstrip()
+        )
+
+    return line
+
+
+EVENT_LINE = "{:<23}  {:<20}  {:<9}  {:<32}  {:>4}  {}"
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_interval(text: str) -> int:
+    """'500ms', '5s', '1.5s', '2m', '1h' -> milliseconds; a bare number is ambiguous, refused."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", text)
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r} is not a duration: use a number with a unit, e.g. 500ms, 5s, 2m, 1h",
+            param_hint="--interval",
+        )
+    return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def _opt(message: Message, field: str) -> str:
+    return str(getattr(message, field)) if message.HasField(field) else "-"
+
+
+def render_writes(response: pb.ApplyResponse | pb.ResetResponse, dry_run: bool, done: str) -> str:
+    rows = [(w.mechanism, w.key, _opt(w, "before"), _opt(w, "after")) for w in response.writes]
+    summary = f"dry run: {len(rows)} writes planned, nothing written" if dry_run else done
+    body = table(rows, ["mechanism", "key", "before", "after"]) + "\n" if rows else ""
+    return body + summary
+
+
+def render_state(s: pb.NodeState) -> str:
+    rows = [
+        (
+            k.mechanism,
+            k.key,
+            _opt(k, "desired"),
+            _opt(k, "actual"),
+            _opt(k, "original"),
+            "yes" if k.drifted else "",
+        )
+        for k in s.knobs
+    ]
+    last = s.last_apply.ToDatetime().isoformat(timespec="seconds") if s.HasField("last_apply") else "never"
+    head = f"generation {s.generation}, {s.drifted} drifted, last apply {last}"
+    if not rows:
+        return head + "\nno desired profile: nothing is managed"
+    return head + "\n" + table(rows, ["mechanism", "key", "desired", "actual", "original", "drifted"])
+
+
+def render_telemetry(config: pb.TelemetryConfig) -> str:
+    rows = [(c.name, "on" if c.enabled else "off", _duration(c.interval_ms)) for c in config.collectors]
+    endpoint = config.metrics_endpoint or "off"
+    return table(rows, ["collector", "enabled", "interval"]) + f"\nmetrics endpoint: {endpoint}"
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _khz(value: int) -> str:
+    return f"{value / 1e6:g} GHz" if value >= 1_000_000 else f"{value / 1e3:g} MHz"
+
+
+def render_inventory(inv: pb.Inventory) -> str:
+    sections = [
+        table(
+            [
+                (
+                    inv.node_name,
+                    inv.architecture,
+                    f"{inv.memory_bytes / 2**30:.1f} GiB",
+                    inv.agent_version,
+                    inv.api_version,
+                )
+            ],
+            ["node", "arch", "memory", "agent", "api"],
+        )
+    ]
+    cpus = [
+        (
+            c.id,
+            c.governor,
+            _khz(c.scaling_min_khz),
+            _khz(c.scaling_max_khz),
+            _khz(c.current_khz),
+            " ".join(c.available_governors),
+        )
+        if c.cpufreq_available
+        else (c.id, "no cpufreq", "", "", "", "")
+        for c in inv.cpus
+    ]
+    sections.append(table(cpus, ["cpu", "governor", "min", "max", "current", "governors"]))
+    controllers = [(c.name, c.version, c.mount) for c in inv.cgroup.controllers]
+    sections.append(
+        f"cgroup {inv.cgroup.version or '-'}, root {inv.cgroup.root or '-'}\n"
+        + table(controllers, ["controller", "version", "mount"])
+    )
+    interfaces = [
+        (i.name, i.netns or "-", i.state, i.mtu, i.root_qdisc or "-") for i in inv.network.interfaces
+    ]
+    sections.append(table(interfaces, ["interface", "netns", "state", "mtu", "qdisc"]))
+    features = [(f.name, "yes" if f.supported else "no", f.reason) for f in inv.network.features]
+    mechanisms = [(m.name, "yes" if m.available else "no", m.reason) for m in inv.mechanisms]
+    sections.append(table(mechanisms, ["mechanism", "available", "reason"]))
+    sections.append(table(features, ["feature", "supported", "reason"]))
+    if inv.runtimes:
+        runtimes = [(r.handler, "yes" if r.available else "no", r.version, r.reason) for r in inv.runtimes]
+        sections.append(table(runtimes, ["runtime", "available", "version", "reason"]))
+    if inv.devices:
+        devices = [
+            (d.id, d.kind, d.transport, "yes" if d.online else "no", ",".join(d.sensors)) for d in inv.devices
+        ]
+        sections.append(table(devices, ["device", "kind", "transport", "online", "sensors"]))
+    return "\n\n".join(sections)

@@ -1,0 +1,445 @@
+"""The agent's configuration: one YAML file, validated into frozen dataclasses.
+
+Each option is declared once, with its default, its documentation and its check, in the
+dataclasses below; the loader, the error messages ("listen.socket_mode: expected an octal
+mode string like '0660'") and docs/nodeagent-config.md are all derived from that one table
+(`python -m nodeagent.config > docs/nodeagent-config.md`; a test keeps the doc current).
+
+The default file (/etc/mlsysops/nodeagent.yaml) is optional: without it the agent runs on the
+embedded defaults. A file given explicitly must exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PATH = Path("/etc/mlsysops/nodeagent.yaml")
+
+Check = Callable[[Any], str | None]  # returns the reason a value is wrong, or None
+
+
+class ConfigError(ValueError):
+    """A bad option: `key` is its dotted path in the file, e.g. "listen.socket_mode"."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def doc(text: str, check: Check | None = None, expect: str = "") -> dict[str, Any]:
+    """An option's metadata: its documentation, its check, and (for type errors) what is expected."""
+    return {"doc": text, "check": check, "expect": expect}
+
+
+# ---------------------------------------------------------------- checks
+
+OCTAL = "an octal mode string like '0660'"
+SIMULATE_MODES = ("off", "cpufreq", "all")
+
+
+
+def octal_mode(value: str) -> str | None:
+    return None if re.fullmatch(r"0?[0-7]{3}", value) else f"expected {OCTAL}"
+
+
+def host_port(value: str) -> str | None:
+    if value == "":
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return "expected HOST:PORT (e.g. '127.0.0.1:50051', '[::1]:50051'), or '' for none"
+    return None
+
+
+def absolute(value: str) -> str | None:
+    return None if os.path.isabs(value) else "must be an absolute path"
+
+
+def relative(value: str) -> str | None:
+    return None if value and not os.path.isabs(value) else "must be a non-empty path relative to host.fs_root"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"expected one of {', '.join(choices)}"
+
+    return check
+
+
+def in_range(low: float, high: float) -> Check:
+    def check(value: float) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+
+    return check
+
+
+def absolute_or_empty(value: str) -> str | None:
+    return None if value == "" else absolute(value)
+
+
+# ---------------------------------------------------------------- the options
+# Each option: field(default..., metadata=doc(what it means, check, what a good value looks like)).
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Mutual TLS for the TCP listener: all three files, or none."""
+
+    cert: str = field(default="", metadata=doc("PEM certificate chain of the server.", absolute_or_empty))
+    key: str = field(default="", metadata=doc("PEM private key of the server.", absolute_or_empty))
+    client_ca: str = field(
+        default="",
+        metadata=doc("PEM CA bundle client certificates must chain to (clients must present one).",
+                     absolute_or_empty),
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert or self.key or self.client_ca)
+
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Where the gRPC API listens: a unix socket (local callers) and optionally TCP (remote ones)."""
+
+    socket: str = field(
+        default="/run/mlsysops/nodeagent.sock",
+        metadata=doc("Unix socket path; '' for none.", absolute_or_empty)
+    )
+    socket_mode: str = field(
+        default="0660",
+        metadata=doc("Permissions of the socket: who may configure this node.", octal_mode, OCTAL),
+    )
+    socket_dir_mode: str = field(
+        default="0755",
+        metadata=doc("Permissions of the socket's directory when the agent creates it.", octal_mode, OCTAL),
+    )
+    tcp: str = field(
+        default="", metadata=doc("TCP address HOST:PORT; '' for none. Needs `tls` or `insecure`.", host_port)
+    )
+    insecure: bool = field(
+        default=False, metadata=doc("Allow plain TCP without TLS (flag --insecure); tests and labs only.")
+    )
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata=doc("Mutual TLS for the TCP listener."))
+    workers: int = field(
+        default=8, metadata=doc("gRPC worker threads; an open WatchEvents stream holds one.", in_range(2, 64))
+    )
+    max_watchers: int = field(
+        default=4,
+        metadata=doc("Concurrent WatchEvents streams; more are refused (RESOURCE_EXHAUSTED). "
+                     "Must stay below `workers`.", in_range(1, 32)),
+    )
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Where the host's kernel interfaces are; tests and the demo point these at private trees."""
+
+    fs_root: str = field(
+        default="/", metadata=doc("Root below which sysfs, procfs and cgroupfs are accessed.", absolute)
+    )
+    cgroup_mount: str = field(
+        default="sys/fs/cgroup", metadata=doc("Where cgroupfs is mounted, relative to fs_root.", relative)
+    )
+    cgroup_root: str = field(
+        default="mlsysops",
+        metadata=doc("Cgroup targets are relative to this directory in each hierarchy.", relative),
+    )
+    netns_dir: str = field(
+        default="/run/netns", metadata=doc("Where named network namespaces live (as `ip netns`).", absolute)
+    )
+    simulate: str = field(
+        default="off",
+        metadata=doc("'off': the real host below fs_root. 'cpufreq': like off, but cpufreq runs on "
+                     "a faithful simulated sysfs tree under runtime_dir when fs_root has no cpufreq "
+                     "(demos, VMs). 'all': fs_root is a simulated node (laid out if empty) whose files "
+                     "behave like the kernel's (tests).", one_of(*SIMULATE_MODES)),
+    )
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """The periodic comparison of the desired profile with the host."""
+
+    interval_s: float = field(
+        default=30.0, metadata=doc("Seconds between drift checks.", in_range(0.05, 86400))
+    )
+    enforce: bool = field(
+        default=False, metadata=doc("Re-apply drifted knobs (ENFORCED events) instead of just reporting.")
+    )
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """One telemetry collector."""
+
+    enabled: bool | None = field(default=None, metadata=doc("Whether the collector runs; null: its default."))
+    interval_ms: int | None = field(
+        default=None,
+        metadata=doc("Sampling interval in milliseconds; null: its default.", in_range(100, 3_600_000)),
+    )
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Prometheus telemetry; collectors can also be changed live through the API."""
+
+    metrics_listen: str = field(
+        default="127.0.0.1:9465", metadata=doc("HOST:PORT of the /metrics endpoint; '' for none.", host_port)
+    )
+    collectors: dict[str, CollectorConfig] = field(
+        default_factory=dict,
+        metadata=doc("Per collector (cpu, memory, network, cgroups, cpufreq, agent): `enabled`, "
+                     "`interval_ms`; collectors not listed keep their defaults."),
+    )
+
+
+@dataclass(frozen=True)
+class MechanismConfig:
+    """One mechanism plugin."""
+
+    enabled: bool = field(default=True, metadata=doc("Whether the mechanism is loaded."))
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata=doc("Passed to the plugin as MechanismContext.options.")
+    )
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The node agent (`mlsysops-nodeagent`)."""
+
+    node_name: str = field(default="", metadata=doc("Name reported in the inventory; '' for the host name."))
+    log_level: str = field(
+        default="info", metadata=doc("Log level on stderr.", one_of("debug", "info", "warning", "error"))
+    )
+    runtime_dir: str = field(
+        default="/run/mlsysops",
+        metadata=doc("Journal of originals and desired state. On tmpfs on purpose: after a reboot the "
+                     "kernel's values are the originals again.", absolute),
+    )
+    restore_on_shutdown: bool = field(
+        default=True, metadata=doc("Restore every original on SIGTERM/SIGINT (clean stop).")
+    )
+    listen: ListenConfig = field(default_factory=ListenConfig, metadata=doc("gRPC listeners."))
+    host: HostConfig = field(default_factory=HostConfig, metadata=doc("Host interfaces."))
+    drift: DriftConfig = field(default_factory=DriftConfig, metadata=doc("Drift checking."))
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig, metadata=doc("Telemetry."))
+    mechanisms: dict[str, MechanismConfig] = field(
+        default_factory=dict,
+        metadata=doc("Per mechanism plugin (cpufreq, cgroups, network, ...): `enabled`, `options`."),
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Read `path` (or the default file, if it exists), apply dotted-key `overrides` (from flags)."""
+    raw: Any = {}
+    source = path or DEFAULT_PATH
+    if path is not None or DEFAULT_PATH.exists():
+        try:
+            raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(str(source), "config file does not exist") from exc
+        except OSError as exc:
+            raise ConfigError(str(source), f"cannot read: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(source), f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(str(source), "expected a mapping of options at the top level")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return parse_config(raw)
+
+
+def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
+    config = _build(AgentConfig, raw, "")
+    _check_listeners(config.listen)
+    return config
+
+
+def _check_listeners(listen: ListenConfig) -> None:
+    tls = listen.tls
+    if tls.enabled:
+        missing = [n for n in ("cert", "key", "client_ca") if not getattr(tls, n)]
+        if missing:
+            raise ConfigError(f"listen.tls.{missing[0]}", "cert, key and client_ca go together (mutual TLS)")
+    if listen.tcp and not tls.enabled and not listen.insecure:
+        raise ConfigError(
+            "listen.tcp",
+            "refusing plain-text TCP: configure mutual TLS (listen.tls.cert/key/client_ca) "
+            "or allow it explicitly with listen.insecure: true (flag --insecure)",
+        )
+    if listen.max_watchers >= listen.workers:
+        raise ConfigError(
+            "listen.max_watchers",
+            f"must be below listen.workers ({listen.workers}): streams would starve the other calls",
+        )
+    if not listen.socket and not listen.tcp:
+        raise ConfigError("listen", "nothing to listen on: set listen.socket or listen.tcp")
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix or "(top level)", "expected a mapping")
+    known = {f.name: f for f in fields(cls)}
+    for name in raw:
+        if name not in known:
+            raise ConfigError(_join(prefix, str(name)), f"unknown option (known: {', '.join(known)})")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = _join(prefix, name)
+        try:
+            converted = _convert(hints[name], value, key)
+        except ConfigError as exc:
+            if not (expect := known[name].metadata.get("expect")) or exc.key != key:
+                raise
+            yaml_hint = " (quote it: YAML reads 0660 as a number)" if isinstance(value, int) else ""
+            raise ConfigError(key, f"expected {expect}{yaml_hint}") from None
+        check = known[name].metadata.get("check")
+        if check is not None and converted is not None and (reason := check(converted)):
+            raise ConfigError(key, reason)
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    if is_dataclass(tp):
+        return _build(tp, value, key)  # type: ignore[arg-type]
+    if isinstance(tp, types.UnionType):  # X | None
+        if value is None:
+            return None
+        (inner,) = (t for t in typing.get_args(tp) if t is not type(None))
+        return _convert(inner, value, key)
+    if typing.get_origin(tp) is dict:
+        _, item_type = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, "expected a mapping")
+        return {str(k): _convert(item_type, v, _join(key, str(k))) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, "expected true or false")
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+# ---------------------------------------------------------------- documentation
+
+
+def render_doc() -> str:
+    """docs/nodeagent-config.md, generated from the dataclasses above."""
+    lines = [
+        "# Node agent configuration",
+        "",
+        "<!-- Generated by `python -m nodeagent.config > docs/nodeagent-config.md`: "
+        "edit nodeagent/config.py. -->",
+        "",
+        f"One YAML file, `{DEFAULT_PATH}` by default (`mlsysops-nodeagent --config PATH`).",
+        "Without the default file the agent runs on the defaults below; a file named with `--config`",
+        "must exist. Unknown keys and bad values stop the agent with a message naming the key, e.g.",
+        "`listen.socket_mode: expected an octal mode string like '0660'`.",
+        "",
+        "Flags override the file: `--socket` (listen.socket), `--listen` (listen.tcp), `--insecure`,",
+        "`--tls-cert`/`--tls-key`/`--tls-client-ca`, `--runtime-dir`, `--fs-root` (host.fs_root),",
+        "`--simulate` (host.simulate), `--node-name`, `--log-level`, `--metrics-listen`, `--drift-interval`.",
+        "",
+    ]
+    _doc_section(AgentConfig, "", lines)
+    lines += [
+        "## Example",
+        "",
+        "```yaml",
+        "node_name: edge-01",
+        "listen:",
+        "  socket: /run/mlsysops/nodeagent.sock",
+        '  socket_mode: "0660"',
+        "  tcp: 0.0.0.0:50051",
+        "  tls: {cert: /etc/mlsysops/tls/node.crt, key: /etc/mlsysops/tls/node.key,",
+        "        client_ca: /etc/mlsysops/tls/ca.crt}",
+        "drift: {interval_s: 10, enforce: true}",
+        "telemetry:",
+        "  collectors:",
+        "    cpu: {interval_ms: 1000}",
+        "    network: {enabled: false}",
+        "mechanisms:",
+        "  network: {enabled: false}",
+        "  cgroups: {options: {}}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _doc_type(tp: type) -> str:
+    return "null" if tp is type(None) else tp.__name__
+
+
+def _doc_section(cls: type, prefix: str, lines: list[str]) -> None:
+    title = prefix or "Top level"
+    lines += [f"## {title}", "", (cls.__doc__ or "").strip(), "", "| key | type | default | meaning |",
+              "|---|---|---|---|"]
+    hints = typing.get_type_hints(cls)
+    nested: list[tuple[type, str]] = []
+    for f in fields(cls):
+        tp = hints[f.name]
+        key = _join(prefix, f.name)
+        if is_dataclass(tp):
+            nested.append((tp, key))  # type: ignore[arg-type]
+            lines.append(f"| `{key}` | section | | {f.metadata['doc']} See below. |")
+            continue
+        if typing.get_origin(tp) is dict:
+            item = typing.get_args(tp)[1]
+            if is_dataclass(item):
+                nested.append((item, f"{key}.<name>"))  # type: ignore[arg-type]
+            lines.append(f"| `{key}` | map | `{{}}` | {f.metadata['doc']} |")
+            continue
+        default = f.default
+        type_name = " or ".join(_doc_type(t) for t in typing.get_args(tp) or (tp,))
+        lines.append(f"| `{key}` | {type_name} | `{default!r}` | {f.metadata['doc']} |")
+    lines.append("")
+    for sub, key in nested:
+        _doc_section(sub, key, lines)
+
+
+if __name__ == "__main__":
+    print(render_doc(), end="")

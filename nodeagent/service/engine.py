@@ -1,0 +1,430 @@
+"""The apply engine: validate → plan → journal → write → (undo), plus reset, drift and state.
+
+Mechanisms only say what a knob should hold and how to write it (nodeagent/mechanisms/base.py);
+this module owns the life cycle, TuneD-style:
+
+- the whole profile is validated before anything is read or written (all-or-nothing);
+- each knob is read and written only when it differs, so a repeated apply writes nothing;
+- the original of every knob is journaled durably before its first write;
+- a failed write undoes what this apply wrote, newest first, through the mechanism's order();
+- applies add up: a knob set by an earlier profile keeps its value until a Reset restores the
+  originals (a mechanism's desired knobs may depend on the host, e.g. a v1 cpuset copied from
+  its parent only when a group is created, so "absent from this plan" does not mean "undo it");
+- one lock serialises applies, resets and drift checks, so plans never race with writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported
+from nodeagent.mechanisms.base import Value, Write
+from nodeagent.service.desired import DesiredState, DesiredStore
+from nodeagent.service.events import Event, EventBus, EventKind
+from nodeagent.service.journal import Journal
+from nodeagent.service.ports import AgentMetricsPort, NullMetrics
+from nodeagent.service.registry import MechanismSet
+
+log = logging.getLogger(__name__)
+
+#: Profile fields owned by the mechanisms of the same name; anything else goes in `extensions`.
+BUILTIN_SECTIONS = ("cpufreq", "cgroups", "network")
+EXTENSIONS = "extensions"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    writes: tuple[Write, ...]  # planned (dry run) or performed, in order
+    writes_performed: int
+    generation: int
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    writes: tuple[Write, ...]
+    writes_performed: int
+
+
+@dataclass(frozen=True)
+class KnobView:
+    mechanism: str
+    key: str
+    desired: Value
+    has_desired: bool
+    actual: Value
+    original: Value
+    has_original: bool
+
+    @property
+    def drifted(self) -> bool:
+        return self.has_desired and self.actual != self.desired
+
+
+@dataclass(frozen=True)
+class StateReport:
+    profile: Mapping[str, Any]
+    generation: int
+    knobs: tuple[KnobView, ...]
+    last_apply: float | None
+    last_drift_check: float | None
+
+    @property
+    def drifted(self) -> int:
+        return sum(k.drifted for k in self.knobs)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    drifted: tuple[Write, ...]  # actual → desired, per drifted knob
+    enforced: bool
+
+
+def split_profile(profile: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(mechanism, field path, section) for every section the profile sets."""
+    sections: list[tuple[str, str, Mapping[str, Any]]] = []
+    for name, section in profile.items():
+        if name == EXTENSIONS:
+            if not isinstance(section, Mapping):
+                raise InvalidSpec(EXTENSIONS, "must be a map of plugin name to settings")
+            for ext, ext_section in section.items():
+                field = f"{EXTENSIONS}.{ext}"
+                if ext in BUILTIN_SECTIONS:
+                    raise InvalidSpec(field, f"{ext!r} is a built-in section: use the top-level field")
+                sections.append((ext, field, ext_section))
+        elif name in BUILTIN_SECTIONS:
+            sections.append((name, name, section))
+        else:
+            known = ", ".join((*BUILTIN_SECTIONS, EXTENSIONS))
+            raise InvalidSpec(name, f"unknown profile section (known: {known})")
+    for _, field, section in sections:
+        if not isinstance(section, Mapping):
+            raise InvalidSpec(field, "must be an object")
+    return sections
+
+
+class Engine:
+    def __init__(
+        self,
+        mechanisms: MechanismSet,
+        journal: Journal,
+        store: DesiredStore,
+        events: EventBus,
+        metrics: AgentMetricsPort | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._mechanisms = mechanisms
+        self._journal = journal
+        self._store = store
+        self._events = events
+        self._metrics: AgentMetricsPort = metrics or NullMetrics()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = store.load()
+        self._drifted: set[tuple[str, str]] = set()
+        self._last_drift_check: float | None = None
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, profile: Mapping[str, Any], *, dry_run: bool = False, requester: str = "") -> ApplyResult:
+        """Make the node match `profile` (a Profile as a JSON object); see the module docstring."""
+        started = time.perf_counter()
+        outcome, performed = "invalid", 0
+        try:
+            with self._lock:
+                desired = self._validate(profile)
+                outcome = "failed"
+                writes = self._plan(desired)
+                if not dry_run:
+                    self._journal.record(writes)
+                    performed = self._execute(writes)
+                    self._commit(profile, desired, performed, requester)
+                outcome = "ok"
+                return ApplyResult(tuple(writes), performed, self._state.generation, _ms_since(started))
+        except Exception as exc:
+            if not isinstance(exc, NodeAgentError):
+                outcome = "failed"  # a plugin bug, not the caller's mistake
+            self._report_failure("apply", outcome, exc)
+            raise
+        finally:
+            self._metrics.observe_apply(
+                time.perf_counter() - started, performed, dry_run=dry_run, outcome=outcome
+            )
+
+    def _validate(self, profile: Mapping[str, Any]) -> dict[str, dict[str, Value]]:
+        desired: dict[str, dict[str, Value]] = {}
+        for name, field, section in split_profile(profile):
+            desired[name] = self._mechanisms.require(name, field).validate(section, field)
+        return desired
+
+    def _plan(self, desired: Mapping[str, Mapping[str, Value]]) -> list[Write]:
+        """Ordered writes that take the node from its actual state to `desired`."""
+        writes: list[Write] = []
+        for name in self._mechanisms.in_order(desired):
+            writes.extend(self._diff(name, desired[name]))
+        return writes
+
+    def _diff(self, name: str, target: Mapping[str, Value]) -> list[Write]:
+        """The mechanism's ordered writes for the knobs of `target` whose actual value differs.
+
+        order() may add writes a change needs (e.g. a v1 cpuset copied from the parent into a
+        new group): they are planned, journaled and undone like the others.
+        """
+        mechanism = self._loaded(name)
+        actual = mechanism.read(target)
+        changed = [Write(name, k, actual.get(k), v) for k, v in target.items() if actual.get(k) != v]
+        return mechanism.order(changed) if changed else []
+
+    def _execute(self, writes: Sequence[Write]) -> int:
+        """Perform writes in order; on a failure undo the ones done, then re-raise as HostError."""
+        done: list[Write] = []
+        for write in writes:
+            try:
+                self._loaded(write.mechanism).write(write)
+            except Exception as exc:
+                cause = _as_host_error(write, exc)
+                self._undo(done, cause)
+                raise cause from exc
+            done.append(write)
+        return len(done)
+
+    def _undo(self, done: Sequence[Write], cause: HostError) -> None:
+        failures: list[str] = []
+        for name, inverses in _group_by_mechanism(w.inverse() for w in reversed(done)):
+            mechanism = self._loaded(name)
+            for write in mechanism.order(inverses):
+                try:
+                    mechanism.write(write)
+                except Exception as exc:
+                    failures.append(f"{write.mechanism}:{write.key} ({exc})")
+        if failures:
+            self._events.publish(
+                Event(EventKind.ERROR, f"undo after {cause} failed for {', '.join(failures)}; "
+                      "the journal keeps their originals: Reset restores them")
+            )
+
+    def _commit(
+        self, profile: Mapping[str, Any], desired: dict[str, dict[str, Value]], performed: int, requester: str
+    ) -> None:
+        changed = profile != self._state.profile
+        if not changed and not performed:
+            return  # a repeated apply: nothing to persist
+        knobs = {name: dict(values) for name, values in self._state.knobs.items()}
+        for name, values in desired.items():  # applies add up: earlier knobs stay desired
+            knobs.setdefault(name, {}).update(values)
+        state = DesiredState(
+            profile=copy.deepcopy(dict(profile)) if changed else self._state.profile,
+            knobs=knobs,
+            generation=self._state.generation + (1 if changed else 0),
+            last_apply=self._clock(),
+        )
+        self._store.save(state)
+        self._state = state
+        self._drifted.clear()
+        log.info(
+            "applied requester=%s writes=%d generation=%d", requester or "-", performed, state.generation
+        )
+        self._events.publish(
+            Event(
+                EventKind.APPLIED,
+                f"{performed} writes",
+                generation=state.generation,
+                details={"writes": str(performed), "requester": requester},
+            )
+        )
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self, *, dry_run: bool = False) -> ResetResult:
+        """Restore every journaled original and forget the desired profile.
+
+        Best effort: a knob that cannot be restored (its write fails, its mechanism cannot
+        read or is not loaded) does not stop the others. Such knobs keep their originals in
+        the journal, so a later Reset can retry, and the call raises HostError naming them.
+        """
+        with self._lock:
+            writes, unrestorable = self._restore_plan()
+            if dry_run:
+                return ResetResult(tuple(writes), 0)
+            failed: list[str] = []
+            kept: set[tuple[str, str]] = set()
+            for write in writes:
+                try:
+                    self._loaded(write.mechanism).write(write)
+                except Exception as exc:
+                    failed.append(f"{write.mechanism}:{write.key} ({exc})")
+                    kept.add((write.mechanism, write.key))
+            originals = self._journal.originals()
+            self._journal.forget(k for k in originals if k[0] not in unrestorable and k not in kept)
+            self._state = DesiredState(generation=self._state.generation)
+            self._store.save(self._state)
+            self._drifted.clear()
+            performed = len(writes) - len(kept)
+            self._events.publish(Event(EventKind.RESET, f"{performed} originals restored"))
+            problems = failed + [f"{name}:* ({reason})" for name, reason in unrestorable.items()]
+            if problems:
+                error = HostError(", ".join(problems), "not restored; their originals stay in the journal")
+                self._report_failure("reset", "failed", error)
+                raise error
+            return ResetResult(tuple(writes), performed)
+
+    def _restore_plan(self) -> tuple[list[Write], dict[str, str]]:
+        """Writes back to the originals, last mechanism first; and the mechanisms that cannot
+        plan them now (name -> why)."""
+        by_mechanism: dict[str, dict[str, Value]] = {}
+        for (name, key), original in self._journal.originals().items():
+            by_mechanism.setdefault(name, {})[key] = original
+        writes: list[Write] = []
+        unrestorable: dict[str, str] = {}
+        for name in reversed(self._mechanisms.in_order(by_mechanism)):
+            if self._mechanisms.loaded(name) is None:
+                unrestorable[name] = "mechanism not loaded"
+                continue
+            try:
+                writes.extend(self._diff(name, by_mechanism[name]))
+            except NodeAgentError as exc:
+                unrestorable[name] = str(exc)
+        return writes, unrestorable
+
+    # ------------------------------------------------------------------ drift
+
+    def check_drift(self, *, enforce: bool = False) -> DriftReport:
+        """Compare desired with actual; report new drift once per knob, and correct it if `enforce`."""
+        with self._lock:
+            drifted: list[Write] = []
+            for name in self._mechanisms.in_order(self._state.knobs):
+                if self._mechanisms.loaded(name) is None:
+                    continue
+                try:
+                    found = self._diff(name, self._state.knobs[name])
+                except NodeAgentError as exc:
+                    self._report_failure("drift", "failed", exc)
+                    continue
+                self._metrics.set_drift(name, len(found))
+                drifted.extend(found)
+            self._last_drift_check = self._clock()
+            for write in drifted:
+                if (write.mechanism, write.key) not in self._drifted:
+                    self._metrics.count_drift_event(write.mechanism)
+                    self._events.publish(_knob_event(EventKind.DRIFT, write, self._state.generation))
+            self._drifted = {(w.mechanism, w.key) for w in drifted}
+            if enforce and drifted:
+                self._enforce(drifted)
+            return DriftReport(tuple(drifted), enforce and bool(drifted))
+
+    def _enforce(self, drifted: Sequence[Write]) -> None:
+        try:
+            self._journal.record(drifted)
+            self._execute(drifted)
+        except NodeAgentError as exc:
+            self._report_failure("enforce", "failed", exc)
+            return
+        for write in drifted:
+            self._events.publish(_knob_event(EventKind.ENFORCED, write, self._state.generation))
+            self._metrics.set_drift(write.mechanism, 0)
+        self._drifted.clear()
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> StateReport:
+        """Desired, actual and original value of every knob the agent manages or has touched."""
+        with self._lock:
+            desired = self._state.knobs
+            originals = self._journal.originals()
+            keys: dict[str, dict[str, None]] = {}
+            for name, values in desired.items():
+                keys.setdefault(name, {}).update(dict.fromkeys(values))
+            for name, key in originals:
+                keys.setdefault(name, {})[key] = None
+            views: list[KnobView] = []
+            for name in self._mechanisms.in_order(keys):
+                actual = self._read_for_state(name, keys[name])
+                for key in keys[name]:
+                    want = desired.get(name, {})
+                    views.append(
+                        KnobView(
+                            name, key, want.get(key), key in want, actual.get(key),
+                            originals.get((name, key)), (name, key) in originals,
+                        )
+                    )
+            return StateReport(
+                self._state.profile, self._state.generation, tuple(views),
+                self._state.last_apply, self._last_drift_check,
+            )
+
+    def _read_for_state(self, name: str, keys: Iterable[str]) -> Mapping[str, Value]:
+        """Actual values for GetState; a mechanism that cannot read shows them as unknown
+        (absent) rather than failing the whole report."""
+        mechanism = self._mechanisms.loaded(name)
+        if mechanism is None:
+            return {}
+        try:
+            return mechanism.read(keys)
+        except NodeAgentError as exc:
+            log.warning("state: mechanism=%s cannot read: %s", name, exc)
+            return {}
+
+    @property
+    def generation(self) -> int:
+        return self._state.generation
+
+    def desired_profile(self) -> Mapping[str, Any]:
+        return self._state.profile
+
+    def responsive(self, timeout: float) -> bool:
+        """True when the engine lock can be taken within `timeout` (the systemd watchdog's check)."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._lock.release()
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _loaded(self, name: str) -> Any:
+        mechanism = self._mechanisms.loaded(name)
+        if mechanism is None:
+            raise Unsupported(f"mechanism {name!r} is not loaded")
+        return mechanism
+
+    def _report_failure(self, operation: str, outcome: str, exc: Exception) -> None:
+        if outcome == "invalid":
+            return  # the caller's mistake: answered, not an agent error
+        self._metrics.count_error(operation)
+        self._events.publish(
+            Event(EventKind.ERROR, f"{operation} failed: {exc}", details={"operation": operation})
+        )
+
+
+def _as_host_error(write: Write, exc: Exception) -> HostError:
+    if isinstance(exc, HostError):
+        return exc
+    return HostError(f"{write.mechanism}:{write.key}", f"{type(exc).__name__}: {exc}")
+
+
+def _group_by_mechanism(writes: Iterable[Write]) -> list[tuple[str, list[Write]]]:
+    """Consecutive-agnostic grouping that keeps the order of first appearance."""
+    groups: dict[str, list[Write]] = {}
+    for write in writes:
+        groups.setdefault(write.mechanism, []).append(write)
+    return list(groups.items())
+
+
+def _knob_event(kind: EventKind, write: Write, generation: int) -> Event:
+    return Event(
+        kind,
+        f"{write.key}: actual {write.before!r}, desired {write.after!r}",
+        mechanism=write.mechanism,
+        key=write.key,
+        generation=generation,
+        details={"actual": str(write.before), "desired": str(write.after)},
+    )
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

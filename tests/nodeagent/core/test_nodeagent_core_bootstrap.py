@@ -1,0 +1,64 @@
+"""The composition root: plugin discovery and configuration of mechanisms and telemetry."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from nodeagent.bootstrap import MECHANISM_GROUP, collector_settings, load_mechanisms, managed_cgroups
+from nodeagent.config import ConfigError, parse_config
+from nodeagent.host.fs import HostFS
+
+
+def plugin(name: str, value: str) -> EntryPoint:
+    return EntryPoint(name, value, MECHANISM_GROUP)
+
+
+PLUGINS = [
+    plugin("zeta", "no_such_module_for_tests:Mechanism"),
+    plugin("network", "no_such_module_for_tests:Network"),
+    plugin("cpufreq", "nodeagent.mechanisms.cpufreq:CpuFreqMechanism"),
+]
+
+
+def test_plugins_load_in_profile_order_and_a_broken_one_only_disables_itself(tmp_path: Path) -> None:
+    mechanisms = load_mechanisms(parse_config({}), HostFS(tmp_path), PLUGINS)
+    entries = mechanisms.entries()
+    assert [e.name for e in entries] == ["cpufreq", "network", "zeta"]
+    assert entries[0].mechanism is not None  # loaded; probing an empty tree finds no cpufreq
+    assert not entries[0].capabilities.available and entries[0].capabilities.reason
+    assert entries[2].mechanism is None
+    assert entries[2].capabilities.reason.startswith("failed to load: ModuleNotFoundError")
+
+
+def test_mechanisms_can_be_disabled_and_unknown_names_are_config_errors(tmp_path: Path) -> None:
+    config = parse_config({"mechanisms": {"cpufreq": {"enabled": False}}})
+    cpufreq = load_mechanisms(config, HostFS(tmp_path), PLUGINS).get("cpufreq")
+    assert cpufreq is not None and cpufreq.mechanism is None
+    assert cpufreq.capabilities.reason == "disabled by configuration (mechanisms.cpufreq.enabled)"
+    with pytest.raises(ConfigError) as err:
+        load_mechanisms(parse_config({"mechanisms": {"gpu": {}}}), HostFS(tmp_path), PLUGINS)
+    assert err.value.key == "mechanisms.gpu" and "installed: zeta, network, cpufreq" in err.value.reason
+
+
+def test_collector_settings_override_only_what_the_config_says() -> None:
+    collectors = {"cpu": {"interval_ms": 1000}, "network": {"enabled": False}}
+    config = parse_config({"telemetry": {"collectors": collectors}})
+    settings = {s.name: s for s in collector_settings(config)}
+    assert (settings["cpu"].enabled, settings["cpu"].interval_ms) == (True, 1000)
+    assert settings["network"].enabled is False and settings["network"].interval_ms >= 100
+    with pytest.raises(ConfigError, match=r"telemetry\.collectors\.gpu: unknown collector"):
+        collector_settings(parse_config({"telemetry": {"collectors": {"gpu": {}}}}))
+
+
+def test_managed_cgroups_are_the_desired_groups_in_every_hierarchy_that_has_them(tmp_path: Path) -> None:
+    for hierarchy in ("cpu", "memory", "pids"):
+        (tmp_path / "sys/fs/cgroup" / hierarchy / "mlsysops/app").mkdir(parents=True)
+        (tmp_path / "sys/fs/cgroup" / hierarchy / "cgroup.procs").write_text("")
+    (tmp_path / "sys/fs/cgroup/pids/mlsysops/app").rmdir()
+    profile = {"cgroups": {"groups": [{"path": "app"}, {"path": "gone"}]}}
+    found = managed_cgroups(HostFS(tmp_path), parse_config({}), profile)
+    assert found == ["sys/fs/cgroup/cpu/mlsysops/app", "sys/fs/cgroup/memory/mlsysops/app"]
+    assert managed_cgroups(HostFS(tmp_path), parse_config({}), {}) == []
