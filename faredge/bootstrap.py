@@ -1,0 +1,132 @@
+"""The composition root of `mlsysops-faredge`: config → adapters → router → threads.
+
+Nothing runs at import time and no global registry is used: `build()` returns a `Bridge` owning
+every part, `start()`/`stop()` run them in dependency order. Tests build bridges with fakes in
+place of the port resolver/opener and the node-agent sink.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from faredge.bridge.events import EventHub
+from faredge.bridge.inventory import InventoryReporter, InventorySink
+from faredge.bridge.router import Router
+from faredge.bridge.serialports import Port, SerialManager
+from faredge.bridge.worker import Worker
+from faredge.channels import serial as serial_adapter
+from faredge.channels.mqtt import MqttChannel
+from faredge.channels.nodeagent import GrpcInventorySink
+from faredge.config import Config, PortSpec
+from faredge.control import ControlServer
+from faredge.metrics import BridgeMetrics
+from faredge.protocol.messages import check_device_id
+from faredge.ratelimit import RateLimitedLog
+from faredge.registry import Registry
+
+log = logging.getLogger("faredge")
+
+
+class _Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Bridge:
+    config: Config
+    registry: Registry
+    metrics: BridgeMetrics
+    router: Router
+    worker: Worker
+    mqtt: MqttChannel | None = None
+    serial: SerialManager | None = None
+    inventory: InventoryReporter | None = None
+    control: ControlServer | None = None
+    _stoppers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the parts in dependency order: the worker before anything can enqueue."""
+        parts: tuple[_Service | None, ...] = (
+            self.worker,
+            self.inventory,
+            self.serial,
+            self.mqtt,
+            self.control,
+        )
+        for part in parts:
+            if part is not None:
+                part.start()
+                self._stoppers.append(part.stop)
+        if self.config.metrics_listen:
+            host, _, port = self.config.metrics_listen.rpartition(":")
+            server, _thread = start_http_server(int(port), host, registry=self.metrics.registry)
+            self._stoppers.append(server.shutdown)
+        log.info("far-edge bridge started")
+
+    def stop(self) -> None:
+        """Stop inputs first, then drain the queue, then the reporters (reverse start order)."""
+        while self._stoppers:
+            stop = self._stoppers.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("while stopping %s", stop)
+
+
+def build(
+    config: Config,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    inventory_sink: InventorySink | None = None,
+    resolve_port: Callable[[PortSpec], str | None] = serial_adapter.resolve,
+    open_port: Callable[[str, PortSpec], Port] = serial_adapter.open_port,
+) -> Bridge:
+    registry = Registry(config.state_dir / "registry.json", max_devices=config.max_devices)
+    metrics = BridgeMetrics(metrics_registry or CollectorRegistry(), max_devices=config.max_device_labels)
+    router = Router(
+        registry,
+        metrics,
+        RateLimitedLog(log, config.log_interval_s),
+        events=EventHub(),
+        max_bytes=config.max_message_bytes,
+    )
+    worker = Worker(router, metrics, config.queue_size)
+    bridge = Bridge(config, registry, metrics, router, worker)
+    if config.mqtt is not None:
+        bridge.mqtt = MqttChannel(
+            config.mqtt, worker.offer, lambda device, drop: router.drop("mqtt", device, drop)
+        )
+        router.downlinks["mqtt"] = bridge.mqtt
+    if config.serial is not None:
+        for spec in config.serial.ports:
+            if spec.id is not None:
+                check_device_id(spec.id, "serial.ports[].id")
+        bridge.serial = SerialManager(
+            config.serial.ports,
+            router,
+            worker,
+            resolve=resolve_port,
+            open_port=open_port,
+            scan_interval_s=config.serial.scan_interval_s,
+            liveness_min_s=config.serial.liveness_min_s,
+            retry_s=config.serial.retry_ms / 1000,
+        )
+        router.downlinks["serial"] = bridge.serial
+    if inventory_sink is None and config.nodeagent_target:
+        inventory_sink = GrpcInventorySink(config.nodeagent_target)
+    if inventory_sink is not None:
+        bridge.inventory = InventoryReporter(
+            inventory_sink,
+            lambda: [d for d, _ in router.snapshot()],
+            metrics,
+            debounce_s=config.nodeagent_debounce_s,
+        )
+        router.set_inventory(bridge.inventory)
+    bridge.control = ControlServer(config.control_socket, router)
+    return bridge

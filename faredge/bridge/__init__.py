@@ -1,0 +1,1 @@
+"""Routing: inbound device messages → registry, twin, metrics, events, inventory; desired → devices."""

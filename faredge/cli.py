@@ -1,0 +1,244 @@
+"""`mlsysops devices ...`: far-edge devices, through the running bridge's control socket.
+
+list/show/set/monitor talk to the bridge (faredge.control); `set` validates every key=value
+before anything is sent. `provision` works on the broker's files directly (it is what you run
+before the device, or even the bridge, exists).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from faredge.broker import BrokerLayout, BrokerSettings
+from faredge.control import ControlClient
+from faredge.errors import FarEdgeError, Invalid
+from faredge.protocol.messages import check_device_id
+from faredge.protocol.settings import KNOBS, parse_assignments
+from faredge.provision import BOARDS, init_broker, provision_device
+from mlsysops.output import emit, output_option, table
+
+DEFAULT_SOCKET = "/run/mlsysops/faredge.sock"
+DEFAULT_BROKER_DIR = "/etc/mlsysops/faredge/broker"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mapped_errors(fn: F) -> F:
+    """The one place bridge errors become CLI messages (exit status 1, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Invalid as exc:
+            raise click.ClickException(f"invalid {exc.field}: {exc.reason}") from None
+        except FarEdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _client(ctx: click.Context) -> ControlClient:
+    return ControlClient(Path(ctx.obj["socket"]))
+
+
+def _age(ts: float) -> str:
+    if not ts:
+        return "never"
+    seconds = max(0, int(time.time() - ts))
+    return (
+        f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+    )
+
+
+def _list_table(devices: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            d["id"],
+            d["transport"],
+            d["board"],
+            d["fw"],
+            "yes" if d["online"] else "no",
+            _age(d["live"]["last_seen"] or d["last_seen"]),
+            ",".join(d["sensors"]),
+            f"{d['twin']['reported_version']}/{d['twin']['desired_version']}",
+        )
+        for d in devices
+    ]
+    return table(rows, ["id", "transport", "board", "fw", "online", "seen", "sensors", "twin"])
+
+
+def _show_table(d: dict[str, Any]) -> str:
+    twin, live = d["twin"], d["live"]
+    rows = [
+        ("id", d["id"]),
+        ("transport", d["transport"] + (f" ({d['port']})" if d["port"] else "")),
+        ("board", d["board"]),
+        ("firmware", d["fw"]),
+        ("boot", d["boot"]),
+        ("online", "yes" if d["online"] else "no"),
+        ("last seen", _age(live["last_seen"] or d["last_seen"])),
+        ("uptime (s)", live["up"]),
+        ("mem free", live["mem_free"]),
+        ("cpu freq", live["freq"]),
+        *((f"reading {k}", v) for k, v in sorted(live["readings"].items())),
+        ("desired", f"v{twin['desired_version']} {json.dumps(twin['desired'], sort_keys=True)}"),
+        ("reported", f"v{twin['reported_version']} {json.dumps(twin['reported'], sort_keys=True)}"),
+        ("twin errors", json.dumps(twin["errors"], sort_keys=True) if twin["errors"] else ""),
+        ("in sync", "yes" if d["in_sync"] else "no"),
+    ]
+    return table(rows, ["field", "value"])
+
+
+@click.group()
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="MLSYSOPS_FAREDGE_SOCKET",
+    default=DEFAULT_SOCKET,
+    show_default=True,
+    help="Control socket of the running bridge.",
+)
+@click.pass_context
+def devices(ctx: click.Context, socket_path: str) -> None:
+    """Far-edge devices (MQTT and serial) managed by the bridge mlsysops-faredge."""
+    ctx.obj = {"socket": socket_path}
+
+
+@devices.command("list")
+@output_option
+@click.pass_context
+@_mapped_errors
+def list_devices(ctx: click.Context, output_format: str) -> None:
+    """All known devices with liveness and twin versions (reported/desired)."""
+    emit(_client(ctx).call({"op": "list"})["devices"], output_format, _list_table)
+
+
+@devices.command("show")
+@click.argument("device")
+@output_option
+@click.pass_context
+@_mapped_errors
+def show_device(ctx: click.Context, device: str, output_format: str) -> None:
+    """One device: identity, latest telemetry, desired and reported twin."""
+    emit(_client(ctx).call({"op": "show", "id": device})["device"], output_format, _show_table)
+
+
+@devices.command("set", epilog="Keys: " + "; ".join(f"{k.name}: {k.doc}" for k in KNOBS.values()))
+@click.argument("device")
+@click.argument("assignments", nargs=-1, required=True)
+@output_option
+@click.pass_context
+@_mapped_errors
+def set_device(ctx: click.Context, device: str, assignments: tuple[str, ...], output_format: str) -> None:
+    """Change desired settings: DEVICE key=value [key=value ...] (validated before sending)."""
+    settings = parse_assignments(assignments)
+    view = _client(ctx).call({"op": "set", "id": device, "settings": settings})["device"]
+    twin = view["twin"]
+    emit(
+        {
+            "id": device,
+            "desired_version": twin["desired_version"],
+            "desired": twin["desired"],
+            "reported_version": twin["reported_version"],
+        },
+        output_format,
+        _set_table,
+    )
+
+
+def _set_table(result: dict[str, Any]) -> str:
+    return table(
+        [
+            (
+                result["id"],
+                f"v{result['desired_version']}",
+                json.dumps(result["desired"], sort_keys=True),
+                f"v{result['reported_version']}",
+            )
+        ],
+        ["id", "desired", "settings", "reported"],
+    )
+
+
+@devices.command("provision")
+@click.argument("device")
+@click.option(
+    "--broker-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_BROKER_DIR,
+    show_default=True,
+    help="Mosquitto config dir (mosquitto.conf, passwd, acl); initialised when new.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Broker address the device connects to.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1883, show_default=True)
+@click.option("--board", type=click.Choice(BOARDS), default="esp32", show_default=True)
+@click.option("--ca", default=None, help="CA certificate path on the device: enables TLS in its config.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Also write the device's config.json here."
+)
+@output_option
+@_mapped_errors
+def provision(
+    device: str,
+    broker_dir: Path,
+    host: str,
+    port: int,
+    board: str,
+    ca: str | None,
+    out: Path | None,
+    output_format: str,
+) -> None:
+    """Create DEVICE's credentials, password entry and ACL; print its config.json."""
+    check_device_id(device, "device")  # before the broker dir is touched: bad input changes nothing
+    layout = BrokerLayout(broker_dir)
+    init_broker(layout, BrokerSettings(port=port, host=host))
+    result = provision_device(layout, device, board=board, host=host, port=port, ca=ca)
+    if out is not None:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result.config, fh, indent=2)
+    if output_format == "table":
+        click.echo(
+            f"device {device}: password set in {layout.passwd}, ACL in {layout.acl}"
+            f"{' (broker reloaded)' if result.reloaded else ''}"
+        )
+        click.echo(f"config.json for the device ({result.config_file}):")
+        click.echo(json.dumps(result.config, indent=2))
+    else:
+        emit(
+            {
+                "id": device,
+                "config_file": str(result.config_file),
+                "reloaded": result.reloaded,
+                "config": result.config,
+            },
+            output_format,
+        )
+
+
+@devices.command("monitor")
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after this many events.")
+@output_option
+@click.pass_context
+@_mapped_errors
+def monitor(ctx: click.Context, count: int | None, output_format: str) -> None:
+    """Follow live events: births, telemetry, twin changes, offline."""
+    for seen, event in enumerate(_client(ctx).monitor(), start=1):
+        if output_format == "table":
+            rest = {k: v for k, v in event.items() if k not in ("event", "id", "missed")}
+            click.echo(
+                f"{time.strftime('%H:%M:%S')} {event.get('event', '?'):9} {event.get('id', ''):16} "
+                f"{json.dumps(rest, sort_keys=True)}"
+            )
+        else:
+            click.echo(json.dumps(event, sort_keys=True))
+        if count is not None and seen >= count:
+            return

@@ -1,0 +1,176 @@
+"""The bridge's local control socket, used by `mlsysops devices list|show|set|monitor`.
+
+A unix stream socket (mode 0660: access is file permissions, no network exposure). Protocol:
+one JSON request per line, `{"op": "list"|"show"|"set"|"monitor", ...}`; the answer is one JSON
+line `{"ok": true, ...}` or `{"ok": false, "error": {"kind", "field", "message"}}`; `monitor`
+answers with one event per line until the client hangs up. Errors are turned into that shape in
+exactly one place (`error_reply`) and back into typed errors in one place (`ControlClient`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from faredge.bridge.router import Router
+from faredge.errors import FarEdgeError, Invalid, NotFound, Unavailable
+
+MAX_REQUEST = 65536
+log = logging.getLogger(__name__)
+
+
+def error_reply(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, Invalid):
+        return {"ok": False, "error": {"kind": "invalid", "field": exc.field, "message": exc.reason}}
+    if isinstance(exc, NotFound):
+        return {"ok": False, "error": {"kind": "not_found", "field": "device", "message": str(exc)}}
+    return {"ok": False, "error": {"kind": "internal", "field": "", "message": str(exc)}}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_REQUEST)
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise Invalid("request", "must be a JSON object")
+            op = request.get("op")
+            if op == "monitor":
+                self._monitor()
+                return
+            reply = self._answer(op, request)
+        except ValueError as exc:
+            reply = error_reply(exc if isinstance(exc, Invalid) else Invalid("request", f"not JSON: {exc}"))
+        except FarEdgeError as exc:
+            reply = error_reply(exc)
+        except Exception as exc:  # a bug: the client gets an answer, the log the traceback
+            log.exception("control request failed")
+            reply = error_reply(exc)
+        self._send(reply)
+
+    def _answer(self, op: object, request: dict[str, Any]) -> dict[str, Any]:
+        router = self.server.router
+        if op == "list":
+            return {"ok": True, "devices": router.views()}
+        device_id = request.get("id")
+        if not isinstance(device_id, str):
+            raise Invalid("id", "required")
+        if op == "show":
+            return {"ok": True, "device": router.view(device_id)}
+        if op == "set":
+            settings = request.get("settings")
+            if not isinstance(settings, dict):
+                raise Invalid("settings", "must be an object")
+            router.set_desired(device_id, settings)
+            return {"ok": True, "device": router.view(device_id)}
+        raise Invalid("op", f"unknown operation {op!r}")
+
+    def _monitor(self) -> None:
+        sub = self.server.router.events.subscribe()
+        try:
+            self._send({"ok": True})
+            while not self.server.stopping.is_set():
+                event = sub.get(timeout=0.5)
+                if event is not None:
+                    self._send({**event, "missed": sub.missed})
+        except OSError:
+            pass  # the client went away
+        finally:
+            sub.close()
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        self.wfile.write(json.dumps(obj, default=str).encode() + b"\n")
+        self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, router: Router) -> None:
+        self.router = router
+        self.stopping = threading.Event()
+        super().__init__(path, _Handler)
+
+
+class ControlServer:
+    def __init__(self, path: Path, router: Router) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket of a previous run
+        self._server = _Server(str(path), router)
+        os.chmod(path, 0o660)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="faredge-control", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class ControlClient:
+    def __init__(self, path: Path, timeout_s: float = 10.0) -> None:
+        self.path = path
+        self._timeout = timeout_s
+
+    @contextlib.contextmanager
+    def _connect(self, request: dict[str, Any], *, streaming: bool = False) -> Iterator[Any]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise Unavailable(
+                f"the bridge is not running (control socket {self.path}: {exc.strerror})"
+            ) from None
+        if streaming:
+            sock.settimeout(None)  # events come when they come; a timed-out file object is unusable
+        with sock, sock.makefile("rwb") as stream:
+            stream.write(json.dumps(request).encode() + b"\n")
+            stream.flush()
+            yield stream
+
+    @staticmethod
+    def _reply(line: bytes) -> dict[str, Any]:
+        if not line:
+            raise Unavailable("the bridge closed the control connection")
+        reply: dict[str, Any] = json.loads(line)
+        if reply.get("ok") is False:
+            err = reply.get("error", {})
+            if err.get("kind") == "invalid":
+                raise Invalid(err.get("field", ""), err.get("message", ""))
+            if err.get("kind") == "not_found":
+                raise NotFound(err.get("message", ""))
+            raise FarEdgeError(err.get("message", "bridge error"))
+        return reply
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._connect(request) as stream:
+            return self._reply(stream.readline())
+
+    def monitor(self) -> Iterator[dict[str, Any]]:
+        with self._connect({"op": "monitor"}, streaming=True) as stream:
+            self._reply(stream.readline())
+            while True:
+                line = stream.readline()
+                if not line:
+                    return
+                yield json.loads(line)

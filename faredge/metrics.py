@@ -1,0 +1,154 @@
+"""Prometheus metrics of the bridge, on an explicit registry (never the global one).
+
+Per-device state (online, readings, memory, frequency, uptime, boot counter, message counts) is
+not pushed into metric objects on every message: `DeviceCollector` reads the router's live state
+when Prometheus scrapes, so telemetry costs no metric update at all on the hot path. Rare events
+(drops, overflow, twin outcomes, inventory reports, serial retransmissions) are plain counters.
+
+Device ids are label values, and devices are untrusted: `DeviceLabels` gives the first
+`max_devices` known devices a label of their own; ids the registry does not know collapse to
+"unknown" and known devices past the cap to "other" (their counters are summed, their gauges
+omitted), so a misbehaving fleet cannot blow up the time-series count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+UNKNOWN = "unknown"
+OTHER = "other"
+
+
+class DeviceLabels:
+    def __init__(self, max_devices: int) -> None:
+        self._max = max_devices
+        self._given: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, device_id: str | None, known: bool) -> str:
+        if not known or not device_id:
+            return UNKNOWN
+        if device_id in self._given:
+            return device_id
+        with self._lock:
+            if len(self._given) < self._max:
+                self._given.add(device_id)
+                return device_id
+        return OTHER
+
+
+class DeviceView(Protocol):
+    """What the collector needs of a device and its live state (faredge.bridge.router)."""
+
+    id: str
+    online: bool
+    boot: int
+
+
+class LiveView(Protocol):
+    up: int | None
+    mem_free: int | None
+    freq: int | None
+    readings: tuple[tuple[str, float | None], ...]
+    counts: dict[tuple[str, str], int]
+
+
+Snapshot = Callable[[], Sequence[tuple[Any, Any]]]
+
+
+class DeviceCollector:
+    """Yields the per-device metric families from a snapshot of the router's state."""
+
+    def __init__(self, snapshot: Snapshot, labels: DeviceLabels) -> None:
+        self._snapshot = snapshot
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        ns = "faredge"
+        messages = CounterMetricFamily(
+            f"{ns}_messages", "Valid messages processed", labels=["device", "transport", "kind"]
+        )
+        online = GaugeMetricFamily(
+            f"{ns}_device_online", "1 when the device is online (summed for 'other')", labels=["device"]
+        )
+        reading = GaugeMetricFamily(
+            f"{ns}_device_reading", "Latest sensor reading", labels=["device", "sensor"]
+        )
+        mem = GaugeMetricFamily(
+            f"{ns}_device_mem_free_bytes", "Free heap reported by the device", labels=["device"]
+        )
+        freq = GaugeMetricFamily(
+            f"{ns}_device_cpu_frequency_hz", "CPU frequency reported by the device", labels=["device"]
+        )
+        up = GaugeMetricFamily(
+            f"{ns}_device_uptime_seconds", "Uptime reported by the device (`up`)", labels=["device"]
+        )
+        boot = GaugeMetricFamily(
+            f"{ns}_device_boot_count", "Boot counter from the last birth", labels=["device"]
+        )
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        online_by: dict[str, int] = defaultdict(int)
+        for device, live in self._snapshot():
+            label = self._labels.label(device.id, True)
+            online_by[label] += 1 if device.online else 0
+            for (transport, kind), n in live.counts.items():
+                counts[label, transport, kind] += n
+            if label == OTHER:
+                continue
+            boot.add_metric([label], device.boot)
+            for name, value in live.readings:
+                if value is not None:
+                    reading.add_metric([label, name], value)
+            for family, value in ((mem, live.mem_free), (freq, live.freq), (up, live.up)):
+                if value is not None:
+                    family.add_metric([label], value)
+        for key, n in counts.items():
+            messages.add_metric(list(key), n)
+        for label, n in online_by.items():
+            online.add_metric([label], n)
+        yield from (messages, online, reading, mem, freq, up, boot)
+
+
+class BridgeMetrics:
+    def __init__(self, registry: CollectorRegistry, max_devices: int = 200) -> None:
+        self.registry = registry
+        self.labels = DeviceLabels(max_devices)
+        ns = "faredge"
+        self.dropped = Counter(
+            f"{ns}_dropped",
+            "Messages/frames dropped, by reason",
+            ["device", "transport", "reason"],
+            registry=registry,
+        )
+        self.queue_overflow = Counter(
+            f"{ns}_queue_overflow",
+            "Inbound messages refused because the queue was full (QoS 0 telemetry only)",
+            ["transport"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            f"{ns}_queue_depth", "Inbound messages waiting for the worker", registry=registry
+        )
+        self.twin_reports = Counter(
+            f"{ns}_twin_reports", "twin/reported messages by outcome", ["outcome"], registry=registry
+        )
+        self.inventory = Counter(
+            f"{ns}_inventory_reports", "ReportDevices calls to the node agent", ["result"], registry=registry
+        )
+        self.serial_frames = Counter(f"{ns}_serial_frames", "Serial frames", ["direction"], registry=registry)
+        self.serial_retransmits = Counter(
+            f"{ns}_serial_retransmits", "Reliable frames sent again", registry=registry
+        )
+        self.serial_gave_up = Counter(
+            f"{ns}_serial_gave_up", "Reliable frames never acknowledged", registry=registry
+        )
+
+    def watch_devices(self, snapshot: Snapshot) -> None:
+        """Export per-device state read from `snapshot` at scrape time (called by the router)."""
+        self.registry.register(DeviceCollector(snapshot, self.labels))  # type: ignore[arg-type]

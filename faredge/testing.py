@@ -1,0 +1,115 @@
+"""Helpers for tests, the demo and the benchmark: polling with a deadline, a protocol-speaking
+MQTT device client (paho, per-device credentials) and metric sampling. Not used by the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from faredge.channels.mqtt import make_client
+from faredge.config import MqttSettings, TlsSettings
+from faredge.metrics import BridgeMetrics
+from faredge.protocol.topics import topic
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll with a deadline (never sleep as synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def sample(metrics: BridgeMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def can_login(port: int, user: str, password: str) -> bool:
+    """True once the broker accepts these credentials (after a provision and reload)."""
+    client = make_client(
+        MqttSettings(port=port, client_id=f"probe-{uuid.uuid4().hex[:8]}", username=user, password=password),
+        clean_session=True,
+    )
+    result: list[bool] = []
+    client.on_connect = lambda c, u, f, reason, p: result.append(not reason.is_failure)
+    try:
+        client.connect("127.0.0.1", port, 10)
+    except OSError:
+        return False
+    deadline = time.monotonic() + 2
+    while not result and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return bool(result and result[0])
+
+
+class DeviceClient:
+    """A device speaking the protocol with paho, authenticated with its own credentials."""
+
+    def __init__(
+        self,
+        port: int,
+        device_id: str,
+        password: str,
+        *,
+        user: str | None = None,
+        tls: TlsSettings | None = None,
+    ) -> None:
+        self.id = device_id
+        self.desired: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self.client = make_client(
+            MqttSettings(
+                port=port,
+                client_id=f"dev-{device_id}-{uuid.uuid4().hex[:4]}",
+                username=user or device_id,
+                password=password,
+                tls=tls,
+            ),
+            clean_session=True,
+        )
+        self.client.will_set(
+            topic(device_id, "status"), json.dumps({"id": device_id, "online": False}), qos=1, retain=True
+        )
+        self.client.on_connect = lambda c, u, f, r, p: (
+            c.subscribe(topic(device_id, "twin/desired"), qos=1),
+            self.connected.set(),
+        )
+        self.client.on_message = lambda c, u, m: self.desired.append(json.loads(m.payload))
+        self.client.connect("127.0.0.1", port, 10)
+        self.client.loop_start()
+        wait_for(self.connected.is_set, what=f"{device_id} connected")
+
+    def publish(
+        self, kind: str, body: dict[str, Any] | bytes, *, device_topic: str | None = None, qos: int = 1
+    ) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps({"id": self.id, **body}).encode()
+        info = self.client.publish(topic(device_topic or self.id, kind), payload, qos=qos)
+        if qos:
+            info.wait_for_publish(5)
+
+    def birth(self, **extra: Any) -> None:
+        self.publish(
+            "birth", {"fw": "1.0", "board": "virtual", "boot": 1, "sensors": ["temp"], "freq": 1, **extra}
+        )
+
+    def crash(self) -> None:
+        """Drop the TCP connection without DISCONNECT: the broker publishes the will."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,282 @@
+"""Virtual boards: our firmware in the real MicroPython (WebAssembly), as a process you can hold.
+
+    with VirtualBoard({"id": "vb1", "transport": "serial"}, workdir) as board:
+        serial.Serial(board.port, 921600)      # the board's UART, a pseudo-terminal
+        board.restart()                        # soft reset: same flash, same port
+    with MqttDevice({"id": "m1", "transport": "mqtt", "mqtt": {"host": ..., "port": ...}},
+                    workdir) as dev:
+        ...                                    # the same firmware, on a real TCP socket
+
+`workdir` defaults to a temporary directory (made after the config was accepted), removed by
+`stop()`.
+`workdir/flash` is the board's flash: the firmware, config.json, state.json (boot counter,
+applied twin) and any `files={"ca.crt": ...}` given (e.g. the CA the MQTT TLS link verifies).
+It survives restarts and is written back by the host whenever the firmware saves state.
+`workdir/console.log` is the board's console (print output, tracebacks). When the firmware
+resets itself (twin `reboot`) the host exits with code 3 and the supervisor starts it again,
+like a soft reboot: flash kept, UART pseudo-terminal kept. mpremote's interrupt sequence on the
+pty switches the board to its raw REPL (see raw_repl.mjs). The MQTT path runs the same firmware
+inside the WebAssembly interpreter, with sockets provided by Node's `net`/`tls`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import tty
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, Self
+
+from faredge.virtual.firmware import firmware_dir, stage
+from faredge.virtual.host import EXIT_RAW_REPL, EXIT_RAW_RESET, EXIT_RESET, NodeHost, find_host
+
+SOFT_REBOOT_BANNER = "MPY: soft reboot\n"
+# What the next interpreter runs after the previous one exited with a given code.
+NEXT_MODE = {EXIT_RESET: "--main", EXIT_RAW_REPL: "--raw-repl", EXIT_RAW_RESET: "--raw-repl"}
+
+
+def _firmware_config_module() -> ModuleType:
+    """The firmware's own config rules (plain Python), so the host refuses what the device would."""
+    spec = importlib.util.spec_from_file_location("_fw_config", firmware_dir() / "config.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def check_config(device_config: Mapping[str, Any], transport: str) -> dict[str, Any]:
+    """Validated device config for a virtual board; ValueError naming the field otherwise."""
+    cfg = dict(device_config)
+    cfg.setdefault("board", "virtual")
+    cfg.setdefault("transport", transport)
+    if cfg["board"] != "virtual":
+        raise ValueError("board: a virtual board runs board 'virtual'")
+    if cfg["transport"] != transport:
+        raise ValueError(f"transport: this runner drives the {transport} transport")
+    try:
+        return _firmware_config_module().check(cfg)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+
+
+class _Supervised:
+    """One board_host process at a time, restarted on firmware reset, stopped on exit."""
+
+    transport = ""
+
+    def __init__(
+        self,
+        device_config: Mapping[str, Any],
+        workdir: Path | None = None,
+        *,
+        compiled: bool = False,
+        files: Mapping[str, bytes] | None = None,
+        host: NodeHost | None = None,
+    ) -> None:
+        self.config = check_config(device_config, self.transport)
+        self.files = dict(files or {})
+        for name in self.files:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ValueError(f"files: {name!r} must be a relative path inside the flash")
+        self._own_workdir = workdir is None  # then a temporary one, removed by stop()
+        self.workdir = (
+            Path(workdir)
+            if workdir is not None
+            else Path(tempfile.mkdtemp(prefix=f"vboard-{self.config['id']}-"))
+        )
+        self._compiled = compiled
+        self._host = host or find_host()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._watcher: threading.Thread | None = None
+        self.boots = 0  # firmware boots (REPL sessions do not count)
+
+    @property
+    def flash(self) -> Path:
+        return self.workdir / "flash"
+
+    @property
+    def console_path(self) -> Path:
+        return self.workdir / "console.log"
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.flash.mkdir(exist_ok=True)
+        stage(self.flash, compiled=self._compiled)
+        for name, data in self.files.items():
+            (self.flash / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.flash / name).write_bytes(data)
+        (self.flash / "config.json").write_text(json.dumps(self.config))
+        self._open_channels()
+        self._stopping = False
+        try:
+            self._spawn()
+        except OSError:
+            self._close_channels()
+            raise
+        self._watcher = threading.Thread(target=self._watch, name=f"vboard-{self.config['id']}", daemon=True)
+        self._watcher.start()
+        return self
+
+    def restart(self) -> None:
+        """Soft reset: the interpreter restarts on the same flash (and the same UART port) and
+        boots the firmware, also when the board was sitting in its REPL."""
+        with self._lock:
+            if self._proc is None or self._stopping:
+                raise RuntimeError("restart: the board is not started")
+            self._terminate()
+            self._append_console(SOFT_REBOOT_BANNER)
+            self._spawn_locked()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._terminate()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        self._close_channels()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- observation ---------------------------------------------------------------------------
+    @property
+    def console(self) -> str:
+        try:
+            return self.console_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, text: str, timeout: float = 10.0, count: int = 1) -> bool:
+        """Poll the console until `text` appeared `count` times (False at the deadline)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.console.count(text) >= count:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """The firmware's persisted state (boot counter, applied twin)."""
+        try:
+            return json.loads((self.flash / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    @property
+    def running(self) -> bool:
+        p = self._proc
+        return p is not None and p.poll() is None
+
+    # -- internals -----------------------------------------------------------------------------
+    def _open_channels(self) -> None:
+        pass
+
+    def _close_channels(self) -> None:
+        pass
+
+    def _host_args(self, mode: str) -> tuple[list[str], tuple[int, ...]]:
+        return [mode], ()
+
+    def _append_console(self, text: str) -> None:
+        with self.console_path.open("a") as f:
+            f.write(text)
+
+    def _spawn(self) -> None:
+        with self._lock:
+            self._spawn_locked()
+
+    def _spawn_locked(self, mode: str = "--main") -> None:
+        args, fds = self._host_args(mode)
+        with self.console_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._host.command(self.flash, *args),
+                cwd=self._host.modules_root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+            )
+        if mode == "--main":
+            self.boots += 1
+
+    def _terminate(self) -> None:
+        p = self._proc
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()  # the host writes the flash back on SIGTERM
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def _watch(self) -> None:
+        """Start the next interpreter when one ends with a reset or a REPL request."""
+        while True:
+            p = self._proc
+            if p is None:
+                return
+            rc = p.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                if p is not self._proc:
+                    continue  # restart() replaced it
+                if rc not in NEXT_MODE:
+                    self._append_console(f"\n[board host exited with code {rc}]\n")
+                    return
+                self._append_console(SOFT_REBOOT_BANNER if rc == EXIT_RESET else "[raw REPL]\n")
+                self._spawn_locked(NEXT_MODE[rc])
+
+
+class VirtualBoard(_Supervised):
+    """The firmware on the serial transport, its UART on a pseudo-terminal at `.port`."""
+
+    transport = "serial"
+
+    def __init__(self, device_config: Mapping[str, Any], workdir: Path | None = None, **kw: Any) -> None:
+        super().__init__(device_config, workdir, **kw)
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.port = ""
+
+    def _open_channels(self) -> None:
+        self._master, self._slave = os.openpty()
+        # Raw at once: with the default line discipline the kernel would echo the firmware's
+        # own frames back to it and translate CR/LF inside binary frames.
+        tty.setraw(self._slave)
+        self.port = os.ttyname(self._slave)
+
+    def _close_channels(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+    def _host_args(self, mode: str) -> tuple[list[str], tuple[int, ...]]:
+        assert self._master is not None
+        return [mode, "--uart-fd", str(self._master)], (self._master,)
+
+
+class MqttDevice(_Supervised):
+    """The firmware on the MQTT transport, talking to the broker of `config['mqtt']`."""
+
+    transport = "mqtt"

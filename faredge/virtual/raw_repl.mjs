@@ -1,0 +1,118 @@
+// The board's REPL on its UART, close enough to a real board for mpremote (connect, exec,
+// eval, fs cp/ls/cat/rm, soft-reset, reset).
+//
+// The WebAssembly interpreter has the REPL state machine but misses three board behaviours,
+// which this module supplies: (1) Ctrl-D on an empty raw-REPL line only prints "OK" (a board
+// soft-resets): we print the reboot banner and exit so the launcher restarts the interpreter on
+// the same flash; (2) raw-paste (Ctrl-E A Ctrl-A) answers "R\x01" and then spins: we answer
+// "R\x00" (understood, not supported) and mpremote falls back to the plain raw REPL; (3) file
+// errors carry Emscripten errno values (ENOENT is 44): a shim re-raises them with MicroPython's
+// numbers, which mpremote maps back to host errors (and adds file sizes to os.ilistdir).
+
+export const EXIT_RESET = 3; // machine.reset() / Ctrl-D in the friendly REPL: boot the firmware
+export const EXIT_RAW_REPL = 4; // mpremote interrupted the firmware: come back in the raw REPL
+export const EXIT_RAW_RESET = 5; // Ctrl-D in the raw REPL: soft reboot, stay in the raw REPL
+
+// Ctrl-C then Ctrl-A, as mpremote sends them to interrupt a program and enter the raw REPL.
+// The firmware's UART carries COBS frames, so a lone Ctrl-C is data; this 4-byte sequence
+// would need 0x0D 0x03 0x0D 0x01 inside one frame's CRC/seq/code bytes.
+export const INTERRUPT = Buffer.from("\r\x03\r\x01");
+
+const SHIM = (hidden) => `
+import builtins, os
+def _shim(hidden):
+    m = {63: 1, 44: 2, 29: 5, 8: 9, 6: 11, 48: 12, 2: 13, 20: 17, 43: 19, 54: 20, 31: 21,
+         28: 22, 51: 28, 69: 30, 37: 36, 55: 39}
+    def wrap(f):
+        def call(*a, **k):
+            try:
+                return f(*a, **k)
+            except OSError as e:
+                if e.errno in m:
+                    raise OSError(m[e.errno]) from None
+                raise
+        return call
+    def ilistdir(path="."):  # VfsPosix gives no sizes: add them, as mpremote fs ls shows them
+        top = (path if path.startswith("/") else os.getcwd() + "/" + path).rstrip("/.") == ""
+        for e in os_ilistdir(path):
+            if top and e[0] in hidden:
+                continue  # the interpreter's own /dev, /proc, /tmp, /home are not the flash
+            yield e if len(e) > 3 else (e[0], e[1], e[2], os_stat(path + "/" + e[0])[6])
+    os_ilistdir = os.ilistdir
+    os_stat = os.stat
+    os.ilistdir = ilistdir
+    builtins.open = wrap(builtins.open)
+    for n in ("stat", "listdir", "ilistdir", "mkdir", "rmdir", "remove", "unlink", "rename",
+              "chdir", "statvfs"):
+        if hasattr(os, n):
+            setattr(os, n, wrap(getattr(os, n)))
+_shim(${JSON.stringify(hidden)})
+del _shim
+`;
+
+/** Finds INTERRUPT in a byte stream delivered in arbitrary chunks. */
+export function interruptScanner() {
+  let tail = Buffer.alloc(0);
+  return (chunk) => {
+    const data = Buffer.concat([tail, chunk]);
+    const hit = data.indexOf(INTERRUPT) >= 0;
+    tail = data.subarray(Math.max(0, data.length - (INTERRUPT.length - 1)));
+    return hit;
+  };
+}
+
+/**
+ * Run the REPL: `write(bytes)` sends to the UART, `leave(code)` ends this interpreter, `hidden`
+ * lists the interpreter's own top-level directories (not part of the board's flash).
+ * Returns `input(chunk)` for the UART bytes.
+ */
+export async function startRepl(mp, { raw, setSink, write, leave, hidden }) {
+  mp.runPython(SHIM(hidden));
+  mp.registerJsModule("machine", { reset: () => leave(EXIT_RESET), soft_reset: () => leave(EXIT_RESET) });
+  setSink(raw ? () => {} : write); // a board entering the raw REPL directly shows no banner
+  mp.replInit();
+  setSink(write);
+  let mode = "friendly";
+  let pending = 0; // bytes in the current raw-REPL command
+  let paste = 0; // progress through Ctrl-E 'A' Ctrl-A
+  const feed = (c) => mp.replProcessCharWithAsyncify(c);
+
+  async function handle(c) {
+    if (mode === "friendly") {
+      if (c === 0x04) {
+        write(Buffer.from("MPY: soft reboot\r\n"));
+        return leave(EXIT_RESET);
+      }
+      if (c === 0x01) { mode = "raw"; pending = 0; }
+      return feed(c);
+    }
+    if (paste === 0 && pending === 0 && c === 0x05) { paste = 1; return; }
+    if (paste === 1) {
+      paste = c === 0x41 ? 2 : 0;
+      if (paste) return;
+      await feed(0x05);
+    } else if (paste === 2) {
+      paste = 0;
+      if (c === 0x01) { write(Buffer.from("R\x00")); return; }
+      await feed(0x05);
+      await feed(0x41);
+    }
+    if (c === 0x04) {
+      if (pending === 0) {
+        write(Buffer.from("OK\r\nMPY: soft reboot\r\n"));
+        return leave(EXIT_RAW_RESET);
+      }
+      pending = 0;
+      return feed(c);
+    }
+    if (c === 0x02) mode = "friendly";
+    pending = c === 0x01 || c === 0x02 || c === 0x03 ? 0 : pending + 1;
+    return feed(c);
+  }
+
+  let chain = Promise.resolve();
+  if (raw) { mode = "raw"; chain = chain.then(() => feed(0x01)); }
+  return (chunk) => {
+    for (const c of chunk) chain = chain.then(() => handle(c));
+  };
+}

@@ -1,0 +1,122 @@
+"""MQTT transport (firmware/micropython/link_mqtt.py) over fake connections, inside MicroPython:
+the order of a (re)connect, the will, desired-state dispatch, QoS 1 carried across a reconnect."""
+
+import asyncio
+import json
+
+import mqtt
+from link_mqtt import MqttLink
+
+BASE = "mlsysops/v1/dev/d1/"
+CFG = {
+    "id": "d1",
+    "mqtt": {"host": "h", "port": 1883, "keepalive": 60, "user": "d1", "password": "pw", "qos_telemetry": 0},
+}
+
+
+class Conn:
+    def __init__(self):
+        self.out = bytearray()
+        self.inbox = bytearray(b"\x20\x02\x00\x00")  # CONNACK accepted
+        self.closed = False
+
+    def write(self, data):
+        self.out.extend(data)
+
+    def read(self):
+        if self.closed:
+            raise OSError(104)
+        d, self.inbox = bytes(self.inbox), bytearray()
+        return d
+
+    def close(self):
+        self.closed = True
+
+    def packets(self):
+        return mqtt.Reader(limit=100000).feed(bytes(self.out))
+
+
+class Hal:
+    def __init__(self):
+        self.conns = []
+
+    async def net_up(self, cfg):
+        return None
+
+    async def tcp_open(self, host, port, tls, ca):
+        self.conns.append(Conn())
+        return self.conns[-1]
+
+
+class Dev:
+    def __init__(self):
+        self.link = None
+        self.msgs = []
+
+    def on_connect(self):
+        self.link.send("birth", b'{"id": "d1"}')
+        self.link.send("twin/get", b'{"id": "d1"}')
+
+    def on_message(self, kind, msg):
+        self.msgs.append(msg)
+
+
+def _publishes(conn):
+    return [mqtt.parse_publish(f, b) for t, f, b in conn.packets() if t == mqtt.PUBLISH]
+
+
+async def _wait(pred, ms=2000):
+    for _ in range(ms // 10):
+        if pred():
+            return
+        await asyncio.sleep_ms(10)
+    raise AssertionError("condition not reached")
+
+
+class Running:
+    """A link's run() task over fake connections, cancelled on exit (`async with`)."""
+
+    async def __aenter__(self):
+        self.hal, self.dev = Hal(), Dev()
+        self.link = self.dev.link = MqttLink(CFG, self.hal, self.dev)
+        self.task = asyncio.create_task(self.link.run())
+        await _wait(lambda: self.hal.conns and self.link.s is not None)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+
+
+async def test_connect_subscribe_status_birth_get_in_this_order():
+    async with Running() as r:
+        conn = r.hal.conns[0]
+        await _wait(lambda: len(_publishes(conn)) >= 3)
+        types = [t for t, _, _ in conn.packets()]
+        assert types[:5] == [1, 8, 3, 3, 3], types  # CONNECT, SUBSCRIBE, PUBLISH x3
+        connect = conn.packets()[0][2]
+        assert b"d1" in connect and b"pw" in connect and b'"online": false' in connect
+        status, birth, get = _publishes(conn)[:3]
+        assert status[0] == BASE + "status" and status[4] and json.loads(status[1])["online"]
+        assert (birth[0], birth[2]) == (BASE + "birth", 1) and get[0] == BASE + "twin/get"
+
+
+async def test_desired_dispatched_other_topics_and_bad_json_counted():
+    async with Running() as r:
+        c = r.hal.conns[0]
+        c.inbox += mqtt.publish(BASE + "twin/desired", b'{"version": 1}', 1, False, 5)
+        c.inbox += mqtt.publish(BASE + "twin/desired", b"{nope", 0)
+        c.inbox += mqtt.publish("other/topic", b"{}", 0)
+        await _wait(lambda: r.link.bad == 2)
+        assert r.dev.msgs == [{"version": 1}]
+        assert b"\x40\x02\x00\x05" in c.out  # PUBACK for the QoS 1 desired state
+
+
+async def test_unacked_qos1_resent_with_dup_after_reconnect():
+    async with Running() as r:
+        assert r.link.send("twin/reported", b'{"version": 3}')
+        r.hal.conns[0].closed = True  # the link dies before any PUBACK
+        await _wait(lambda: len(r.hal.conns) == 2 and r.link.s is not None, ms=4000)
+        conn = r.hal.conns[1]
+        await _wait(lambda: any(p[0] == BASE + "twin/reported" for p in _publishes(conn)))
+        again = [p for p in _publishes(conn) if p[0] == BASE + "twin/reported"]
+        assert again[0][5] is True and again[0][1] == b'{"version": 3}'  # DUP set

@@ -1,0 +1,69 @@
+"""mpremote against the virtual board's pseudo-terminal: the board drops from the firmware into
+the raw REPL when mpremote interrupts it, takes files, runs code, maps file errors, and boots
+the firmware again on `reset` — the way the bridge deploys .mpy files to real boards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faredge.virtual import VirtualBoard
+from faredge.virtual.firmware import compile_module
+from faredge.virtual.host import NodeHost
+
+BIRTH = 1
+
+
+def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def board(node_host: NodeHost, tmp_path: Path) -> Iterator[VirtualBoard]:
+    pytest.importorskip("mpremote", reason="mpremote (PyPI) not installed")
+    with VirtualBoard({"id": "mp-1", "interval_ms": 300}, tmp_path / "board", host=node_host) as b:
+        assert b.wait_console("boot 1")
+        yield b
+
+
+def test_deploy_mpy_run_it_and_reset_into_the_firmware(
+    board: VirtualBoard, tmp_path: Path, make_peer: Callable[..., Any]
+) -> None:
+    src = tmp_path / "plugin.py"
+    src.write_text("def answer():\n    return 6 * 7\n")
+    mpy = compile_module(src, tmp_path / "plugin.mpy").path
+    cp = mpremote(board.port, "fs", "cp", str(mpy), ":plugin.mpy")
+    assert cp.returncode == 0, cp.stderr
+    run = mpremote(board.port, "exec", "import plugin; print(plugin.answer())")
+    assert run.returncode == 0 and run.stdout.strip() == "42", run.stderr
+    assert (board.flash / "plugin.mpy").read_bytes() == mpy.read_bytes()  # written back to flash
+    ls = mpremote(board.port, "fs", "ls")
+    assert "plugin.mpy" in ls.stdout and "dev/" not in ls.stdout and "proc/" not in ls.stdout
+    assert mpremote(board.port, "reset").returncode == 0
+    birth = make_peer(board.port).wait_type(BIRTH)
+    assert birth["boot"] == 2 and birth["id"] == "mp-1"
+    assert board.boots == 2  # REPL sessions are not boots
+
+
+def test_file_errors_map_to_host_errors(board: VirtualBoard) -> None:
+    cat = mpremote(board.port, "fs", "cat", ":missing.txt")
+    assert cat.returncode == 1 and "No such file or directory" in cat.stderr
+    mk = mpremote(board.port, "fs", "mkdir", ":hal")
+    assert mk.returncode == 1 and "File exists" in mk.stderr
+
+
+def test_soft_reset_in_raw_repl_keeps_the_board_in_the_repl(board: VirtualBoard) -> None:
+    res = mpremote(board.port, "soft-reset", "exec", "print('still here')")
+    assert res.returncode == 0 and res.stdout.strip() == "still here", res.stderr
+    assert board.console.count("boot ") == 1  # the firmware did not run again

@@ -1,0 +1,149 @@
+"""Twin rules, registry persistence, bounded metric labels and the rate-limited log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from faredge.errors import Invalid, NotFound
+from faredge.metrics import OTHER, UNKNOWN, DeviceLabels
+from faredge.ratelimit import RateLimitedLog
+from faredge.registry import Device, Registry
+from faredge.twin import ReportOutcome, Twin, apply_report, set_desired
+
+
+# ------------------------------------------------------------------ twin
+def test_set_desired_bumps_the_version_only_on_change() -> None:
+    t1 = set_desired(Twin(), {"interval_ms": 500})
+    assert (t1.desired, t1.desired_version) == ({"interval_ms": 500}, 1)
+    assert set_desired(t1, {"interval_ms": 500}) is t1
+    t2 = set_desired(t1, {"batch": 2})
+    assert (t2.desired, t2.desired_version) == ({"interval_ms": 500, "batch": 2}, 2)
+
+
+def test_report_of_the_desired_version_syncs_the_twin() -> None:
+    twin = set_desired(Twin(), {"interval_ms": 500})
+    twin, outcome = apply_report(twin, 1, {"interval_ms": 500}, {})
+    assert outcome is ReportOutcome.APPLIED and twin.in_sync
+
+
+def test_stale_report_is_ignored() -> None:
+    twin = set_desired(set_desired(Twin(), {"interval_ms": 500}), {"interval_ms": 600})
+    twin, _ = apply_report(twin, 2, {"interval_ms": 600}, {})
+    after, outcome = apply_report(twin, 1, {"interval_ms": 500}, {})
+    assert outcome is ReportOutcome.STALE and after is twin
+
+
+def test_report_ahead_of_desired_is_ignored_and_desired_jumps_past_it() -> None:
+    twin = set_desired(Twin(), {"interval_ms": 500})
+    after, outcome = apply_report(twin, 7, {"interval_ms": 100}, {})
+    assert outcome is ReportOutcome.AHEAD
+    assert after.reported == {} and after.desired_version == 8 and after.desired == {"interval_ms": 500}
+
+
+def test_report_with_errors_is_recorded_but_not_in_sync() -> None:
+    twin = set_desired(Twin(), {"freq_hz": 1_000_000})
+    twin, outcome = apply_report(twin, 1, {}, {"freq_hz": "not supported by board"})
+    assert outcome is ReportOutcome.APPLIED and not twin.in_sync and twin.errors
+
+
+# ------------------------------------------------------------------ registry
+def test_registry_survives_a_restart_with_everything_offline(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "registry.json"
+    reg = Registry(path)
+    reg.put(
+        Device(
+            "d1",
+            transport="mqtt",
+            board="esp32",
+            fw="1.0",
+            boot=4,
+            sensors=("t",),
+            online=True,
+            twin=set_desired(Twin(), {"interval_ms": 900}),
+        )
+    )
+    again = Registry(path)
+    d = again.get("d1")
+    assert (d.board, d.boot, d.sensors, d.twin.desired, d.twin.desired_version) == (
+        "esp32",
+        4,
+        ("t",),
+        {"interval_ms": 900},
+        1,
+    )
+    assert d.online is False  # online only once it says so again
+    assert not list(path.parent.glob(".*tmp"))  # atomic write left no temporary behind
+
+
+def test_registry_refuses_a_corrupt_file_instead_of_starting_empty(tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    path.write_text("{half")
+    with pytest.raises(Invalid, match="unreadable registry"):
+        Registry(path)
+    path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(Invalid, match="format"):
+        Registry(path)
+
+
+def test_registry_capacity_and_unknown_ids(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.json", max_devices=1)
+    reg.put(Device("a"))
+    with pytest.raises(Invalid, match="full"):
+        reg.put(Device("b"))
+    with pytest.raises(NotFound):
+        reg.get("b")
+    assert json.loads((tmp_path / "r.json").read_text())["devices"][0]["id"] == "a"
+
+
+# ------------------------------------------------------------------ metric labels
+def test_device_labels_are_bounded() -> None:
+    labels = DeviceLabels(max_devices=2)
+    assert [labels.label(i, True) for i in ("a", "b", "c", "a")] == ["a", "b", OTHER, "a"]
+    assert labels.label("zzz", False) == UNKNOWN
+    assert labels.label(None, True) == UNKNOWN
+
+
+# ------------------------------------------------------------------ rate-limited log
+def test_rate_limited_log_says_it_once_per_key_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    log = RateLimitedLog(logging.getLogger("test.faredge.rl"), interval_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.faredge.rl"):
+        assert log.warning("d1/json", "bad %s", "one")
+        assert not log.warning("d1/json", "bad %s", "two")
+        assert not log.warning("d1/json", "bad %s", "three")
+        assert log.warning("d2/json", "bad %s", "other device")
+        now[0] += 61
+        assert log.warning("d1/json", "bad %s", "four")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["bad one", "bad other device", "bad four (2 similar suppressed)"]
+
+
+def test_metrics_past_the_label_cap_are_summed_under_other(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from faredge.bridge.router import Inbound, Router
+    from faredge.metrics import BridgeMetrics
+
+    metrics = BridgeMetrics(CollectorRegistry(), max_devices=2)
+    router = Router(Registry(None), metrics, RateLimitedLog(logging.getLogger("t")))
+    for i in range(5):
+        dev = f"d{i}"
+        router.handle(Inbound("mqtt", dev, "birth", json.dumps({"id": dev, "boot": 1}).encode()))
+        router.handle(
+            Inbound("mqtt", dev, "telemetry", json.dumps({"id": dev, "seq": 1, "r": {"t": i}}).encode())
+        )
+    text = generate_latest(metrics.registry).decode()
+    reading_labels = {
+        line.split("{")[1].split(",")[0]
+        for line in text.splitlines()
+        if line.startswith("faredge_device_reading{")
+    }
+    assert reading_labels == {'device="d0"', 'device="d1"'}  # no gauges for the capped ones
+    get = metrics.registry.get_sample_value
+    assert get("faredge_messages_total", {"device": "other", "transport": "mqtt", "kind": "telemetry"}) == 3
+    assert get("faredge_device_online", {"device": "other"}) == 3
+    assert get("faredge_messages_total", {"device": "d0", "transport": "mqtt", "kind": "birth"}) == 1

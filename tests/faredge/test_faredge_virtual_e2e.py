@@ -1,0 +1,77 @@
+"""End to end with our firmware in the real MicroPython (faredge.virtual): serial over a pty
+through pyserial, and MQTT through the private Mosquitto with the device's own credentials."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faredge.config import PortSpec, SerialSettings
+from faredge.testing import wait_for
+
+virtual = pytest.importorskip("faredge.virtual", reason="faredge/virtual (engineer firmware) not in the tree")
+
+
+@pytest.fixture(scope="module")
+def node_host() -> Any:
+    try:
+        return virtual.host.find_host()
+    except virtual.HostUnavailable as exc:
+        pytest.skip(f"no MicroPython WebAssembly host: {exc}")
+
+
+@pytest.fixture
+def serial_board(node_host: Any, tmp_path: Path) -> Iterator[Any]:
+    board = virtual.VirtualBoard(
+        {"id": f"vb{uuid.uuid4().hex[:6]}", "interval_ms": 200}, tmp_path / "vb", host=node_host
+    )
+    with board:
+        yield board
+
+
+def test_virtual_board_over_serial_telemetry_and_twin(
+    serial_board: Any, make_bridge: Any, new_config: Any
+) -> None:
+    dev_id = serial_board.config["id"]
+    settings = SerialSettings(ports=(PortSpec(path=serial_board.port),), scan_interval_s=0.05)
+    bridge = make_bridge(new_config(serial=settings))
+    wait_for(lambda: dev_id in bridge.registry, what="birth from the firmware", timeout=20)
+    device = bridge.registry.get(dev_id)
+    assert (device.board, device.transport, device.online) == ("virtual", "serial", True)
+    wait_for(lambda: bridge.router.view(dev_id)["live"]["readings"], what="telemetry", timeout=20)
+    view = bridge.router.view(dev_id)
+    assert set(view["live"]["readings"]) == set(device.sensors) and view["live"]["mem_free"] > 0
+    bridge.router.set_desired(dev_id, {"interval_ms": 300, "sensors": ["temp"]})
+    wait_for(lambda: bridge.router.view(dev_id)["in_sync"], what="reported version catches up", timeout=20)
+    assert bridge.registry.get(dev_id).twin.reported["interval_ms"] == 300
+    before = bridge.router.view(dev_id)["live"]["messages"]
+    wait_for(
+        lambda: bridge.router.view(dev_id)["live"]["messages"] > before + 1, what="more telemetry", timeout=20
+    )
+    assert set(bridge.router.view(dev_id)["live"]["readings"]) >= {"temp"}
+
+
+def test_virtual_board_over_mqtt_with_its_own_credentials(
+    node_host: Any, broker: Any, mqtt_bridge: Any, tmp_path: Path
+) -> None:
+    bridge = mqtt_bridge()
+    dev_id, password = broker.device()
+    config = {
+        "id": dev_id,
+        "interval_ms": 200,
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "user": dev_id, "password": password},
+    }
+    with virtual.MqttDevice(config, tmp_path / "mq", host=node_host):
+        wait_for(
+            lambda: dev_id in bridge.registry and bridge.registry.get(dev_id).online, what="birth", timeout=30
+        )
+        wait_for(lambda: bridge.router.view(dev_id)["live"]["readings"], what="telemetry", timeout=20)
+        bridge.router.set_desired(dev_id, {"interval_ms": 400})
+        wait_for(lambda: bridge.router.view(dev_id)["in_sync"], what="twin round trip", timeout=20)
+    wait_for(
+        lambda: not bridge.registry.get(dev_id).online, what="offline after the device stopped", timeout=30
+    )
