@@ -1,0 +1,555 @@
+"""`mlsysops apps|nodes|clusters`: the controller's command groups.
+
+Two modes, chosen per invocation:
+- plan mode (the embedded default, no API server): descriptions from `-f FILE` and the system
+  from `--inventory DIR` (MLSysOpsNode/Cluster documents) and/or live node agents (`--agent
+  HOST:PORT`); commands show what the controller would decide and write;
+- cluster mode (`--kubeconfig` or KUBECONFIG, and no `-f/--inventory`): the MLSysOps objects
+  on the API server, through controller.kube.store.AppStore.
+
+Errors are translated to CLI messages in one place (`_friendly`): a bad description names the
+field path and what was expected, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from controller.inventory import AgentError, Inventory, NodeInfo, from_agents
+from controller.model import App, DescriptionError, load_documents, parse_document, unknown_fields
+from controller.model.quantity import format_cpu, format_memory
+from controller.plan import PlanReport, explanation, plan_files, result_dict
+from controller.policies import DEFAULT_CHAIN, PolicyRegistry, UnknownPolicy
+from mlsysops.output import emit, output_option, table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# ---------------------------------------------------------------------------- where the system comes from
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a command reads: files (plan mode) or an API server (cluster mode)."""
+
+    files: tuple[str, ...] = ()
+    inventory_dir: str | None = None
+    agents: tuple[str, ...] = ()
+    agent_layer: str = "edge"
+    agent_cluster: str | None = None
+    policies: tuple[str, ...] = ()
+    namespace: str = "default"
+    kubeconfig: str | None = None
+
+    @property
+    def plan_mode(self) -> bool:
+        if self.files or self.inventory_dir or self.agents:
+            return True
+        if self.kubeconfig:
+            return False
+        raise click.UsageError(
+            "no system given: use -f FILE and/or --inventory DIR (plan mode), "
+            "or --kubeconfig / KUBECONFIG (cluster mode)"
+        )
+
+    def report(self) -> PlanReport:
+        return plan_files(
+            self.files,
+            self.inventory_dir,
+            self.agents,
+            PolicyRegistry.from_entry_points(),
+            self.policies or DEFAULT_CHAIN,
+            self.namespace,
+            self.agent_layer,
+            self.agent_cluster,
+        )
+
+    def store(self) -> Any:
+        return _store(self.kubeconfig, self.namespace)
+
+    def inventory(self) -> Inventory:
+        if not self.plan_mode:
+            store = self.store()
+            docs = [*store.list_nodes(), *store.list_clusters()]
+            return Inventory.from_descriptions(parse_document(d, self.namespace) for d in docs)
+        base = (
+            Inventory.from_directory(self.inventory_dir, self.namespace)
+            if self.inventory_dir
+            else Inventory(())
+        )
+        if not self.agents:
+            return base
+        return from_agents(
+            self.agents,
+            base,
+            continuum_layer=self.agent_layer,
+            namespace=self.namespace,
+            cluster_id=self.agent_cluster,
+        )
+
+
+_OPTIONS: dict[str, Callable[[F], F]] = {
+    "files": click.option(
+        "-f",
+        "--filename",
+        "files",
+        multiple=True,
+        type=click.Path(exists=True),
+        help="Description file or directory (YAML/JSON, either form; repeatable).",
+    ),
+    "inventory_dir": click.option(
+        "--inventory",
+        "inventory_dir",
+        default=None,
+        type=click.Path(exists=True, file_okay=False),
+        help="Plan mode: directory of MLSysOpsNode/Cluster descriptions.",
+    ),
+    "agents": click.option(
+        "--agent",
+        "agents",
+        multiple=True,
+        metavar="HOST:PORT",
+        help="Plan mode: also read this live node agent's inventory (repeatable).",
+    ),
+    "agent_layer": click.option(
+        "--agent-layer",
+        default="edge",
+        show_default=True,
+        type=click.Choice(["cloud", "edge_infrastructure", "edge", "far_edge"]),
+        help="continuum_layer of agent-reported nodes that no description covers.",
+    ),
+    "agent_cluster": click.option(
+        "--agent-cluster",
+        default=None,
+        metavar="CLUSTER_ID",
+        help="cluster_id of agent-reported nodes that no description covers.",
+    ),
+    "policies": click.option(
+        "--policy",
+        "policies",
+        multiple=True,
+        metavar="NAME",
+        help=f"Policy chain in priority order (default: {', '.join(DEFAULT_CHAIN)}).",
+    ),
+    "namespace": click.option(
+        "-n", "--namespace", default="default", show_default=True, help="Namespace of the descriptions."
+    ),
+    "kubeconfig": click.option(
+        "--kubeconfig",
+        envvar="KUBECONFIG",
+        default=None,
+        help="Cluster mode: kubeconfig file (default: $KUBECONFIG).",
+    ),
+}
+
+
+def source_options(*names: str) -> Callable[[F], F]:
+    """Add the named options and hand the command one `source: Source` instead of each of them."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in names}
+            return fn(*args, source=Source(**given), **kwargs)
+
+        for name in reversed(names):
+            wrapper = _OPTIONS[name](wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+AGENT_INPUTS = ("agents", "agent_layer", "agent_cluster")
+PLAN_INPUTS = ("files", "inventory_dir", *AGENT_INPUTS, "policies", "namespace")
+
+
+def _friendly(fn: F) -> F:
+    """The one place where domain errors become CLI messages (exit status 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DescriptionError as exc:
+            raise click.ClickException(f"invalid description: {exc}") from exc
+        except (AgentError, UnknownPolicy) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except LookupError as exc:
+            raise click.ClickException(str(exc.args[0]) if exc.args else str(exc)) from exc
+        except Exception as exc:
+            if type(exc).__module__ == "controller.kube.errors":
+                raise click.ClickException(f"API server: {exc}") from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store(kubeconfig: str | None, namespace: str) -> Any:
+    from controller.kube.client import load_api_client
+    from controller.kube.store import AppStore
+
+    return AppStore(load_api_client(kubeconfig), namespace)
+
+
+def _require_files(source: Source) -> None:
+    if not source.files:
+        raise click.UsageError("give the application with -f APP.yaml")
+
+
+# ---------------------------------------------------------------------------- apps
+
+
+@click.group()
+def apps() -> None:
+    """MLSysOps applications: plan, deploy, inspect and explain placements."""
+
+
+@apps.command("validate")
+@source_options("files", "namespace")
+@output_option
+@_friendly
+def apps_validate(source: Source, output_format: str) -> None:
+    """Check descriptions against the CRD schema and the semantic rules; write nothing."""
+    _require_files(source)
+    rows = [
+        {
+            "kind": d.kind,
+            "name": d.name,
+            "namespace": d.namespace,
+            "file": f,
+            "warnings": [f"{p}: unknown field" for p in unknown_fields(d.raw)],
+        }
+        for f in source.files
+        for d in load_documents(Path(f), source.namespace)
+    ]
+    emit(
+        rows,
+        output_format,
+        lambda rs: table(
+            [(r["kind"], r["name"], r["file"], "; ".join(r["warnings"]) or "valid") for r in rs],
+            ["kind", "name", "file", "result"],
+        ),
+    )
+
+
+@apps.command("plan")
+@source_options(*PLAN_INPUTS)
+@click.option(
+    "--objects/--no-objects",
+    default=True,
+    show_default=True,
+    help="Show the exact objects each mechanism would write.",
+)
+@output_option
+@_friendly
+def apps_plan(source: Source, objects: bool, output_format: str) -> None:
+    """Decide placements from files, without an API server: decisions, explanations, objects."""
+    _require_files(source)
+    report = source.report()
+    data = [result_dict(r) for r in report.results]
+    if not objects:
+        for d in data:
+            d.pop("objects")
+    emit(data, output_format, lambda ds: _render_plans(ds, report))
+
+
+@apps.command("explain")
+@click.argument("app")
+@click.option("--component", "components", multiple=True, metavar="NAME", help="Only these components.")
+@source_options(*PLAN_INPUTS, "kubeconfig")
+@output_option
+@_friendly
+def apps_explain(app: str, components: tuple[str, ...], source: Source, output_format: str) -> None:
+    """Per component: the candidate nodes, why each was rejected or scored, what was chosen."""
+    if source.plan_mode:
+        rows = explanation(source.report().result(app).outcome.plan)
+    else:
+        rows = source.store().get_app(app).get("status", {}).get("explanation", [])
+        if not rows:
+            click.echo(f"app {app} has no explanation yet (the controller has not planned it)", err=True)
+    if components:
+        unknown = sorted(set(components) - {r["component"] for r in rows})
+        if unknown and rows:
+            raise LookupError(f"no component {', '.join(unknown)} in app {app}")
+        rows = [r for r in rows if r["component"] in components]
+    emit(rows, output_format, _render_explanation)
+
+
+@apps.command("deploy")
+@source_options("files", "inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig")
+@output_option
+@_friendly
+def apps_deploy(source: Source, output_format: str) -> None:
+    """Create or update apps on the cluster; without one, a dry run in plan mode."""
+    _require_files(source)
+    descriptions = [d for f in source.files for d in load_documents(Path(f), source.namespace)]
+    apps_ = [d for d in descriptions if isinstance(d, App)]  # every file valid before any write
+    if not apps_:
+        raise click.UsageError("no MLSysOpsApp in the given files")
+    if source.kubeconfig and not source.inventory_dir and not source.agents:
+        store = source.store()
+        stored = [store.apply_app(dict(a.raw)) for a in apps_]
+        emit(
+            [{"app": s["metadata"]["name"], "result": "applied"} for s in stored],
+            output_format,
+            lambda rows: "\n".join(f"mlsysopsapp/{r['app']} applied" for r in rows),
+        )
+        return
+    report = source.report()
+    click.echo("plan mode (no cluster): nothing written; this is what a deployment would do", err=True)
+    emit([result_dict(r) for r in report.results], output_format, lambda ds: _render_plans(ds, report))
+
+
+@apps.command("list")
+@source_options("files", "inventory_dir", "namespace", "kubeconfig")
+@output_option
+@_friendly
+def apps_list(source: Source, output_format: str) -> None:
+    """Apps with their phase and placement summary."""
+    if source.plan_mode:
+        objs = [result_dict(r)["objects"]["mlsysops"][0] for r in source.report().results]
+    else:
+        objs = source.store().list_apps()
+    emit(
+        [_app_row(o) for o in objs],
+        output_format,
+        lambda rs: table(
+            [(r["name"], r["namespace"], r["components"], r["phase"], r["placed"], r["policy"]) for r in rs],
+            ["name", "namespace", "components", "phase", "placed", "policy"],
+        ),
+    )
+
+
+@apps.command("status")
+@click.argument("app")
+@source_options("files", "inventory_dir", "namespace", "kubeconfig")
+@output_option
+@_friendly
+def apps_status(app: str, source: Source, output_format: str) -> None:
+    """Placement, phase, conditions and conflicts of one app."""
+    if source.plan_mode:
+        status = result_dict(source.report().result(app))["objects"]["mlsysops"][0]["status"]
+    else:
+        status = source.store().get_app(app).get("status", {})
+    emit(status, output_format, lambda s: _render_status(app, s))
+
+
+@apps.command("delete")
+@click.argument("app")
+@source_options("namespace", "kubeconfig")
+@_friendly
+def apps_delete(app: str, source: Source) -> None:
+    """Delete an app from the cluster (everything created for it goes with it)."""
+    if not source.kubeconfig:
+        raise click.ClickException(
+            "delete needs a cluster (--kubeconfig or KUBECONFIG); plan mode writes "
+            "nothing, so there is nothing to delete"
+        )
+    source.store().delete_app(app)
+    click.echo(f"mlsysopsapp/{app} deleted")
+
+
+# ---------------------------------------------------------------------------- nodes and clusters
+
+
+@click.group()
+def nodes() -> None:
+    """Nodes of the continuum as the controller sees them."""
+
+
+@nodes.command("list")
+@source_options("inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig")
+@output_option
+@_friendly
+def nodes_list(source: Source, output_format: str) -> None:
+    """Nodes with layer, cluster, free capacity, runtimes and agent."""
+    rows = [_node_row(n) for n in source.inventory().nodes]
+    emit(
+        rows,
+        output_format,
+        lambda rs: table(
+            [
+                (
+                    r["name"],
+                    r["cluster"],
+                    r["layer"],
+                    r["arch"],
+                    r["cpu"],
+                    r["memory"],
+                    r["gpus"],
+                    ",".join(r["runtimes"]),
+                    r["agent"],
+                )
+                for r in rs
+            ],
+            ["name", "cluster", "layer", "arch", "cpu free", "memory free", "gpus", "runtimes", "agent"],
+        ),
+    )
+
+
+@click.group()
+def clusters() -> None:
+    """Clusters of the continuum."""
+
+
+@clusters.command("list")
+@source_options("inventory_dir", "namespace", "kubeconfig")
+@output_option
+@_friendly
+def clusters_list(source: Source, output_format: str) -> None:
+    """Clusters with their nodes (as described, and as found in node descriptions)."""
+    inventory = source.inventory()
+    described = {c.cluster_id: c for c in inventory.clusters}
+    rows = []
+    for cid in sorted(set(described) | {n.cluster for n in inventory.nodes if n.cluster}):
+        listed = set(described[cid].nodes) if cid in described else set()
+        members = sorted({n.name for n in inventory.nodes if n.cluster == cid} | listed)
+        rows.append(
+            {
+                "cluster_id": cid,
+                "described": cid in described,
+                "nodes": members,
+                "datacenter": described[cid].datacenter_id if cid in described else None,
+            }
+        )
+    emit(
+        rows,
+        output_format,
+        lambda rs: table(
+            [
+                (
+                    r["cluster_id"],
+                    len(r["nodes"]),
+                    ",".join(r["nodes"]),
+                    r["datacenter"],
+                    "yes" if r["described"] else "no (from nodes)",
+                )
+                for r in rs
+            ],
+            ["cluster id", "nodes", "members", "datacenter", "described"],
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _app_row(obj: dict[str, Any]) -> dict[str, Any]:
+    status = obj.get("status", {})
+    return {
+        "name": obj["metadata"]["name"],
+        "namespace": obj["metadata"].get("namespace"),
+        "components": len(obj.get("components", ())),
+        "phase": status.get("phase", "Pending"),
+        "placed": status.get("placed", ""),
+        "policy": status.get("policy", ""),
+    }
+
+
+def _node_row(n: NodeInfo) -> dict[str, Any]:
+    return {
+        "name": n.name,
+        "cluster": n.cluster,
+        "layer": n.continuum_layer,
+        "arch": n.arch,
+        "cpu": f"{format_cpu(n.cpu_millis_free)}/{format_cpu(n.cpu_millis_capacity)}",
+        "memory": f"{format_memory(n.memory_bytes_free)}/{format_memory(n.memory_bytes_capacity)}",
+        "gpus": n.gpus,
+        "runtimes": sorted(n.runtimes),
+        "labels": sorted(n.labels),
+        "agent": n.agent_target,
+    }
+
+
+def _render_plans(data: list[dict[str, Any]], report: PlanReport) -> str:
+    blocks = [*report.notes]
+    for d in data:
+        blocks.append(f"app {d['app']} (namespace {d['namespace']}, policies {d['policy']})")
+        blocks.append(
+            table(
+                [
+                    (x["component"], x["node"] or "-", x["cluster"] or "-", x["action"], x["reason"])
+                    for x in d["decisions"]
+                ],
+                ["component", "node", "cluster", "action", "reason"],
+            )
+        )
+        settings = [
+            (x["component"], x["node"], ", ".join(sorted(x["nodeSettings"])))
+            for x in d["decisions"]
+            if x["nodeSettings"]
+        ]
+        if settings:
+            blocks.append(
+                "node settings (through the node agent):\n"
+                + table(settings, ["component", "node", "sections"])
+            )
+        blocks.append(
+            "conflicts: "
+            + ("none" if not d["conflicts"] else "\n  " + "\n  ".join(c["message"] for c in d["conflicts"]))
+        )
+        notes = [f"warning: {w}" for w in d["warnings"]]
+        notes += [f"mechanism {name} unavailable: {why}" for name, why in d["unavailableMechanisms"].items()]
+        if notes:
+            blocks.append("\n".join(notes))
+        blocks.append(_render_explanation(d["explanation"]))
+        if "objects" in d:
+            docs = [o for objs in d["objects"].values() for o in objs]
+            blocks.append(
+                f"objects it would write ({len(docs)}):\n"
+                + yaml.safe_dump_all(docs, sort_keys=False).rstrip()
+            )
+    return "\n\n".join(blocks)
+
+
+def _render_explanation(rows: list[dict[str, Any]]) -> str:
+    blocks = []
+    for r in rows:
+        head = f"{r['component']} -> {r.get('chosen') or 'not placed'}\n  {r['reason']}"
+        cands = [
+            (
+                c["node"],
+                "accepted" if c["accepted"] else "rejected",
+                "" if c.get("score") is None else f"{c['score']:.2f}",
+                "; ".join(c["reasons"]),
+            )
+            for c in r.get("candidates", ())
+        ]
+        body = "\n".join(
+            "  " + line for line in table(cands, ["node", "verdict", "score", "why"]).splitlines()
+        )
+        counts = r.get("rejectedCounts") or {}
+        tail = ("\n  rejected: " + ", ".join(f"{k} {v}" for k, v in counts.items())) if counts else ""
+        blocks.append(head + ("\n" + body if cands else "") + tail)
+    return "\n".join(blocks) if blocks else "no explanation"
+
+
+def _render_status(app: str, status: dict[str, Any]) -> str:
+    lines = [
+        f"app {app}: phase {status.get('phase', 'Pending')}, placed {status.get('placed', '-')}, "
+        f"policy {status.get('policy', '-')}"
+    ]
+    placement = status.get("placement", [])
+    if placement:
+        lines.append(
+            table(
+                [
+                    (p["component"], p.get("node") or "-", p.get("cluster") or "-", p.get("action", ""))
+                    for p in placement
+                ],
+                ["component", "node", "cluster", "action"],
+            )
+        )
+    for c in status.get("conditions", []):
+        lines.append(
+            f"condition {c['type']}={c['status']}: {c.get('reason', '')} {c.get('message', '')}".rstrip()
+        )
+    for c in status.get("conflicts", []):
+        lines.append(f"conflict: {c['message']}")
+    return "\n".join(lines)

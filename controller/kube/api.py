@@ -1,0 +1,123 @@
+"""KubeApi: the typed adapter over the kubernetes client that the controller talks through.
+
+Objects are plain dicts in Kubernetes form (what the mechanisms render); every call returns
+dicts and raises only controller.kube.errors. Writes are server-side apply with a field
+manager, so the controller states the fields it owns and repeated applies are no-ops; status
+goes through the status subresource with optimistic concurrency (PUT with resourceVersion),
+so a concurrent writer produces a Conflict instead of being overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, watch
+
+from controller.kube.errors import KubeError, NotFound, from_status, translate
+from controller.kube.resources import Resource, resource_for
+
+Obj = dict[str, Any]
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+FIELD_MANAGER = "mlsysops-controller"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Obj
+
+
+class KubeApi:
+    """Requests to one API server. `request_timeout` bounds every non-watch call (seconds)."""
+
+    def __init__(self, api_client: client.ApiClient, request_timeout: float = 10.0) -> None:
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+        self._custom = client.CustomObjectsApi(api_client)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, res: Resource, namespace: str, name: str) -> Obj:
+        return self._call("GET", res.path(namespace, name))
+
+    def list(self, res: Resource, namespace: str = "", label_selector: str = "") -> tuple[list[Obj], str]:
+        """Items and the list's resourceVersion (where a watch continues from)."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = self._call("GET", res.path(namespace), query)
+        return result.get("items", []), result.get("metadata", {}).get("resourceVersion", "")
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER, force: bool = True) -> Obj:
+        """Server-side apply of a whole object (the fields this manager owns)."""
+        res = resource_for(obj)
+        meta = obj.get("metadata", {})
+        query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
+        return self._call("PATCH", res.path(meta.get("namespace", ""), meta["name"]), query, obj, APPLY)
+
+    def replace_status(self, res: Resource, obj: Obj) -> Obj:
+        """PUT the status subresource; Conflict when obj's resourceVersion is stale."""
+        meta = obj["metadata"]
+        return self._call("PUT", res.path(meta.get("namespace", ""), meta["name"], "status"), [], obj)
+
+    def merge_patch(self, res: Resource, namespace: str, name: str, patch: Obj, subresource: str = "") -> Obj:
+        return self._call("PATCH", res.path(namespace, name, subresource), [], patch, MERGE)
+
+    def delete(self, res: Resource, namespace: str, name: str, propagation: str = "Background") -> bool:
+        """Delete (idempotent): False when it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        try:
+            self._call("DELETE", res.path(namespace, name), [], body)
+        except NotFound:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ watch
+
+    def watch(self, res: Resource, namespace: str, resource_version: str,
+              timeout_seconds: int = 60) -> Iterator[WatchEvent]:
+        """Events after resource_version until the server ends the stream (kubernetes.watch).
+
+        Raises Gone when resource_version was compacted (the caller relists) and Unavailable
+        when the stream breaks."""
+        if not res.group:
+            raise ValueError(f"{res.kind}: watching core-group kinds is not needed by the controller")
+        kwargs: dict[str, Any] = {"resource_version": resource_version, "timeout_seconds": timeout_seconds,
+                                  "allow_watch_bookmarks": True}
+        if res.namespaced and namespace:
+            func, args = self._custom.list_namespaced_custom_object, (res.group, res.version, namespace,
+                                                                     res.plural)
+        else:
+            func, args = self._custom.list_cluster_custom_object, (res.group, res.version, res.plural)
+        watcher = watch.Watch()
+        try:
+            for event in watcher.stream(func, *args, **kwargs):
+                yield WatchEvent(event["type"], event["object"])
+        except Exception as exc:
+            raise translate(exc) from None
+        finally:
+            watcher.stop()
+
+    # ------------------------------------------------------------------ transport
+
+    def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+              body: Obj | None = None, content_type: str = "application/json") -> Obj:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            params = self.api_client.param_serialize(method, path, query_params=query or [],
+                                                     header_params=headers, body=body,
+                                                     auth_settings=["BearerToken"])
+            response = self.api_client.call_api(*params, _request_timeout=self.request_timeout)
+            data = response.read()
+        except KubeError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from None
+        if not 200 <= response.status <= 299:
+            raise from_status(response.status, data)
+        return json.loads(data) if data else {}

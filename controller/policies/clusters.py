@@ -1,0 +1,37 @@
+"""Which clusters an app may use: `cluster_placement` beyond the cluster ids.
+
+The reference stores `node_types` ("the candidate clusters should contain at least one node of
+each specified type") and `accelerators` ("... nodes containing at least one instance of the
+specified accelerators") and ignores them; here they narrow the clusters, on top of
+`cluster_id`. Answers come from the inventory index (node sets per cluster, layer and
+accelerator), so the check costs a few set intersections per cluster.
+"""
+
+from __future__ import annotations
+
+from controller.inventory import Inventory
+from controller.model import App
+
+NONE_QUALIFIES = "(no cluster qualifies)"
+
+
+def eligible_clusters(app: App, inventory: Inventory) -> tuple[str, ...] | None:
+    """Allowed clusters in preference order (cluster_id order, else by name); None when the app
+    does not restrict clusters; () when it does and no cluster qualifies."""
+    cp = app.cluster_placement
+    if not (cp.cluster_ids or cp.node_types or cp.accelerators):
+        return None
+    index = inventory.index
+    known = sorted({c.cluster_id for c in inventory.clusters} | set(index.by_cluster))
+    candidates = [c for c in cp.cluster_ids if c in known] if cp.cluster_ids else known
+    empty: frozenset[int] = frozenset()
+
+    def has(cluster: str, group: frozenset[int]) -> bool:
+        return not index.by_cluster.get(cluster, empty).isdisjoint(group)
+
+    return tuple(
+        c
+        for c in candidates
+        if all(has(c, index.by_layer.get(t, empty)) for t in cp.node_types)
+        and all(has(c, index.by_accelerator.get(a, empty)) for a in cp.accelerators)
+    )

@@ -1,0 +1,253 @@
+"""Candidate pools and the capacity ledger: placement at 10,000 nodes without O(nodes) per component.
+
+A component's hard constraints (pinned node, clusters, layers, archs, labels, runtime handler,
+GPU, mobility, sensors) form a `Constraints` signature. Its `Pool` is computed once per
+inventory by intersecting the inventory's attribute index, recording how many nodes each
+filter removed (plus a few named samples) for the explanation, and is memoised: components
+of the same shape share it.
+
+Free capacity changes while placing, so the pool only holds nodes ordered by their free
+capacity in the inventory snapshot. A `Ledger` records what placements reserve on top of that
+snapshot and keeps, per pool, a max-heap on the current score with lazy updates: a popped
+entry whose score changed is pushed back with the new score. Reservations only lower a
+score, so the heap top is always the best node after O(log n) work.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from controller.inventory import Inventory, NodeIndex, NodeInfo, free_fraction
+from controller.model import Resources
+from controller.model.quantity import format_cpu, format_memory
+
+SAMPLES_PER_REASON = 3
+AVOIDED = ("unavailable", "unavailable, or the node the component moves away from")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    nodes: frozenset[str] | None = None  # pinned (node_placement.node, single-node group)
+    clusters: frozenset[str] = frozenset()
+    layers: frozenset[str] = frozenset()
+    archs: frozenset[str] = frozenset()
+    labels: frozenset[str] = frozenset()
+    runtimes: frozenset[str] = frozenset()  # runtime handlers needed (runtime_class_name)
+    gpu_model: str | None = None
+    needs_gpu: bool = False
+    mobile: bool = False
+    sensors: frozenset[str] = frozenset()
+
+    @property
+    def gpu_models(self) -> frozenset[str]:
+        return frozenset({self.gpu_model}) if self.gpu_model else frozenset()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str  # the filter, e.g. "continuum_layer"
+    count: int
+    samples: tuple[tuple[str, str], ...]  # (node, why) for a few of them
+
+
+@dataclass(frozen=True)
+class Pool:
+    entries: tuple[tuple[float, int], ...]  # (-score, node position), best first: a valid heap
+    rejections: tuple[Rejection, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.entries)
+
+
+def pool_for(inventory: Inventory, want: Constraints) -> Pool:
+    index = inventory.index
+    found = index.pools.get(want)
+    if found is None:
+        found = index.pools[want] = _build_pool(index, want)
+    return found
+
+
+_Stage = tuple[str, frozenset[int], Callable[[NodeInfo], str]]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One hard constraint as data: the Constraints field holding what a component asks for,
+    the NodeIndex groups offering it, whether a node needs all the values or any one of them,
+    and how to say why a node fails (for the explanation)."""
+
+    reason: str  # the description field, used as the rejection reason
+    wanted: str  # Constraints attribute: frozenset of required values
+    groups: str  # NodeIndex attribute: value -> node positions
+    needs_all: bool
+    why: Callable[[NodeInfo, frozenset[str]], str]
+
+
+FILTERS = (
+    Filter("cluster_placement", "clusters", "by_cluster", False,
+           lambda n, w: f"in cluster {n.cluster or '(none)'}, needs {_list(w)}"),
+    Filter("continuum_layer", "layers", "by_layer", False,
+           lambda n, w: f"layer {n.continuum_layer}, needs {_list(w)}"),
+    Filter("architecture", "archs", "by_arch", False,
+           lambda n, w: f"architecture {n.arch or 'unknown'}, needs {_list(w)}"),
+    Filter("labels", "labels", "by_label", True,
+           lambda n, w: f"lacks label(s) {_list(w - n.labels)}"),
+    Filter("runtime_class_name", "runtimes", "by_runtime", True,
+           lambda n, w: f"runtime handler {_list(w - n.runtimes)} not reported available "
+           f"(available: {_list(n.runtimes) or 'none reported'})"),
+    Filter("gpu", "gpu_models", "by_gpu_model", False,
+           lambda n, w: f"GPU {n.gpu_model or 'none'}, needs {_list(w)}"),
+    Filter("sensors", "sensors", "by_sensor", True,
+           lambda n, w: f"lacks sensor(s) {_list(w - n.sensors)}"),
+)  # fmt: skip
+
+
+def _stages(index: NodeIndex, want: Constraints) -> Iterator[_Stage]:
+    """The filters that apply to `want`, in order, each as (reason, allowed nodes, why)."""
+    if want.nodes is not None:
+        pinned = frozenset(index.position[n] for n in want.nodes if n in index.position)
+        yield "node_placement.node", pinned, lambda n: f"not the requested node {_list(want.nodes)}"
+    for f in FILTERS:
+        values: frozenset[str] = getattr(want, f.wanted)
+        if not values:
+            continue
+        groups: dict[str, frozenset[int]] = getattr(index, f.groups)
+        sets = [groups.get(v, frozenset()) for v in values]
+        allowed = frozenset.intersection(*sets) if f.needs_all else frozenset().union(*sets)
+        yield f.reason, allowed, functools.partial(f.why, w=values)
+    if want.needs_gpu and not want.gpu_model:
+        yield "gpu", index.with_gpus, lambda n: "no free GPU"
+    if want.mobile:
+        yield "mobile", index.mobile, lambda n: "not a mobile node"
+
+
+def _build_pool(index: NodeIndex, want: Constraints) -> Pool:
+    current = index.all
+    rejections = []
+    for reason, allowed, why in _stages(index, want):
+        kept = current & allowed
+        removed = len(current) - len(kept)
+        if removed:
+            sample = sorted(itertools.islice((i for i in current if i not in allowed), SAMPLES_PER_REASON))
+            rejections.append(
+                Rejection(reason, removed, tuple((index.nodes[i].name, why(index.nodes[i])) for i in sample))
+            )
+        current = kept
+    if current is index.all:
+        entries = index.free_order
+    elif len(current) * 8 < len(index.nodes):  # small pool: sorting its ranks beats filtering every node
+        order, rank = index.free_order, index.free_rank
+        entries = tuple(order[r] for r in sorted(rank[i] for i in current))
+    else:
+        entries = tuple(e for e in index.free_order if e[1] in current)
+    return Pool(entries, tuple(rejections))
+
+
+def _list(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+# ---------------------------------------------------------------------------- ledger
+
+
+@dataclass
+class Ledger:
+    """Capacity reserved by placements on top of one inventory snapshot.
+
+    Share one ledger across apps to plan them against each other (the reconcile loop and the
+    benchmark do); a fresh one per plan treats each app alone. Not thread-safe by design: one
+    ledger belongs to one planning sequence."""
+
+    inventory: Inventory
+    cpu: dict[int, int] = field(default_factory=dict)
+    memory: dict[int, int] = field(default_factory=dict)
+    gpus: dict[int, int] = field(default_factory=dict)
+    _heaps: dict[Constraints, list[tuple[float, int]]] = field(default_factory=dict)
+
+    def free(self, i: int) -> tuple[int, int, int]:
+        n = self.inventory.index.nodes[i]
+        return (
+            n.cpu_millis_free - self.cpu.get(i, 0),
+            n.memory_bytes_free - self.memory.get(i, 0),
+            n.gpus - self.gpus.get(i, 0),
+        )
+
+    def score(self, i: int) -> float:
+        n = self.inventory.index.nodes[i]
+        cpu, mem, _ = self.free(i)
+        return free_fraction(cpu, n.cpu_millis_capacity, mem, n.memory_bytes_capacity)
+
+    def reserve(self, i: int, need: Resources) -> None:
+        self.cpu[i] = self.cpu.get(i, 0) + need.cpu_millis
+        self.memory[i] = self.memory.get(i, 0) + need.memory_bytes
+        if need.gpus:
+            self.gpus[i] = self.gpus.get(i, 0) + need.gpus
+
+    def reserve_node(self, name: str, need: Resources) -> None:
+        i = self.inventory.index.position.get(name)
+        if i is not None:
+            self.reserve(i, need)
+
+    def shortfall(self, i: int, need: Resources) -> list[tuple[str, str]]:
+        """[(reason, detail)] for each resource the node lacks; empty when it fits."""
+        cpu, mem, gpus = self.free(i)
+        out = []
+        if need.cpu_millis > cpu:
+            out.append(
+                (
+                    "insufficient cpu",
+                    f"needs {format_cpu(need.cpu_millis)} cpu, {format_cpu(max(cpu, 0))} free",
+                )
+            )
+        if need.memory_bytes > mem:
+            out.append(
+                (
+                    "insufficient memory",
+                    f"needs {format_memory(need.memory_bytes)} memory, {format_memory(max(mem, 0))} free",
+                )
+            )
+        if need.gpus > gpus:
+            out.append(("insufficient gpus", f"needs {need.gpus} GPU(s), {max(gpus, 0)} free"))
+        return out
+
+    def best(
+        self, key: Constraints, pool: Pool, need: Resources, top_k: int, avoid: frozenset[int] = frozenset()
+    ) -> Search:
+        """The best fitting nodes (up to top_k, best first) and the examined nodes that did not fit.
+
+        Pops the pool's heap until top_k fitting nodes are found (or the pool is exhausted),
+        refreshing stale entries, then pushes everything back: the heap stays complete. Nodes to
+        `avoid` (unavailable, or the one a component moves away from) are a handful, so they are
+        skipped here rather than making pools per exclusion set."""
+        heap = self._heaps.get(key)
+        if heap is None:
+            heap = self._heaps[key] = list(pool.entries)  # sorted, hence already a heap
+        popped: list[tuple[float, int]] = []
+        fits: list[tuple[int, float]] = []
+        misfits: list[tuple[int, list[tuple[str, str]]]] = []
+        while heap and len(fits) < top_k:
+            neg, i = heapq.heappop(heap)
+            current = self.score(i)
+            if current != -neg:
+                heapq.heappush(heap, (-current, i))
+                continue
+            popped.append((neg, i))
+            lacking = [AVOIDED] if i in avoid else self.shortfall(i, need)
+            if lacking:
+                misfits.append((i, lacking))
+            else:
+                fits.append((i, current))
+        for entry in popped:
+            heapq.heappush(heap, entry)
+        return Search(tuple(fits), tuple(misfits))
+
+
+@dataclass(frozen=True)
+class Search:
+    fits: tuple[tuple[int, float], ...]  # (node position, score), best first
+    misfits: tuple[tuple[int, list[tuple[str, str]]], ...]  # examined: (reason, detail) why not

@@ -1,0 +1,162 @@
+"""The controller's threads: informers feed a work queue, workers reconcile, node agents polled.
+
+App events queue their app only when its spec changed (generation ahead of the status's
+observedGeneration), so the status the loop itself writes does not wake it again. Node and
+cluster events invalidate the inventory and queue every app once (coalesced), since any
+placement may change; a periodic resync re-queues all apps to repair drift (an object deleted
+behind the controller's back).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections.abc import Callable
+
+from controller.kube import resources
+from controller.kube.api import KubeApi, Obj
+from controller.reconcile.informer import WATCH_BACKOFF, Informer
+from controller.reconcile.nodesync import NodeSync
+from controller.reconcile.queue import Backoff, WorkQueue
+from controller.reconcile.reconciler import InventoryCache, Outcome, Reconciler
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(self, api: KubeApi, namespace: str, reconciler: Reconciler, inventory: InventoryCache,
+                 queue: WorkQueue | None = None, node_sync: NodeSync | None = None, workers: int = 2,
+                 resync_period: float = 300.0, inventory_period: float = 30.0,
+                 watch_timeout: int = 300, watch_backoff: Backoff = WATCH_BACKOFF) -> None:
+        self.api, self.namespace = api, namespace
+        self.reconciler = reconciler
+        self.inventory = inventory
+        self.queue = queue or WorkQueue()
+        self.node_sync = node_sync
+        self.workers = workers
+        self.resync_period = resync_period
+        self.inventory_period = inventory_period
+        def informer(res: resources.Resource, handler: Callable[[str, Obj], None]) -> Informer:
+            return Informer(api, res, namespace, handler, watch_backoff, watch_timeout)
+
+        self.apps = informer(resources.APP, self._on_app)
+        self.nodes = informer(resources.NODE, self._on_world)
+        self.clusters = informer(resources.CLUSTER, self._on_world)
+        self.freeze_after_sync = True
+        self.outcomes: dict[str, Outcome] = {}  # last outcome per app, for tests and metrics
+        self.reconciles = 0
+        self._kick = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def world(self) -> tuple[list[Obj], list[Obj]]:
+        """What the inventory is built from: the informers' caches (no API call per reconcile)."""
+        return self.nodes.items(), self.clusters.items()
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, stop: threading.Event) -> None:
+        for name, target in (("apps", self.apps.run), ("nodes", self.nodes.run),
+                             ("clusters", self.clusters.run)):
+            self._spawn(f"informer-{name}", lambda t=target: t(stop))
+        self._spawn("sync-wait", lambda: self._start_workers(stop))
+
+    def run(self, stop: threading.Event) -> None:
+        self.start(stop)
+        stop.wait()
+        self.shutdown()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.queue.close()
+        self._kick.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        for mechanism in self.reconciler.mechanisms:  # adapters holding threads or channels
+            close = getattr(mechanism, "close", None)
+            if callable(close):
+                close()
+
+    def _start_workers(self, stop: threading.Event) -> None:
+        for informer in (self.nodes, self.clusters, self.apps):
+            while not informer.synced.wait(0.1):
+                if stop.is_set():
+                    return
+        self.reconciler.seed(self.apps.items())
+        if self.freeze_after_sync:
+            # The informers' caches (10,000 nodes are millions of objects) live as long as the
+            # daemon: keep them out of the cyclic collector, whose full passes would otherwise
+            # stall reconciles for hundreds of milliseconds.
+            self.inventory.get()  # built now, so it is frozen with the caches it comes from
+            gc.collect()
+            gc.freeze()
+        for i in range(self.workers):
+            self._spawn(f"worker-{i}", self._work)
+        self._spawn("requeue-all", lambda: self._requeue_loop(stop))
+        if self.node_sync is not None:
+            self._spawn("node-sync", lambda: self._every(stop, self.inventory_period, self._sync_nodes))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"controller-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # ------------------------------------------------------------------ events
+
+    def _on_app(self, event_type: str, obj: Obj) -> None:
+        generation = obj["metadata"].get("generation")
+        observed = (obj.get("status") or {}).get("observedGeneration")
+        if event_type in ("ADDED", "DELETED") or generation != observed:
+            self.queue.add(obj["metadata"]["name"])
+
+    def _on_world(self, _event_type: str, _obj: Obj) -> None:
+        self.inventory.invalidate()
+        self._kick.set()
+
+    def requeue_all(self) -> None:
+        for obj in self.apps.items():
+            self.queue.add(obj["metadata"]["name"])
+
+    def _requeue_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self._kick.wait(self.resync_period):
+                self._kick.clear()
+            if not stop.is_set():
+                self.requeue_all()
+
+    def _sync_nodes(self) -> None:
+        assert self.node_sync is not None
+        for result in self.node_sync.sync_all():
+            if not result.ready:
+                log.warning("node agent %s: %s", result.target, result.message)
+
+    @staticmethod
+    def _every(stop: threading.Event, period: float, action: Callable[[], None]) -> None:
+        while not stop.is_set():
+            try:
+                action()
+            except Exception:
+                log.exception("periodic %s failed", getattr(action, "__name__", action))
+            stop.wait(period)
+
+    # ------------------------------------------------------------------ workers
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            name = str(key)
+            try:
+                outcome = self.reconciler.reconcile(name)
+            except Exception as exc:  # a bug must not kill the worker: back off and report
+                log.exception("reconcile %s failed", name)
+                outcome = Outcome("Unknown", retry=True, message=f"{type(exc).__name__}: {exc}")
+            finally:
+                self.queue.done(key)
+            self.outcomes[name] = outcome
+            self.reconciles += 1
+            if outcome.retry:
+                delay = self.queue.retry(key)
+                log.info("%s: %s (%s); retrying in %.2fs", name, outcome.phase, outcome.message, delay)
+            else:
+                self.queue.forget(key)

@@ -1,0 +1,104 @@
+"""Node agents' reported capabilities become MLSysOpsNode objects.
+
+Each configured agent is asked GetInventory; its report becomes the node document
+(controller.inventory.node_document_from_agent) applied with the controller's field manager.
+When a node is already described (by a user or a file), only the reported fields are
+applied, so the described layer, cluster and labels stay the user's. The `Ready` condition in
+the node's status says whether its agent answered; the reconcile loop treats nodes that are
+not Ready as unavailable, which is what makes a policy relocate their components.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+from controller.inventory import node_document_from_agent
+from controller.kube import resources
+from controller.kube.api import KubeApi
+from controller.kube.errors import Conflict, KubeError, NotFound
+from controller.mechanisms.nodeagent import AgentError, AgentGateway
+from controller.reconcile.status import Condition, conditions, now
+
+log = logging.getLogger(__name__)
+
+#: What an agent knows better than a description (applied even when the node is described;
+#: within `hardware` only the facts it reports: cpu cores/architecture/frequencies, memory).
+REPORTED_FIELDS = ("agent", "capacity", "runtimes", "cgroup", "cpufreq", "devices", "hardware")
+
+
+@dataclass(frozen=True)
+class AgentTarget:
+    target: str  # gRPC target of the node agent: unix:/path or host:port
+    continuum_layer: str = "edge"  # agents do not know their layer; the description wins
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    node: str | None  # None when the agent never answered (name unknown)
+    target: str
+    ready: bool
+    message: str = ""
+
+
+class NodeSync:
+    def __init__(self, api: KubeApi, agents: AgentGateway, targets: list[AgentTarget],
+                 namespace: str) -> None:
+        self.api = api
+        self.agents = agents
+        self.targets = targets
+        self.namespace = namespace
+        self._names: dict[str, str] = {}  # target -> node name, learned from GetInventory
+
+    def sync_all(self) -> list[SyncResult]:
+        return [self.sync(t) for t in self.targets]
+
+    def sync(self, agent: AgentTarget) -> SyncResult:
+        try:
+            inventory = self.agents.inventory(agent.target)
+        except AgentError as exc:
+            name = self._names.get(agent.target)
+            if name is not None:
+                self._set_ready(name, False, "AgentUnreachable", str(exc))
+            return SyncResult(name, agent.target, False, str(exc))
+        doc = node_document_from_agent(inventory, agent.target, agent.continuum_layer, self.namespace)
+        name = doc["metadata"]["name"]
+        self._names[agent.target] = name
+        try:
+            self.api.get(resources.NODE, self.namespace, name)
+            doc = {k: v for k, v in doc.items() if k in ("apiVersion", "kind", "metadata", *REPORTED_FIELDS)}
+        except NotFound:
+            pass
+        self.api.apply(doc)
+        self._set_ready(name, True, "AgentReporting", f"node agent at {agent.target} answered GetInventory")
+        return SyncResult(name, agent.target, True)
+
+    def _set_ready(self, name: str, ready: bool, reason: str, message: str) -> None:
+        """Write the Ready condition when it changes (not on every poll: that would wake every
+        watcher of MLSysOpsNodes for nothing)."""
+        for _attempt in range(3):
+            try:
+                obj = self.api.get(resources.NODE, self.namespace, name)
+            except NotFound:
+                return
+            status = copy.deepcopy(obj.get("status") or {})
+            previous = status.get("conditions") or []
+            generation = obj["metadata"].get("generation", 0)
+            new = conditions([Condition("Ready", ready, reason, message)], previous, generation, now())
+            old_ready = next((c for c in previous if c.get("type") == "Ready"), None)
+            if old_ready and (old_ready.get("status"), old_ready.get("reason")) == (new[0]["status"], reason):
+                return
+            status["conditions"] = [c for c in previous if c.get("type") != "Ready"] + new
+            status["lastInventory"] = now()
+            obj["status"] = status
+            try:
+                self.api.replace_status(resources.NODE, obj)
+                return
+            except Conflict:
+                continue
+            except KubeError as exc:
+                log.warning("node %s: cannot write status: %s", name, exc)
+                return
+
+

@@ -1,0 +1,266 @@
+"""One reconcile of one MLSysOpsApp: read → plan → realize with every mechanism → status.
+
+Idempotent by construction: everything is recomputed from the app object and the inventory,
+the mechanisms write only what differs, and names are deterministic, so a controller killed
+mid-reconcile converges on restart without duplicates. What to do after a failure is decided
+from the error alone (see `Outcome`): temporary errors (API outage, conflicts, a dependency
+not Available yet) are retried with backoff, permanent ones (an invalid description, an object
+the server rejects) are reported in the status and wait for the app to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.inventory import Inventory
+from controller.kube import resources
+from controller.kube.api import KubeApi, Obj
+from controller.kube.errors import Conflict, KubeError, NotFound
+from controller.mechanisms.base import Mechanism, RealizeResult
+from controller.model import App, DescriptionError, Resources, parse_document
+from controller.policies.base import KEEP, Decision, Plan, Telemetry
+from controller.policies.chain import Outcome as PolicyOutcome
+from controller.policies.pools import Ledger
+from controller.reconcile.status import Condition, app_status
+
+log = logging.getLogger(__name__)
+
+
+class Planner(Protocol):
+    """The policy chain as the loop sees it: plans plus the conflicts between policies.
+    `ledger` holds what the other apps already take, so apps are planned against each other."""
+
+    def __call__(self, app: App, inventory: Inventory, telemetry: Telemetry,
+                 previous: Plan | None, ledger: Ledger) -> PolicyOutcome: ...
+
+
+class Reservations:
+    """The capacity each app's realized plan holds per node (requests, once per replica).
+
+    Kept per app so that replanning one app releases its own share first; turned into a fresh
+    Ledger over the current inventory for every plan. After a restart it is seeded from the
+    apps' statuses (Reconciler.seed) before the first reconcile."""
+
+    def __init__(self) -> None:
+        self._by_app: dict[str, list[tuple[str, Resources]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, app: App, plan: Plan) -> None:
+        held = []
+        for d in plan.decisions:
+            comp = app.component(d.component)
+            per_replica = d.nodes or ((d.node,) * comp.replicas if d.node else ())
+            held.extend((node, comp.resources) for node in per_replica)
+        with self._lock:
+            self._by_app[app.name] = held
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._by_app.pop(name, None)
+
+    def ledger(self, inventory: Inventory, excluding: str) -> Ledger:
+        ledger = Ledger(inventory)
+        with self._lock:
+            for name, held in self._by_app.items():
+                if name != excluding:
+                    for node, need in held:
+                        ledger.reserve_node(node, need)
+        return ledger
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reconcile ended: `retry` asks the loop to requeue the key with backoff."""
+
+    phase: str
+    retry: bool = False
+    message: str = ""
+    results: tuple[RealizeResult, ...] = field(default_factory=tuple)
+
+
+class InventoryCache:
+    """The Inventory built from the MLSysOpsNode/Cluster objects, rebuilt only after they change
+    (at 10,000 nodes a rebuild per reconcile would dominate)."""
+
+    def __init__(self, sources: Callable[[], tuple[Sequence[Obj], Sequence[Obj]]], namespace: str) -> None:
+        self.sources = sources
+        self.namespace = namespace
+        self._lock = threading.Lock()
+        self._cached: tuple[Inventory, Telemetry] | None = None
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached = None
+
+    def get(self) -> tuple[Inventory, Telemetry]:
+        with self._lock:
+            if self._cached is None:
+                self._cached = self._build()
+            return self._cached
+
+    def _build(self) -> tuple[Inventory, Telemetry]:
+        nodes, clusters = self.sources()
+        descriptions = []
+        for obj in [*nodes, *clusters]:
+            try:
+                descriptions.append(parse_document(_without_status(obj), self.namespace))
+            except DescriptionError as exc:  # one bad node description must not stop placement
+                log.warning("ignoring %s %s: %s", obj.get("kind"), obj["metadata"].get("name"), exc)
+        unavailable = frozenset(o["metadata"]["name"] for o in nodes if _condition(o, "Ready") == "False")
+        return Inventory.from_descriptions(descriptions), Telemetry(unavailable_nodes=unavailable)
+
+
+def _without_status(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k != "status"}
+
+
+def _condition(obj: Obj, kind: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond.get("status")
+    return None
+
+
+def plan_from_status(app: App, status: Mapping[str, Any]) -> Plan | None:
+    """The last placement the controller wrote, as a Plan (after a restart: keep, don't churn)."""
+    entries = status.get("placement") or []
+    if not entries:
+        return None
+    decisions = tuple(Decision(e["component"], e.get("node"), e.get("cluster"), "previous placement",
+                               action=KEEP) for e in entries)
+    return Plan(app.name, app.namespace, status.get("policy", ""), decisions,
+                tuple(status.get("order") or [e["component"] for e in entries]))
+
+
+class Reconciler:
+    def __init__(self, api: KubeApi, namespace: str, mechanisms: Sequence[Mechanism], planner: Planner,
+                 inventory: InventoryCache, status_retries: int = 5) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.mechanisms = list(mechanisms)
+        self.planner = planner
+        self.inventory = inventory
+        self.status_retries = status_retries
+        self._plans: dict[str, Plan] = {}
+        self.reservations = Reservations()
+
+    def seed(self, apps: Sequence[Obj]) -> None:
+        """After a (re)start, before the first reconcile: every app's last placement (from its
+        status) holds its capacity again, so no app is planned into room another one occupies."""
+        for obj in apps:
+            try:
+                app = parse_document(_without_status(obj), self.namespace)
+            except DescriptionError:
+                continue  # its own reconcile reports it
+            plan = plan_from_status(app, obj.get("status") or {}) if isinstance(app, App) else None
+            if isinstance(app, App) and plan is not None:
+                self.reservations.record(app, plan)
+
+    def reconcile(self, name: str) -> Outcome:
+        try:
+            obj = self.api.get(resources.APP, self.namespace, name)
+        except NotFound:
+            return self._removed(name)
+        except KubeError as exc:
+            return Outcome("Unknown", retry=exc.temporary, message=str(exc))
+        if obj["metadata"].get("deletionTimestamp"):
+            return Outcome("Deleting")
+        try:
+            app = parse_document(_without_status(obj), self.namespace)
+        except DescriptionError as exc:
+            return self._finish(obj, None, Outcome("Failed", message=str(exc)),
+                                [Condition("Planned", False, "InvalidDescription", str(exc))])
+        if not isinstance(app, App):
+            return Outcome("Failed", message=f"{name} is a {type(app).__name__}, not an MLSysOpsApp")
+        inventory, telemetry = self.inventory.get()
+        previous = self._plans.get(name) or plan_from_status(app, obj.get("status") or {})
+        planned = self.planner(app, inventory, telemetry, previous, self.reservations.ledger(inventory, name))
+        plan = planned.plan
+        unplaced = [d.component for d in plan.decisions if not (d.node or d.cluster)]
+        planned_cond = (Condition("Planned", True, "AllPlaced", f"{len(plan.decisions)} component(s) placed")
+                        if not unplaced else
+                        Condition("Planned", False, "Unplaceable", f"not placed: {', '.join(unplaced)}"))
+        outcome = self._realize(app, plan)
+        if not outcome.retry and outcome.phase == "Deployed":
+            self._plans[name] = plan
+            self.reservations.record(app, plan)
+            if unplaced:
+                outcome = Outcome("Degraded", message=planned_cond.message, results=outcome.results)
+        realized = Condition("Realized", outcome.phase in ("Deployed", "Degraded"),
+                             _reason(outcome), outcome.message or "all mechanisms applied the plan")
+        ready = Condition("Ready", outcome.phase == "Deployed", "Ready" if outcome.phase == "Deployed"
+                          else outcome.phase, outcome.message)
+        return self._finish(obj, planned, outcome, [planned_cond, realized, ready])
+
+    # ------------------------------------------------------------------ steps
+
+    def _realize(self, app: App, plan: Plan) -> Outcome:
+        results: list[RealizeResult] = []
+        for mechanism in self.mechanisms:
+            try:
+                results.append(mechanism.realize(app, plan))
+            except (DescriptionError, ValueError) as exc:
+                return Outcome("Failed", message=f"{mechanism.name}: {exc}", results=tuple(results))
+            except Exception as exc:  # adapters raise typed errors; `temporary` decides retrying
+                temporary = bool(getattr(exc, "temporary", False))
+                log.warning("%s/%s: %s: %s", app.namespace, app.name, mechanism.name, exc)
+                return Outcome("Deploying" if temporary else "Failed", retry=temporary,
+                               message=f"{mechanism.name}: {exc}", results=tuple(results))
+        return Outcome("Deployed", results=tuple(results))
+
+    def _removed(self, name: str) -> Outcome:
+        """The app is gone: the GC removes owned objects; node settings need their mechanism."""
+        self._plans.pop(name, None)
+        self.reservations.forget(name)
+        for mechanism in self.mechanisms:
+            try:
+                mechanism.remove(name, self.namespace)
+            except Exception as exc:
+                temporary = bool(getattr(exc, "temporary", False))
+                log.warning("remove %s: %s: %s", name, mechanism.name, exc)
+                if temporary:
+                    return Outcome("Deleting", retry=True, message=str(exc))
+        return Outcome("Deleted")
+
+    def _finish(self, obj: Obj, planned: PolicyOutcome | None, outcome: Outcome,
+                conds: list[Condition]) -> Outcome:
+        """Write the status, re-reading and retrying on 409 (someone else updated the app).
+
+        observedGeneration is the generation this reconcile read; if the app changed meanwhile
+        the status is not written (it would describe the old spec) and the key is retried."""
+        generation = obj["metadata"].get("generation", 0)
+        for _attempt in range(self.status_retries):
+            if obj["metadata"].get("generation", 0) != generation:
+                return Outcome(outcome.phase, retry=True, message="the app changed while reconciling",
+                               results=outcome.results)
+            previous = obj.get("status") or {}
+            status = app_status(generation, previous, planned, conds, outcome.phase)
+            if status == previous:
+                return outcome
+            body = copy.deepcopy(obj)
+            body["status"] = status
+            try:
+                self.api.replace_status(resources.APP, body)
+                return outcome
+            except Conflict:
+                try:
+                    obj = self.api.get(resources.APP, self.namespace, obj["metadata"]["name"])
+                except NotFound:
+                    return outcome
+                except KubeError as exc:
+                    return Outcome(outcome.phase, retry=True, message=str(exc), results=outcome.results)
+            except KubeError as exc:
+                return Outcome(outcome.phase, retry=exc.temporary or outcome.retry, message=str(exc),
+                               results=outcome.results)
+        return Outcome(outcome.phase, retry=True, message="status kept conflicting", results=outcome.results)
+
+
+def _reason(outcome: Outcome) -> str:
+    if outcome.phase in ("Deployed", "Degraded"):
+        return "Applied"
+    return "Retrying" if outcome.retry else "RealizeFailed"

@@ -1,0 +1,72 @@
+"""Delegation to node agents: node settings applied through the agents' API, and agents'
+GetInventory reports turned into MLSysOpsNode objects (with a fake gateway recording calls;
+the real agent process is exercised in test_ctlkube_nodeagent_process.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctlkube_harness import APP, NAMESPACE, FakeAgents, wait_for
+from google.protobuf import json_format
+
+from controller.kube import resources as R
+from controller.kube.api import KubeApi
+from controller.kube.errors import NotFound
+from controller.reconcile.nodesync import AgentTarget
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2
+
+EDGE1 = "unix:/run/mlsysops/edge-1.sock"
+
+
+def test_cpufreq_hints_and_cgroup_limits_reach_the_node_agent(kube, world, app_doc, controllers):
+    kube.delete(R.NODE, NAMESPACE, "edge-2")  # the camera reader must land on edge-1, which has an agent
+    agents = FakeAgents()
+    controller = controllers.start(gateway=agents, mechanisms=("kubernetes", "nodeagent"))
+    kube.apply(app_doc, field_manager="test-user")
+    wait_for(lambda: (controller.outcomes.get(APP) or None) and controller.outcomes[APP].phase == "Deployed",
+             what="Deployed")
+
+    profile = json_format.MessageToDict(agents.applied[EDGE1], preserving_proto_field_name=True)
+    assert profile["cpufreq"]["settings"] == [{"governor": "performance"}]  # every CPU (cpus "")
+    groups = {g["path"]: g for g in profile["cgroups"]["groups"]}
+    reader = groups[f"{NAMESPACE}/{APP}/camera-reader"]
+    assert reader["cpu_quota_us"] == "100000" and reader["memory_max_bytes"] == str(512 * 2**20)
+
+    kube.delete(R.APP, NAMESPACE, APP)
+    wait_for(lambda: EDGE1 in agents.resets, what="edge-1 reset after the app is deleted")
+
+
+def test_agents_reports_become_mlsysops_nodes_and_their_readiness(kube, world, controllers):
+    inventory = nodeconfig_pb2.Inventory(
+        node_name="edge-9", api_version="mlsysops.nodeconfig.v1", agent_version="0.1.0",
+        architecture="aarch64", memory_bytes=4 * 2**30,
+        cpus=[nodeconfig_pb2.Cpu(id=i, cpufreq_available=True, available_governors=["performance"],
+                                 cpuinfo_min_khz=600_000, cpuinfo_max_khz=1_800_000) for i in range(4)],
+        runtimes=[nodeconfig_pb2.Runtime(handler="crun", available=True, version="1.8")])
+    agents = FakeAgents({"unix:/tmp/edge-9.sock": inventory})
+    controllers.start(gateway=agents, inventory_period=0.1,
+                      agents=(AgentTarget("unix:/tmp/edge-9.sock", "far_edge"),))
+    node = wait_for(lambda: _ready(kube, "edge-9"), what="MLSysOpsNode edge-9 Ready")
+    assert node["continuum_layer"] == "far_edge"
+    assert node["hardware"]["cpu"]["architecture"] == "arm64"
+    assert node["agent"]["target"] == "unix:/tmp/edge-9.sock"
+    assert node["runtimes"] == [{"handler": "crun", "available": True, "version": "1.8"}]
+
+    del agents.inventories["unix:/tmp/edge-9.sock"]  # the agent stops answering
+    wait_for(lambda: _condition(kube, "edge-9") == ("False", "AgentUnreachable"), what="edge-9 not Ready")
+
+
+def _ready(kube: KubeApi, name: str) -> dict[str, Any] | None:
+    try:
+        obj = kube.get(R.NODE, NAMESPACE, name)
+    except NotFound:
+        return None
+    return obj if _condition(kube, name) == ("True", "AgentReporting") else None
+
+
+def _condition(kube: KubeApi, name: str) -> tuple[str, str] | None:
+    obj = kube.get(R.NODE, NAMESPACE, name)
+    for cond in (obj.get("status") or {}).get("conditions", []):
+        if cond["type"] == "Ready":
+            return cond["status"], cond["reason"]
+    return None
