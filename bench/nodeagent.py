@@ -9,7 +9,9 @@ and a network namespace with a veth pair of its own (deleted afterwards). Measur
 - apply_p50_ms / apply_p99_ms: one cgroup knob alternating between two values, gRPC end to end;
 - direct_write_p99_ms: the same kind of write done directly through HostFS (the baseline);
 - profile_p99_ms: every CPU's governor + 20 cgroup files + 5 tc objects, alternating;
-- reapply_writes: writes made by a repeated identical apply (must be 0).
+- reapply_writes: writes made by a repeated identical apply (must be 0);
+- baseline.grpc_server_rss_mib: the same interpreter serving the agent's gRPC services with empty
+  handlers, no agent code (what grpc, protobuf and CPython alone take of the RSS budget).
 
 The last line printed is one JSON object with the figures, the targets and the baseline.
 Run as root: `python bench/nodeagent.py [--applies 10000] [--idle-seconds 20]`.
@@ -244,6 +246,52 @@ def direct_writes(cgroup_root: str, n: int) -> list[float]:
     return latencies
 
 
+GRPC_FLOOR_SERVER = """
+import gc, sys
+from concurrent.futures import ThreadPoolExecutor
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb, nodeconfig_pb2_grpc as pb_grpc
+server = grpc.server(ThreadPoolExecutor(max_workers=8))
+pb_grpc.add_NodeConfigServicer_to_server(pb_grpc.NodeConfigServicer(), server)
+health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+names = (pb.DESCRIPTOR.services_by_name["NodeConfig"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+reflection.enable_server_reflection(names, server)
+server.add_insecure_port("unix:" + sys.argv[1])
+server.start()
+gc.collect()
+gc.freeze()
+server.wait_for_termination()
+"""
+
+
+def grpc_floor_rss(workdir: Path, calls: int = 1000) -> float:
+    """RSS of the same interpreter serving the agent's gRPC services with empty handlers (no
+    agent code): the part of the agent's footprint that grpc, protobuf and CPython take."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    socket = workdir / "floor.sock"
+    proc = subprocess.Popen([sys.executable, "-c", GRPC_FLOOR_SERVER, str(socket)], cwd=REPO)
+    try:
+        stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"unix:{socket}"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the gRPC floor server did not start") from None
+                time.sleep(0.05)
+        for _ in range(calls):
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        return rss_mib(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def reset_quietly(stub: nodeconfig_pb2_grpc.NodeConfigStub) -> None:
     try:
         stub.Reset(pb.ResetRequest(), timeout=30)
@@ -294,10 +342,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         else:
             result["profile_network"] = "htb root + 4 classes on veth0 in a private netns"
         use_cpufreq = cpufreq is not None and cpufreq.available
-        if not use_cpufreq:
+        cpus = len(inventory.cpus) or os.cpu_count() or 1
+        if use_cpufreq:
+            governed = sum(1 for cpu in inventory.cpus if cpu.cpufreq_available)
+            result["profile_cpufreq"] = f"governor of {governed} of {cpus} CPUs"
+        else:
             why = cpufreq.reason if cpufreq is not None else "not loaded"
             result["profile_cpufreq"] = f"unavailable: {why}; profile without governors"
-        cpus = len(inventory.cpus) or os.cpu_count() or 1
         profiles = [big_profile(v, cpus, netns, use_cpufreq) for v in (0, 1)]
         try:
             first = stub.Apply(pb.ApplyRequest(profile=profiles[0], requester="bench"), timeout=30)
@@ -312,8 +363,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result["profile_p50_ms"] = round(percentile(plat, 50), 3)
         result["profile_p99_ms"] = round(percentile(plat, 99), 3)
 
+        floor = round(grpc_floor_rss(workdir), 2)
+
     result["targets"] = TARGETS
     result["baseline"] = {
+        "grpc_server_rss_mib": floor,
+        "agent_rss_above_grpc_mib": round(result["rss_mib_after_10k_applies"] - floor, 2),
         "direct_write_p99_ms": result["direct_write_p99_ms"],
         "apply_overhead_p99_ms": round(result["apply_p99_ms"] - result["direct_write_p99_ms"], 3),
     }

@@ -2,12 +2,16 @@
 
 Under systemd (Type=notify) it sends READY=1 once the API listens, WATCHDOG=1 at half the
 watchdog timeout while the engine answers, and STOPPING=1 before restoring the originals.
-Logs go to stderr as `level=... logger=... message` lines (journald adds the time).
+Logs go to stderr as `level=... logger=... message` lines (journald adds the time); SIGUSR1
+dumps every thread's stack there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import faulthandler
 import gc
 import logging
 import os
@@ -92,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlsysops-nodeagent: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
     configure_logging(config.log_level)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the journal): how to see where a
+    # wedged agent waits, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    limit_malloc_arenas()
     from nodeagent.bootstrap import build_agent  # heavy imports only once the config is good
 
     try:
@@ -115,9 +123,7 @@ def serve(agent: Any, notifier: SdNotifier) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     agent.start()
-    # Everything allocated so far lives as long as the daemon: keep it out of the collector's
-    # way, so a full collection does not walk grpc's and protobuf's object graphs mid-Apply.
-    gc.freeze()
+    settle_memory()
     addresses = " ".join(agent.server.addresses)
     log.info("ready version=%s listen=%s metrics=%s", __version__, addresses, agent.metrics_url or "-")
     notifier.notify("READY=1", f"STATUS=serving on {addresses}")
@@ -136,6 +142,34 @@ def serve(agent: Any, notifier: SdNotifier) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+M_ARENA_MAX = -8  # glibc malloc.h
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """At most two malloc arenas, before grpc starts its threads (MALLOC_ARENA_MAX=2, set from
+    inside so it holds however the agent is started). glibc gives each thread that allocates
+    an arena of its own, up to 8 per core; the agent's threads only hand requests to the one
+    engine lock, so they gain nothing from them. Measured: 0.6 MiB less RSS after 8 concurrent
+    clients, no change in latency."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its own allocator decides
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+
+
+def settle_memory() -> None:
+    """End of start-up: drop its garbage, then keep what is left out of the collector's way.
+
+    Start-up parses a lot that is not kept (the config, every installed distribution's entry
+    points, protobuf descriptors): collect it, and hand the freed malloc pages back to the
+    kernel (glibc keeps them otherwise), half a MiB of RSS. Everything still allocated lives
+    as long as the daemon, so gc.freeze() spares full collections from walking grpc's and
+    protobuf's object graphs mid-Apply.
+    """
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(OSError, AttributeError):  # musl has no malloc_trim: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 if __name__ == "__main__":

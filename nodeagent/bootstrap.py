@@ -37,7 +37,7 @@ from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSetting
 log = logging.getLogger(__name__)
 
 MECHANISM_GROUP = "mlsysops.nodeagent.mechanisms"
-CPUFREQ_DIR = "sys/devices/system/cpu/cpufreq"
+CPU_DIR = "sys/devices/system/cpu"
 STOP_GRACE_S = 2.0
 
 
@@ -84,15 +84,19 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
     if originals := journal.originals():
         log.warning("journal=%s holds %d originals from an earlier run: Reset restores them",
                     journal.path, len(originals))
-    mechanisms = load_mechanisms(config, fs, MECHANISM_GROUP if plugins is None else plugins)
+    freq_fs = cpufreq_fs(config, fs)  # one tree for the mechanism and the telemetry
+    mechanisms = load_mechanisms(config, fs, MECHANISM_GROUP if plugins is None else plugins, freq_fs)
     registry = CollectorRegistry(auto_describe=True)
     store = DesiredStore(runtime / "desired.json")
     engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry))
     telemetry = Telemetry(
         registry=registry,
         fs=fs,
+        # Runs on the sampler thread: desired_profile() hands out the current profile, which
+        # the engine replaces on each apply and never mutates, and the rest only reads files.
         cgroup_targets=lambda: managed_cgroups(fs, config, engine.desired_profile()),
         settings=collector_settings(config),
+        cpufreq_fs=freq_fs,
     )
     metrics_url = ""
     if config.telemetry.metrics_listen:
@@ -140,15 +144,22 @@ def cpufreq_fs(config: AgentConfig, fs: HostFS) -> HostFS:
 
 
 def _has_cpufreq(fs: HostFS) -> bool:
-    """A cpufreq policy exists (VMs often have an empty cpufreq directory)."""
-    return fs.is_dir(CPUFREQ_DIR) and any(n.startswith("policy") for n in _listdir(fs, CPUFREQ_DIR))
+    """Some CPU has a cpuN/cpufreq directory, which is what the mechanism and the collector use
+    (VMs often have an empty top-level cpufreq directory and no per-CPU one)."""
+    cpus = [n for n in _listdir(fs, CPU_DIR) if n.startswith("cpu") and n[3:].isdigit()]
+    return any(fs.is_dir(f"{CPU_DIR}/{cpu}/cpufreq") for cpu in cpus)
 
 
 # ---------------------------------------------------------------- mechanisms
 
 
-def load_mechanisms(config: AgentConfig, fs: HostFS, plugins: str | Iterable[EntryPoint]) -> MechanismSet:
+def load_mechanisms(
+    config: AgentConfig, fs: HostFS, plugins: str | Iterable[EntryPoint], freq_fs: HostFS | None = None
+) -> MechanismSet:
     """Each installed plugin, constructed and probed, or marked unavailable with the reason.
+
+    `freq_fs` is the tree of the cpufreq mechanism (cpufreq_fs(): a simulated one when the
+    config asks for it and the host has none); by default it is worked out here.
 
     A plugin that fails to load makes only itself unavailable (visible in the inventory): the
     other mechanisms keep working. A config section for a plugin that is not installed is an
@@ -159,8 +170,16 @@ def load_mechanisms(config: AgentConfig, fs: HostFS, plugins: str | Iterable[Ent
         if name not in found:
             installed = ", ".join(found)
             raise ConfigError(f"mechanisms.{name}", f"no such mechanism plugin (installed: {installed})")
+    if freq_fs is None and "cpufreq" in found:
+        freq_fs = cpufreq_fs(config, fs)
     entries = [
-        _load_one(name, found[name], config, fs, config.mechanisms.get(name, MechanismConfig()))
+        _load_one(
+            name,
+            found[name],
+            config,
+            freq_fs if name == "cpufreq" and freq_fs is not None else fs,
+            config.mechanisms.get(name, MechanismConfig()),
+        )
         for name in _apply_order(found)
     ]
     for entry in entries:
@@ -180,7 +199,7 @@ def _load_one(
         disabled = Capabilities(False, f"disabled by configuration (mechanisms.{name}.enabled)")
         return MechanismEntry(name, None, disabled)
     context = MechanismContext(
-        fs=cpufreq_fs(config, fs) if name == "cpufreq" else fs,
+        fs=fs,
         cgroup_mount=config.host.cgroup_mount,
         cgroup_root=config.host.cgroup_root,
         netns_dir=config.host.netns_dir,

@@ -159,15 +159,22 @@ def _cpu_max(text: str) -> str:
 
 
 def _limit(value: str | None) -> float:
-    if value is None:
-        return 0.0
-    return float("inf") if value == "max" else float(value)
+    """None is a file of a group not created yet (or removed): a new group starts unlimited."""
+    return float("inf") if value is None or value == "max" else float(value)
 
 
 def _quota_change(before: str | None, after: str | None) -> int:
     """+1 when a limit rises (children may then rise), -1 when it falls."""
     low, high = _limit(before), _limit(after)
     return (high > low) - (high < low)
+
+
+def _period_change(before: str | None, after: str | None) -> int:
+    """A shorter period raises the quota/period ratio that v1 compares between parent and child
+    (+1, written parents first), a longer one lowers it (-1, children first). None is a group
+    not created yet, whose period is the default."""
+    old, new = (DEFAULT_PERIOD_US if v is None else int(v) for v in (before, after))
+    return (new < old) - (new > old)
 
 
 def _set_change(before: str | None, after: str | None) -> int:
@@ -202,7 +209,7 @@ FILES: dict[str, File] = {
     f.name: f
     for f in (
         File("cpu.cfs_quota_us", "cpu", _max_or(lambda v: v < 0), _minus_one_for_max, _quota_change),
-        File("cpu.cfs_period_us", "cpu", _integer),
+        File("cpu.cfs_period_us", "cpu", _integer, widens=_period_change),
         File("cpu.shares", "cpu", _integer),
         File("cpu.max", "cpu", _cpu_max),
         File("cpu.weight", "cpu", _integer),

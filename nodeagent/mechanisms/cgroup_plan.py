@@ -87,8 +87,43 @@ class CgroupView:
     def subgroups(self, directory: str) -> list[str]:
         if not self.exists(directory):
             return []
-        base = self.path(directory)
-        return [join(directory, n) for n in self.fs.listdir(base) if self.fs.is_dir(f"{base}/{n}")]
+        return [join(directory, n) for n in self.fs.subdirs(self.path(directory))]
+
+    def snapshot(self) -> CgroupView:
+        """A view that reads each file and directory at most once: for one plan, which reads
+        the same parents and siblings many times and writes nothing. Not for reuse across
+        requests (the host changes between them)."""
+        return _SnapshotView(self)
+
+
+class _SnapshotView(CgroupView):
+    """CgroupView memoizing exists/raw/subgroups; proofs of containment stay shared."""
+
+    def __init__(self, view: CgroupView) -> None:
+        super().__init__(view.fs, view.mount)
+        self._proven = view._proven
+        self._exists: dict[str, bool] = {}
+        self._raw: dict[tuple[str, str], str | None] = {}
+        self._subgroups: dict[str, list[str]] = {}
+
+    def exists(self, directory: str) -> bool:
+        if directory not in self._exists:
+            self._exists[directory] = super().exists(directory)
+        return self._exists[directory]
+
+    def raw(self, directory: str, file: str) -> str | None:
+        key = (directory, file)
+        if key not in self._raw:
+            self._raw[key] = super().raw(directory, file)
+        return self._raw[key]
+
+    def subgroups(self, directory: str) -> list[str]:
+        if directory not in self._subgroups:
+            self._subgroups[directory] = super().subgroups(directory)
+        return list(self._subgroups[directory])
+
+    def snapshot(self) -> CgroupView:
+        return self
 
 
 class Planner:

@@ -375,6 +375,9 @@ class Engine:
         return self._state.generation
 
     def desired_profile(self) -> Mapping[str, Any]:
+        """The profile last applied; safe from any thread without the lock (telemetry's sampler
+        calls it while an apply runs): `_state` is swapped in one assignment and a committed
+        profile is a deep copy nobody mutates, so a caller sees the old or the new one whole."""
         return self._state.profile
 
     def responsive(self, timeout: float) -> bool:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.bootstrap import MECHANISM_GROUP, collector_settings, load_mechanisms, managed_cgroups
+from nodeagent.bootstrap import (
+    MECHANISM_GROUP,
+    build_agent,
+    collector_settings,
+    cpufreq_fs,
+    load_mechanisms,
+    managed_cgroups,
+)
 from nodeagent.config import ConfigError, parse_config
 from nodeagent.host.fs import HostFS
 
@@ -62,3 +69,44 @@ def test_managed_cgroups_are_the_desired_groups_in_every_hierarchy_that_has_them
     found = managed_cgroups(HostFS(tmp_path), parse_config({}), profile)
     assert found == ["sys/fs/cgroup/cpu/mlsysops/app", "sys/fs/cgroup/memory/mlsysops/app"]
     assert managed_cgroups(HostFS(tmp_path), parse_config({}), {}) == []
+
+
+def simulate_cpufreq(tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    """A host tree like this project's VMs: an empty top-level cpufreq directory, CPUs without one."""
+    host = tmp_path / "host"
+    (host / "sys/devices/system/cpu/cpufreq").mkdir(parents=True)
+    for cpu in (0, 1):
+        (host / f"sys/devices/system/cpu/cpu{cpu}").mkdir()
+    return host, {
+        "runtime_dir": str(tmp_path / "run"),
+        "host": {"fs_root": str(host), "simulate": "cpufreq"},
+        "listen": {"socket": str(tmp_path / "agent.sock")},
+        "telemetry": {"metrics_listen": ""},
+    }
+
+
+def test_an_empty_cpufreq_directory_is_no_cpufreq_and_gets_simulated(tmp_path: Path) -> None:
+    host, raw = simulate_cpufreq(tmp_path)
+    fs = cpufreq_fs(parse_config(raw), HostFS(host))
+    assert fs.root == tmp_path / "run/simulated-cpufreq"
+    assert fs.is_dir("sys/devices/system/cpu/cpu0/cpufreq")
+
+
+def test_a_host_with_per_cpu_cpufreq_is_used_as_it_is(tmp_path: Path) -> None:
+    host, raw = simulate_cpufreq(tmp_path)
+    (host / "sys/devices/system/cpu/cpu1/cpufreq").mkdir()
+    fs = HostFS(host)
+    assert cpufreq_fs(parse_config(raw), fs) is fs
+
+
+def test_the_cpufreq_mechanism_and_collector_share_the_simulated_tree(tmp_path: Path) -> None:
+    _, raw = simulate_cpufreq(tmp_path)
+    agent = build_agent(parse_config(raw), PLUGINS)
+    try:
+        cpufreq = agent.engine._mechanisms.get("cpufreq")  # what the inventory shows
+        assert cpufreq is not None and cpufreq.capabilities.available, cpufreq
+        agent.telemetry._sampler.sample_due()  # one step of the sampler thread
+        exposition = agent.telemetry.exposition().decode()
+        assert 'cpu_scaling_frequency_hertz{cpu="1"}' in exposition
+    finally:
+        agent.server.stop(0)

@@ -54,7 +54,12 @@ class AgentProcess:
 
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=STOP_TIMEOUT_S)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the agent dumps its threads' stacks to the log
+            time.sleep(1.0)
+            pytest.fail(f"agent still running {STOP_TIMEOUT_S}s after SIGTERM:\n{self.log_text()[-6000:]}")
 
     def kill9(self) -> None:
         self.proc.kill()

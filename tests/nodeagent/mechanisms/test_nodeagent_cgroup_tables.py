@@ -70,6 +70,10 @@ def test_unlimited_is_written_in_each_files_own_spelling(file: str, canonical: s
         ("cpuset.cpus", "0", "1", 0),
         ("cpu.cfs_quota_us", "50000", "max", 1),
         ("cpu.cfs_quota_us", "max", "50000", -1),
+        ("cpu.cfs_quota_us", None, "50000", -1),  # a new group starts unlimited
+        ("cpu.cfs_period_us", "100000", "1000", 1),  # a shorter period raises quota/period
+        ("cpu.cfs_period_us", None, "200000", -1),  # a new group starts at the default period
+        ("cpu.cfs_period_us", None, "100000", 0),
         ("memory.max", "1048576", "max", 0),
     ],
 )

@@ -195,6 +195,21 @@ def kernel_refuses(path: Path, value: str) -> bool:
     return False
 
 
+def test_v1_new_parent_with_a_short_period_gets_it_before_its_quota(v1: str, engine: Any) -> None:
+    """Regression (found by the property test below): a's quota of 50000 us written before its
+    period of 1000 us briefly limits a to half a CPU, below b's two CPUs, and the kernel refused
+    b's quota. Shortening a period widens the ratio, so it goes first, parents first."""
+    flow = engine(mech(v1))
+    try:
+        profile = {"groups": [{"path": "a", "cpu_quota_us": 50000, "cpu_period_us": 1000},
+                              {"path": "a/b", "cpu_quota_us": 200000}]}
+        flow.apply(profile)
+        assert kernel(CG / "cpu" / v1 / "a" / "cpu.cfs_period_us") == "1000"
+        assert kernel(CG / "cpu" / v1 / "a" / "b" / "cpu.cfs_quota_us") == "200000"
+    finally:
+        flow.reset()
+
+
 def test_v1_child_quota_above_its_parent_is_refused_like_the_kernel(v1: str, engine: Any) -> None:
     flow = engine(mech(v1))
     flow.apply({"groups": [{"path": "a", "cpu_quota_us": 50000}, {"path": "a/b"}]})
