@@ -38,6 +38,7 @@ CRD_GROUP, CRD_VERSION = "mlsysops.eu", "v1"
 
 SERVICE = Resource("", "v1", "services", "Service")
 DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
+JOB = Resource("batch", "v1", "jobs", "Job")
 RUNTIME_CLASS = Resource("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", namespaced=False)
 APP = Resource(CRD_GROUP, CRD_VERSION, "mlsysopsapps", "MLSysOpsApp")
 NODE = Resource(CRD_GROUP, CRD_VERSION, "mlsysopsnodes", "MLSysOpsNode")
@@ -46,7 +47,7 @@ CONTINUUM = Resource(CRD_GROUP, CRD_VERSION, "mlsysopscontinuums", "MLSysOpsCont
 PROPAGATION_POLICY = Resource("policy.karmada.io", "v1alpha1", "propagationpolicies", "PropagationPolicy")
 OVERRIDE_POLICY = Resource("policy.karmada.io", "v1alpha1", "overridepolicies", "OverridePolicy")
 
-ALL: tuple[Resource, ...] = (SERVICE, DEPLOYMENT, RUNTIME_CLASS, APP, NODE, CLUSTER, CONTINUUM,
+ALL: tuple[Resource, ...] = (SERVICE, DEPLOYMENT, JOB, RUNTIME_CLASS, APP, NODE, CLUSTER, CONTINUUM,
                              PROPAGATION_POLICY, OVERRIDE_POLICY)
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 

@@ -1,13 +1,14 @@
 """The `karmada` mechanism: spread an app over member clusters with Karmada policies.
 
-The kubernetes mechanism writes the resource templates (Deployments, Services) to the Karmada
+The kubernetes mechanism writes the resource templates (Deployments or Jobs, Services) to the Karmada
 control plane; this one decides where they go:
 
 - one PropagationPolicy per app, selecting the app's templates by name and placing them on
   the clusters the plan chose (`clusterAffinity.clusterNames`, replicas Duplicated);
 - one OverridePolicy per component that runs in only some of those clusters, setting its
-  replicas to 0 elsewhere: a per-app propagation policy sends every template to every chosen
-  cluster, so the per-cluster difference is expressed as an override, as Karmada intends.
+  replicas to 0 elsewhere (a Job: `suspend: true`, so it never starts there): a per-app
+  propagation policy sends every template to every chosen cluster, so the per-cluster
+  difference is expressed as an override, as Karmada intends.
 
 Objects validate against the Karmada CRDs (policy.karmada.io/v1alpha1) and are owned by the
 MLSysOpsApp, so deleting the app removes them.
@@ -24,6 +25,8 @@ from controller.policies.base import Plan
 
 API_VERSION = "policy.karmada.io/v1alpha1"
 REPLICAS_ZERO = {"path": "/spec/replicas", "operator": "replace", "value": 0}
+SUSPENDED = {"path": "/spec/suspend", "operator": "add", "value": True}  # a Job: never started there
+TEMPLATE_KINDS = ("Deployment", "Job", "Service")
 
 
 def _selector(obj: Obj) -> Obj:
@@ -40,7 +43,7 @@ def render(app: App, plan: Plan) -> list[Obj]:
     clusters = sorted({d.cluster for d in placed})
     if not clusters:
         return []
-    templates = [o for o in k8s.render(app, plan) if o["kind"] in ("Deployment", "Service")]
+    templates = [o for o in k8s.render(app, plan) if o["kind"] in TEMPLATE_KINDS]
     labels = {k8s.LABEL_PART_OF: k8s.dns_name(app.name), k8s.LABEL_MANAGED_BY: k8s.MANAGED_BY}
     policies = [
         k8s.with_hash(
@@ -60,7 +63,7 @@ def render(app: App, plan: Plan) -> list[Obj]:
     ]
     deployments: dict[str, list[Obj]] = {}
     for obj in templates:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in k8s.WORKLOAD_KINDS:
             deployments.setdefault(obj["metadata"]["labels"][k8s.LABEL_COMPONENT], []).append(obj)
     for decision in placed:
         others = [c for c in clusters if c != decision.cluster]
@@ -78,7 +81,8 @@ def render(app: App, plan: Plan) -> list[Obj]:
                         "overrideRules": [
                             {
                                 "targetCluster": {"clusterNames": others},
-                                "overriders": {"plaintext": [REPLICAS_ZERO]},
+                                "overriders": {"plaintext": [
+                                    SUSPENDED if selected[0]["kind"] == "Job" else REPLICAS_ZERO]},
                             }
                         ],
                     },

@@ -1,4 +1,4 @@
-"""The `kubernetes` mechanism: a plan becomes Deployments, Services and RuntimeClasses.
+"""The `kubernetes` mechanism: a plan becomes Deployments or Jobs, Services and RuntimeClasses.
 
 What it writes, and why:
 
@@ -8,6 +8,16 @@ What it writes, and why:
   service). Static placements (`node_placement.node`) bind with `nodeName`, like the
   reference; policy choices use required node affinity on `metadata.name`, so the
   scheduler still checks resources and taints.
+- a batch/v1 Job instead of the Deployment for a component whose `restart_policy` is
+  `OnFailure` or `Never` (a Deployment's pods can only restart Always): same placement,
+  labels, runtime class and owner reference, `restartPolicy` as given, one pod per replica
+  (`parallelism` = `completions` = replicas). A Job's pod template is immutable and finished
+  work cannot be "kept serving", so make-before-break does not apply: the Job's name carries a
+  hash of its placement *and* its spec, any change creates a new Job under a new name and the
+  old one is deleted (with its pods) in the same pass, right after the new one is written.
+  A finished Job is left as it is (no TTL: a Job that disappeared would be rerun on the next
+  resync); deleting it by hand reruns it. For `depends_on`, a Job counts as up once one of its
+  pods is ready or it has completed.
 - one Service per component that has ports or is the destination of a
   `component_interactions` entry (headless when it has no ports). It selects on part-of +
   component, not on the instance, so it spans the old and new Deployment during a relocation.
@@ -85,6 +95,12 @@ def short_hash(text: str) -> str:
 
 def deployment_name(app: str, component: str, node: str | None, cluster: str | None) -> str:
     return dns_name(app, component, short_hash(f"{cluster or ''}/{node or ''}"))
+
+
+def job_name(app: str, component: str, node: str | None, cluster: str | None, spec: Obj) -> str:
+    """Placement and spec in the name: a Job's template cannot change, so a change is a new Job."""
+    placement = f"{cluster or ''}/{node or ''}"
+    return dns_name(app, component, short_hash(placement + json.dumps(spec, sort_keys=True)))
 
 
 def service_name(app: str, component: str) -> str:
@@ -246,7 +262,7 @@ def _binding(comp: Component, node: str) -> Obj:
 
 
 def hosts(decision: Decision, comp: Component) -> list[tuple[str | None, int]]:
-    """(node, replicas) pairs: a Deployment per distinct node when the plan spread the replicas
+    """(node, replicas) pairs: a workload per distinct node when the plan spread the replicas
     (`Decision.nodes`, one per replica), else every replica of the description on `node` (or
     unpinned, when the plan chose only a cluster)."""
     per_replica = decision.nodes
@@ -255,23 +271,30 @@ def hosts(decision: Decision, comp: Component) -> list[tuple[str | None, int]]:
     return [(decision.node, comp.replicas)]
 
 
-def render_deployment(
-    app: Any, comp: Any, index: int, node: str | None, cluster: str | None, replicas: int
-) -> Obj:
+DEPLOYMENT_RESTART = ("Always",)
+JOB_RESTART = ("OnFailure", "Never")
+
+
+def workload_kind(comp: Component, index: int) -> str:
+    """Deployment for restart_policy Always (or none), Job for OnFailure/Never."""
+    if comp.restart_policy in (None, *DEPLOYMENT_RESTART):
+        return "Deployment"
+    if comp.restart_policy in JOB_RESTART:
+        return "Job"
+    raise DescriptionError.single(  # the CRD schema already refuses it; kept for hand-built Apps
+        f"MLSysOpsApp.components[{index}].restart_policy",
+        f"one of {', '.join(DEPLOYMENT_RESTART + JOB_RESTART)}",
+        repr(comp.restart_policy),
+    )
+
+
+def _pod_spec(comp: Component, index: int, node: str | None, restart_policy: str) -> Obj:
     path = f"MLSysOpsApp.components[{index}]"
-    if comp.restart_policy not in (None, "Always"):
-        raise DescriptionError.single(
-            f"{path}.restart_policy",
-            "Always for the kubernetes mechanism (Deployments restart always)",
-            repr(comp.restart_policy),
-        )
-    name = deployment_name(app.name, comp.name, node, cluster)
-    labels = _labels(app.name, comp.name, name)
     pod: Obj = {
         "containers": [
             _container(comp, i, c, f"{path}.containers[{i}]") for i, c in enumerate(comp.containers)
         ],
-        "restartPolicy": "Always",
+        "restartPolicy": restart_policy,
     }
     if node:
         pod.update(_binding(comp, node))
@@ -279,8 +302,48 @@ def render_deployment(
         pod["runtimeClassName"] = comp.runtime_class_name
     if comp.host_network:
         pod["hostNetwork"] = True
+    return pod
+
+
+def _placement_annotations(node: str | None, cluster: str | None) -> dict[str, str]:
+    return {k: v for k, v in ((ANNOTATION_NODE, node), (ANNOTATION_CLUSTER, cluster)) if v}
+
+
+def render_workload(
+    app: Any, comp: Any, index: int, node: str | None, cluster: str | None, replicas: int
+) -> Obj:
+    """The Deployment or the Job that runs `replicas` of the component on `node`."""
+    if workload_kind(comp, index) == "Job":
+        return render_job(app, comp, index, node, cluster, replicas)
+    return render_deployment(app, comp, index, node, cluster, replicas)
+
+
+def render_job(app: Any, comp: Any, index: int, node: str | None, cluster: str | None, replicas: int) -> Obj:
+    pod = _pod_spec(comp, index, node, comp.restart_policy)
+    spec: Obj = {"parallelism": replicas, "completions": replicas, "template": {"spec": pod}}
+    name = job_name(app.name, comp.name, node, cluster, spec)
+    labels = _labels(app.name, comp.name, name)
+    spec["template"]["metadata"] = {"labels": labels}
     meta = metadata(app, name, labels)
-    meta["annotations"] = {k: v for k, v in ((ANNOTATION_NODE, node), (ANNOTATION_CLUSTER, cluster)) if v}
+    meta["annotations"] = _placement_annotations(node, cluster)
+    # no selector: the API server generates it (a hand-written one needs manualSelector)
+    return with_hash({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec})
+
+
+def render_deployment(
+    app: Any, comp: Any, index: int, node: str | None, cluster: str | None, replicas: int
+) -> Obj:
+    if workload_kind(comp, index) != "Deployment":
+        raise DescriptionError.single(
+            f"MLSysOpsApp.components[{index}].restart_policy",
+            "Always for a Deployment (OnFailure/Never components are rendered as Jobs)",
+            repr(comp.restart_policy),
+        )
+    name = deployment_name(app.name, comp.name, node, cluster)
+    labels = _labels(app.name, comp.name, name)
+    pod = _pod_spec(comp, index, node, "Always")
+    meta = metadata(app, name, labels)
+    meta["annotations"] = _placement_annotations(node, cluster)
     return with_hash(
         {
             "apiVersion": "apps/v1",
@@ -351,7 +414,7 @@ def render(app: App, plan: Plan) -> list[Obj]:
             continue  # unplaced: nothing to run (the status says why)
         comp = app.component(comp_name)
         objects.extend(
-            render_deployment(app, comp, index[comp_name], node, decision.cluster, replicas)
+            render_workload(app, comp, index[comp_name], node, decision.cluster, replicas)
             for node, replicas in hosts(decision, comp)
         )
     objects.extend(render_service(app, c, c.external_access) for c in service_components(app))
@@ -359,6 +422,12 @@ def render(app: App, plan: Plan) -> list[Obj]:
 
 
 # ---------------------------------------------------------------------- realization
+
+
+WORKLOADS = (resources.DEPLOYMENT, resources.JOB)
+WORKLOAD_KINDS = tuple(r.kind for r in WORKLOADS)
+OWNED = (resources.DEPLOYMENT, resources.JOB, resources.SERVICE)
+_RESOURCE = {r.kind: r for r in OWNED}
 
 
 def is_available(deployment: Obj) -> bool:
@@ -373,12 +442,26 @@ def is_available(deployment: Obj) -> bool:
     )
 
 
+def job_started(job: Obj) -> bool:
+    """Up, for what depends on it: a pod of the Job is ready, or the Job already completed."""
+    status = job.get("status") or {}
+    complete = any(
+        c.get("type") == "Complete" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return complete or status.get("ready", 0) >= 1 or status.get("succeeded", 0) >= 1
+
+
+def is_up(workload: Obj) -> bool:
+    return job_started(workload) if workload.get("kind") == "Job" else is_available(workload)
+
+
 class KubernetesMechanism:
     """Realizes plans on one Kubernetes API server (see the module docstring).
 
     Writes go out in waves along `depends_on`: everything without a pending dependency at
     once (up to `parallelism` requests in flight, as client-go's QPS allows), then, once one
-    list shows the wave's Deployments Available, the components that depend on them."""
+    list shows the wave's Deployments Available (Jobs started), the components that depend on
+    them."""
 
     name = "kubernetes"
 
@@ -404,7 +487,7 @@ class KubernetesMechanism:
     def realize(self, app: App, plan: Plan) -> RealizeResult:
         api = self._require_api()
         desired = self.render(app, plan)
-        existing = list_owned(api, (resources.DEPLOYMENT, resources.SERVICE), app)
+        existing = list_owned(api, OWNED, app)
         written: list[str] = []
         unchanged: list[str] = []
         changed = []
@@ -414,7 +497,7 @@ class KubernetesMechanism:
                 unchanged.append(f"{obj['kind']}/{obj['metadata']['name']}")
             else:
                 changed.append(obj)
-        by_component = _deployments_by_component(desired)
+        by_component = _workloads_by_component(desired)
         for wave, objs in sorted(_waves(app, changed).items()):
             if wave:
                 deps = {dns_name(d) for o in objs for d in app.component(_component_of(app, o)).depends_on}
@@ -439,7 +522,7 @@ class KubernetesMechanism:
         """Delete everything this mechanism made for the app (the GC does too, through owner
         references; this also covers objects written before the app had a uid)."""
         api = self._require_api()
-        for res in (resources.DEPLOYMENT, resources.SERVICE):
+        for res in OWNED:
             for obj in api.list(res, namespace, app_selector(app_name))[0]:
                 api.delete(res, namespace, obj["metadata"]["name"])
 
@@ -471,33 +554,34 @@ class KubernetesMechanism:
             return None
 
     def _retire(self, app: App, stale: Iterable[Obj], by_component: Mapping[str, list[Obj]]) -> None:
-        """Delete what is no longer wanted; a relocated component's old Deployment goes only
-        after its replacement is Available."""
+        """Delete what is no longer wanted. A relocated component's old Deployment goes only
+        after its replacement is up; an old Job goes at once (its replacement was written
+        earlier in this pass: finished or half-done work is not worth keeping alive)."""
         api = self._require_api()
         for obj in stale:
             if obj["kind"] == "Deployment":
                 replacements = by_component.get(obj["metadata"]["labels"].get(LABEL_COMPONENT, ""), [])
                 self._wait_available(app, replacements, f"the replacement of {obj['metadata']['name']}")
-                api.delete(resources.DEPLOYMENT, app.namespace, obj["metadata"]["name"])
-            else:
-                api.delete(resources.SERVICE, app.namespace, obj["metadata"]["name"])
+            api.delete(_RESOURCE[obj["kind"]], app.namespace, obj["metadata"]["name"])
 
-    def _wait_available(self, app: App, deployments: list[Obj], what: str) -> None:
-        """Poll (one list of the app's Deployments per round) until these are Available; NotReady
-        after availability_timeout, so the loop retries later instead of blocking forever."""
-        if not deployments:
+    def _wait_available(self, app: App, workloads: list[Obj], what: str) -> None:
+        """Poll (one list of the app's Deployments and/or Jobs per round) until these are up;
+        NotReady after availability_timeout, so the loop retries later instead of blocking."""
+        if not workloads:
             return
         api = self._require_api()
+        kinds = [r for r in WORKLOADS if any(w["kind"] == r.kind for w in workloads)]
         deadline = self.clock() + self.availability_timeout
         while True:
             live = {
-                o["metadata"]["name"]: o
-                for o in api.list(resources.DEPLOYMENT, app.namespace, app_selector(app.name))[0]
+                (o["kind"], o["metadata"]["name"]): o
+                for res in kinds
+                for o in api.list(res, app.namespace, app_selector(app.name))[0]
             }
             pending = [
-                d["metadata"]["name"]
-                for d in deployments
-                if not is_available(live.get(d["metadata"]["name"], {"metadata": {}}))
+                w["metadata"]["name"]
+                for w in workloads
+                if not is_up(live.get((w["kind"], w["metadata"]["name"])) or _absent(w["kind"]))
             ]
             if not pending:
                 return
@@ -506,16 +590,21 @@ class KubernetesMechanism:
             self.sleep(self.poll_interval)
 
 
-def _deployments_by_component(objs: Iterable[Obj]) -> dict[str, list[Obj]]:
+def _absent(kind: str) -> Obj:
+    """What a workload not (yet) on the server looks like to is_up: not up."""
+    return {"kind": kind, "metadata": {}}
+
+
+def _workloads_by_component(objs: Iterable[Obj]) -> dict[str, list[Obj]]:
     out: dict[str, list[Obj]] = {}
     for obj in objs:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in WORKLOAD_KINDS:
             out.setdefault(obj["metadata"]["labels"][LABEL_COMPONENT], []).append(obj)
     return out
 
 
 def _waves(app: App, objs: Iterable[Obj]) -> dict[int, list[Obj]]:
-    """Objects by depends_on depth: 0 for everything but Deployments of dependent components."""
+    """Objects by depends_on depth: 0 for everything but the workloads of dependent components."""
     depth: dict[str, int] = {}
 
     def level(name: str, seen: frozenset[str] = frozenset()) -> int:
@@ -526,11 +615,11 @@ def _waves(app: App, objs: Iterable[Obj]) -> dict[int, list[Obj]]:
 
     waves: dict[int, list[Obj]] = {}
     for obj in objs:
-        wave = level(_component_of(app, obj)) if obj["kind"] == "Deployment" else 0
+        wave = level(_component_of(app, obj)) if obj["kind"] in WORKLOAD_KINDS else 0
         waves.setdefault(wave, []).append(obj)
     return waves
 
 
-def _component_of(app: App, deployment: Obj) -> str:
-    label = deployment["metadata"]["labels"][LABEL_COMPONENT]
+def _component_of(app: App, workload: Obj) -> str:
+    label = workload["metadata"]["labels"][LABEL_COMPONENT]
     return next(c.name for c in app.components if dns_name(c.name) == label)

@@ -96,6 +96,7 @@ class QosViolation:
     metric: str
     observed: float | None = None
     target: float | None = None
+    node: str | None = None  # where monitoring observed it (the loop ignores it once moved away)
 
 
 @dataclass(frozen=True)

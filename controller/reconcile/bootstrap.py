@@ -26,6 +26,7 @@ from controller.policies.chain import Outcome as PolicyOutcome
 from controller.policies.pools import Ledger
 from controller.reconcile.loop import Controller
 from controller.reconcile.nodesync import AgentTarget, NodeSync
+from controller.reconcile.qos import ANNOTATION_QOS, AnnotationQos, NoQos
 from controller.reconcile.queue import Backoff, WorkQueue
 from controller.reconcile.reconciler import InventoryCache, Planner, Reconciler
 
@@ -45,6 +46,7 @@ class Config:
     watch_timeout: int = 300
     availability_timeout: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
+    qos_annotation: str | None = ANNOTATION_QOS  # where monitoring reports QoS violations; None: ignore
 
 
 def policy_planner(policies: Sequence[Policy]) -> Planner:
@@ -100,7 +102,8 @@ def build(config: Config, api_client: client.ApiClient, agents: AgentGateway | N
     holder: list[Controller] = []
     inventory = InventoryCache(lambda: holder[0].world(), config.namespace)
     mechanisms = build_mechanisms(config.mechanisms, api, agents, inventory, config.availability_timeout)
-    reconciler = Reconciler(api, config.namespace, mechanisms, planner, inventory)
+    qos = AnnotationQos(config.qos_annotation) if config.qos_annotation else NoQos()
+    reconciler = Reconciler(api, config.namespace, mechanisms, planner, inventory, qos=qos)
     node_sync = NodeSync(api, agents, list(config.agents), config.namespace) if config.agents else None
     controller = Controller(api, config.namespace, reconciler, inventory, WorkQueue(config.backoff),
                             node_sync, config.workers, config.resync_period, config.inventory_period,

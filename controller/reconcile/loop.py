@@ -1,7 +1,8 @@
 """The controller's threads: informers feed a work queue, workers reconcile, node agents polled.
 
 App events queue their app only when its spec changed (generation ahead of the status's
-observedGeneration), so the status the loop itself writes does not wake it again. Node and
+observedGeneration) or the QoS violations reported on it changed (the reconciler's QosSource
+reads them from the object), so the status the loop itself writes does not wake it again. Node and
 cluster events invalidate the inventory and queue every app once (coalesced), since any
 placement may change; a periodic resync re-queues all apps to repair drift (an object deleted
 behind the controller's back).
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from controller.kube import resources
 from controller.kube.api import KubeApi, Obj
+from controller.policies.base import QosViolation
 from controller.reconcile.informer import WATCH_BACKOFF, Informer
 from controller.reconcile.nodesync import NodeSync
 from controller.reconcile.queue import Backoff, WorkQueue
@@ -45,6 +47,7 @@ class Controller:
         self.clusters = informer(resources.CLUSTER, self._on_world)
         self.freeze_after_sync = True
         self.outcomes: dict[str, Outcome] = {}  # last outcome per app, for tests and metrics
+        self._qos_seen: dict[str, tuple[QosViolation, ...]] = {}  # per app: violations last reported
         self.reconciles = 0
         self._kick = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -103,10 +106,17 @@ class Controller:
     # ------------------------------------------------------------------ events
 
     def _on_app(self, event_type: str, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
         generation = obj["metadata"].get("generation")
         observed = (obj.get("status") or {}).get("observedGeneration")
-        if event_type in ("ADDED", "DELETED") or generation != observed:
-            self.queue.add(obj["metadata"]["name"])
+        violations = () if event_type == "DELETED" else self.reconciler.qos.violations(obj)
+        qos_changed = violations != self._qos_seen.get(name, ())
+        if violations:
+            self._qos_seen[name] = violations
+        else:
+            self._qos_seen.pop(name, None)
+        if event_type in ("ADDED", "DELETED") or generation != observed or qos_changed:
+            self.queue.add(name)
 
     def _on_world(self, _event_type: str, _obj: Obj) -> None:
         self.inventory.invalidate()

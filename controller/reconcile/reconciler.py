@@ -11,6 +11,7 @@ the server rejects) are reported in the status and wait for the app to change.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from controller.model import App, DescriptionError, Resources, parse_document
 from controller.policies.base import KEEP, Decision, Plan, Telemetry
 from controller.policies.chain import Outcome as PolicyOutcome
 from controller.policies.pools import Ledger
+from controller.reconcile.qos import NoQos, QosSource, current
 from controller.reconcile.status import Condition, app_status
 
 log = logging.getLogger(__name__)
@@ -139,12 +141,13 @@ def plan_from_status(app: App, status: Mapping[str, Any]) -> Plan | None:
 
 class Reconciler:
     def __init__(self, api: KubeApi, namespace: str, mechanisms: Sequence[Mechanism], planner: Planner,
-                 inventory: InventoryCache, status_retries: int = 5) -> None:
+                 inventory: InventoryCache, status_retries: int = 5, qos: QosSource | None = None) -> None:
         self.api = api
         self.namespace = namespace
         self.mechanisms = list(mechanisms)
         self.planner = planner
         self.inventory = inventory
+        self.qos: QosSource = qos if qos is not None else NoQos()
         self.status_retries = status_retries
         self._plans: dict[str, Plan] = {}
         self.reservations = Reservations()
@@ -179,6 +182,9 @@ class Reconciler:
             return Outcome("Failed", message=f"{name} is a {type(app).__name__}, not an MLSysOpsApp")
         inventory, telemetry = self.inventory.get()
         previous = self._plans.get(name) or plan_from_status(app, obj.get("status") or {})
+        violations = current(self.qos.violations(obj), previous)  # only where components run now
+        if violations:
+            telemetry = dataclasses.replace(telemetry, qos_violations=violations)
         planned = self.planner(app, inventory, telemetry, previous, self.reservations.ledger(inventory, name))
         plan = planned.plan
         unplaced = [d.component for d in plan.decisions if not (d.node or d.cluster)]

@@ -3,6 +3,7 @@ checked against the Kubernetes and Karmada schemas, and the node-agent profile u
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -59,13 +60,98 @@ def test_an_unplaced_component_renders_nothing_and_a_cluster_only_one_is_unpinne
     assert "affinity" not in pod and "nodeName" not in pod
 
 
-def test_a_restart_policy_deployments_cannot_honour_names_the_field():
+def with_restart(policy: str, component: int = 1) -> App:
     components = documents(FIXTURES / "app.yaml")[0]["components"]
-    components[1]["restart_policy"] = "Never"
-    a = app(components=components)
+    components[component]["restart_policy"] = policy
+    return app(components=components)
+
+
+@pytest.mark.parametrize("policy", ["OnFailure", "Never"])
+def test_a_component_that_must_not_restart_always_becomes_a_job(policy: str):
+    a = with_restart(policy)
+    spread = Decision("detector", "edge-1", "c1", "r", nodes=("edge-1", "edge-1"))
+    (job,) = [o for o in KubernetesMechanism().render(a, plan(a, spread)) if o["kind"] == "Job"]
+    assert validate(job) == []
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == a.raw["metadata"]["uid"]
+    labels = job["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == a.name
+    assert labels["app.kubernetes.io/component"] == "detector"
+    assert labels["app.kubernetes.io/instance"] == job["metadata"]["name"]
+    assert job["spec"]["template"]["metadata"]["labels"] == labels
+    assert "selector" not in job["spec"]  # the API server generates a Job's selector
+    assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (2, 2)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == policy and pod["runtimeClassName"] == "crun"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["edge-1"]
+
+
+def test_a_statically_placed_job_binds_with_node_name_and_others_stay_deployments():
+    a = with_restart("Never", component=3)  # dashboard: node_placement.node cloud-1
+    objects = KubernetesMechanism().render(a, plan(a, Decision("detector", "edge-1", None, "r"),
+                                                   Decision("dashboard", "cloud-1", None, "r")))
+    kinds = {o["metadata"]["labels"].get("app.kubernetes.io/component"): o["kind"]
+             for o in objects if o["kind"] in ("Deployment", "Job")}
+    assert kinds == {"detector": "Deployment", "dashboard": "Job"}
+    job = next(o for o in objects if o["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["nodeName"] == "cloud-1"
+
+
+def test_a_job_gets_a_new_name_when_its_placement_or_its_spec_changes():
+    def name(a: App, node: str) -> str:
+        (job,) = [o for o in KubernetesMechanism().render(a, plan(a, Decision("detector", node, None, "r")))
+                  if o["kind"] == "Job"]
+        return job["metadata"]["name"]
+
+    a = with_restart("OnFailure")
+    assert name(a, "edge-1") == name(with_restart("OnFailure"), "edge-1")  # deterministic
+    assert name(a, "edge-1") != name(a, "edge-2")
+    assert name(a, "edge-1") != name(with_restart("Never"), "edge-1")
+
+
+def test_karmada_suspends_a_job_in_the_clusters_that_do_not_run_it():
+    a = with_restart("OnFailure")
+    objects = KarmadaMechanism().render(a, plan(a, Decision("camera-reader", "edge-1", "edge-cluster", "r"),
+                                                Decision("detector", "cloud-1", "cloud-cluster", "r")))
+    for obj in objects:
+        assert validate(obj) == [], obj["metadata"]["name"]
+    pp = next(o for o in objects if o["kind"] == "PropagationPolicy")
+    assert "Job" in {s["kind"] for s in pp["spec"]["resourceSelectors"]}
+    detector = next(o for o in objects if o["metadata"]["name"] == dns_name(a.name, "detector"))
+    rule = detector["spec"]["overrideRules"][0]
+    assert rule["targetCluster"]["clusterNames"] == ["edge-cluster"]
+    assert rule["overriders"]["plaintext"] == [{"path": "/spec/suspend", "operator": "add", "value": True}]
+
+
+def test_plan_mode_shows_the_job_it_would_write(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mlsysops.cli import main
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+    doc = documents(FIXTURES / "app.yaml")[0]
+    doc["components"][2]["restart_policy"] = "OnFailure"  # trainer: batch work
+    (tmp_path / "app.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(main, ["apps", "plan", "-f", str(tmp_path / "app.json"), "--inventory",
+                                       str(FIXTURES / "inventory"), "-o", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.output)  # one entry per app
+    objects = report["objects"]["kubernetes"]
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "trainer"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert validate(job) == []
+
+
+def test_a_wrongly_cased_restart_policy_is_refused_naming_the_field():
+    doc = documents(FIXTURES / "app.yaml")[0]
+    doc["components"][0]["restart_policy"] = "on_failure"
     with pytest.raises(DescriptionError) as info:
-        KubernetesMechanism().render(a, plan(a, Decision("detector", "edge-1", None, "r")))
-    assert info.value.path == "MLSysOpsApp.components[1].restart_policy"
+        parse_document(doc)
+    assert [p.path for p in info.value.problems] == ["MLSysOpsApp.components[0].restart_policy"]
+    assert "one of Always, OnFailure, Never" in str(info.value)
 
 
 def test_names_are_dns_labels_even_for_long_names():

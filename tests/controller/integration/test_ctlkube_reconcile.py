@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from ctlkube_harness import APP, NAMESPACE, Running, wait_for
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
+from controller.kube.errors import Invalid
 from controller.mechanisms.kubernetes import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF
 
 
@@ -132,17 +134,82 @@ def test_deleting_the_app_deletes_everything_it_owns(kube, world, app_doc, contr
 
 
 def test_an_invalid_app_gets_a_failed_status_naming_the_field(kube, world, app_doc, controllers, standin):
-    app_doc["components"][0]["restart_policy"] = "OnFailure"  # valid description, not for Deployments
+    app_doc["components"][1]["depends_on"] = ["camera-writer"]  # schema-valid, semantically wrong
     kube.apply(app_doc, field_manager="test-user")
     controller = controllers.start()
     wait_for(lambda: controller.outcomes.get(APP), what="reconcile")
 
     status = kube.get(R.APP, NAMESPACE, APP)["status"]
     assert status["phase"] == "Failed"
-    realized = next(c for c in status["conditions"] if c["type"] == "Realized")
-    assert realized["status"] == "False" and realized["reason"] == "RealizeFailed"
-    assert "components[0].restart_policy" in realized["message"]
+    planned = next(c for c in status["conditions"] if c["type"] == "Planned")
+    assert planned["status"] == "False" and planned["reason"] == "InvalidDescription"
+    assert "components[1].depends_on[0]" in planned["message"]
     assert not controller.outcomes[APP].retry
+    assert names(kube, R.DEPLOYMENT) == [] and names(kube, R.JOB) == []
+
+
+def test_a_wrongly_cased_restart_policy_is_refused_by_the_api_server_naming_the_field(
+        kube, world, app_doc, validator):
+    app_doc["components"][0]["restart_policy"] = "on_failure"
+    with pytest.raises(Invalid) as info:
+        kube.apply(app_doc, field_manager="test-user")
+    assert "components.0.restart_policy" in info.value.message and "on_failure" in info.value.message
+    assert [name for name, _ in validator.rejected] == [f"MLSysOpsApp/{APP}"]
+    validator.rejected.clear()  # expected: the fixture fails on rejections of the controller's writes
+
+
+def test_components_that_must_not_restart_always_run_as_jobs_owned_by_the_app(
+        kube, world, app_doc, controllers, standin):
+    trainer = next(c for c in app_doc["components"] if c["metadata"]["name"] == "trainer")
+    trainer["restart_policy"] = "OnFailure"
+    kube.apply(app_doc, field_manager="test-user")
+    controller = controllers.start()
+    status = wait_for(lambda: deployed(kube), what="app Deployed")
+    assert {p["component"]: p["node"] for p in status["placement"]}["trainer"] == "cloud-1"
+
+    [job] = kube.list(R.JOB, NAMESPACE)[0]
+    app_uid = kube.get(R.APP, NAMESPACE, APP)["metadata"]["uid"]
+    assert job["metadata"]["labels"][LABEL_COMPONENT] == "trainer"
+    assert job["metadata"]["labels"][LABEL_PART_OF] == APP
+    assert [r["uid"] for r in job["metadata"]["ownerReferences"]] == [app_uid]
+    assert any(m["manager"] == "mlsysops-controller" and m["operation"] == "Apply"
+               for m in job["metadata"]["managedFields"])
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure" and pod["runtimeClassName"] == "nvidia"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["cloud-1"]
+    assert not any("trainer" in n for n in names(kube, R.DEPLOYMENT))
+    assert len(names(kube, R.DEPLOYMENT)) == 3
+
+    # a finished Job is left alone: a restarted controller neither rewrites nor reruns it
+    controllers.stop(controller)
+    standin.complete(job["metadata"]["name"], NAMESPACE)
+    finished = kube.get(R.JOB, NAMESPACE, job["metadata"]["name"])
+    controller = controllers.start()
+    wait_for(lambda: controller.outcomes.get(APP), what="the restarted controller's reconcile")
+    assert controller.outcomes[APP].phase == "Deployed"
+    assert [r.written for r in controller.outcomes[APP].results] == [()]
+    assert kube.list(R.JOB, NAMESPACE)[0] == [finished]
+
+    assert kube.delete(R.APP, NAMESPACE, APP)
+    wait_for(lambda: controller.outcomes[APP].phase == "Deleted", what="removal reconciled")
+    wait_for(lambda: names(kube, R.JOB) == [] and names(kube, R.DEPLOYMENT) == [], what="the Job gone")
+
+
+def test_changing_a_jobs_spec_replaces_the_job_instead_of_updating_it(kube, world, app_doc, controllers):
+    trainer = next(c for c in app_doc["components"] if c["metadata"]["name"] == "trainer")
+    trainer["restart_policy"] = "Never"
+    kube.apply(app_doc, field_manager="test-user")
+    controllers.start()
+    wait_for(lambda: deployed(kube), what="app Deployed")
+    [first] = names(kube, R.JOB)
+
+    trainer["containers"][0]["image"] = "registry.example.com/trainer:1.0"  # the template is immutable
+    kube.apply(app_doc, field_manager="test-user")
+    wait_for(lambda: (s := deployed(kube)) and s["observedGeneration"] == 2, what="generation 2 Deployed")
+    [second] = kube.list(R.JOB, NAMESPACE)[0]
+    assert second["metadata"]["name"] != first
+    assert second["spec"]["template"]["spec"]["containers"][0]["image"].endswith("trainer:1.0")
 
 
 def test_across_two_clusters_karmada_policies_are_written_and_valid(kube, world, app_doc, controllers):

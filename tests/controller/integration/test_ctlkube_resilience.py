@@ -119,3 +119,33 @@ def test_relocation_brings_the_new_instance_up_before_removing_the_old(kube, wor
 
 def deployments(kube: KubeApi) -> set[str]:
     return {d["metadata"]["name"] for d in kube.list(R.DEPLOYMENT, NAMESPACE)[0]}
+
+
+def test_a_job_gates_its_dependents_and_is_replaced_when_its_node_disappears(kube, world, app_doc,
+                                                                             controllers, standin):
+    """A Job counts as up for depends_on once its pod is ready; a Job cannot be kept serving
+    while a replacement starts, so on a placement change the new one is created, then the old
+    one deleted, in the same pass."""
+    reader = next(c for c in app_doc["components"] if c["metadata"]["name"] == "camera-reader")
+    reader["restart_policy"] = "OnFailure"
+    kube.apply(app_doc, field_manager="test-user")
+    controllers.start()
+    wait_for(lambda: phase(kube) == ("Deployed", 1), what="Deployed")
+    [old] = kube.list(R.JOB, NAMESPACE)[0]
+    old_node = old["metadata"]["annotations"]["mlsysops.eu/node"]
+
+    def first_rv(kind: str, name_part: str, event_type: str, running: bool = False) -> int:
+        return min(e.rv for e in standin.store.events
+                   if e.obj["kind"] == kind and name_part in e.obj["metadata"]["name"]
+                   and e.type == event_type and (not running or (e.obj.get("status") or {}).get("ready")))
+
+    job_running = first_rv("Job", old["metadata"]["name"], "MODIFIED", running=True)
+    assert first_rv("Deployment", "detector", "ADDED") > job_running  # detector depends_on camera-reader
+
+    kube.delete(R.NODE, NAMESPACE, old_node)
+    wait_for(lambda: (jobs := kube.list(R.JOB, NAMESPACE)[0]) and jobs[0]["metadata"]["name"] !=
+             old["metadata"]["name"] and len(jobs) == 1, what="the Job replaced")
+    [new] = kube.list(R.JOB, NAMESPACE)[0]
+    assert new["metadata"]["annotations"]["mlsysops.eu/node"] != old_node
+    assert first_rv("Job", old["metadata"]["name"], "DELETED") > first_rv("Job", new["metadata"]["name"],
+                                                                          "ADDED")

@@ -9,7 +9,8 @@ kube_standin_store). Tests drive it only through the real `kubernetes` client.
 
 Test hooks, all explicit: `fail(status, count, method)` answers the next requests with an
 error (API outage), `validator` rejects invalid objects with 422 and `store.received` keeps
-every body sent; the deployment "controller" marks Deployments available unless `hold()`.
+every body sent; the deployment and job "controllers" mark Deployments available and Jobs
+running (their pods ready) unless `hold()`; `complete(job)` ends a Job successfully.
 """
 
 from __future__ import annotations
@@ -110,27 +111,52 @@ class StandIn:
                     return fault.status
             return None
 
-    def hold(self, deployment: str) -> None:
-        """Keep this Deployment unavailable (its pods never become ready) until release()."""
-        self._held.add(deployment)
+    def hold(self, workload: str) -> None:
+        """Keep this Deployment unavailable, or this Job's pods unready, until release()."""
+        self._held.add(workload)
 
-    def release(self, deployment: str) -> None:
-        self._held.discard(deployment)
+    def release(self, workload: str) -> None:
+        self._held.discard(workload)
         store = self.store
         with store.cond:
             for key, obj in list(store.objects.items()):
-                if key[0] == "deployments.apps" and key[2] == deployment:
-                    rtype = store.type_for("apps", "v1", "deployments")
-                    self._mark_available(rtype, obj)
+                if key[0] == "deployments.apps" and key[2] == workload:
+                    self._mark_available(store.type_for("apps", "v1", "deployments"), obj)
+                elif key[0] == "jobs.batch" and key[2] == workload:
+                    self._mark_running(store.type_for("batch", "v1", "jobs"), obj)
+
+    def complete(self, job: str, namespace: str = "default") -> None:
+        """The Job's pods all succeed: Complete, as the job controller reports it."""
+        store = self.store
+        rtype = store.type_for("batch", "v1", "jobs")
+        with store.cond:
+            obj = store.objects[store.key(rtype, namespace, job)]
+            completions = obj.get("spec", {}).get("completions", 1)
+            new = json.loads(json.dumps(obj))
+            new["status"] = {
+                "startTime": new.get("status", {}).get("startTime", _now()), "completionTime": _now(),
+                "succeeded": completions, "ready": 0, "active": 0,
+                "conditions": [_condition("SuccessCriteriaMet"), _condition("Complete")],
+            }
+            store._commit(rtype, store.key(rtype, namespace, job), new, "MODIFIED")
 
     def _roll_out(self, rtype: ResourceType, event_type: str, obj: Obj) -> None:
-        """The deployment controller and kubelet in one line: desired replicas become available."""
-        if rtype.kind != "Deployment" or event_type == "DELETED" or obj["metadata"]["name"] in self._held:
+        """The deployment/job controllers and kubelet in one line: desired replicas become
+        available; a new Job's pods start and become ready."""
+        if event_type == "DELETED" or obj["metadata"]["name"] in self._held:
             return
         status = obj.get("status", {})
-        if status.get("observedGeneration") == obj["metadata"]["generation"]:
-            return
-        self._mark_available(rtype, obj)
+        if rtype.kind == "Deployment" and status.get("observedGeneration") != obj["metadata"]["generation"]:
+            self._mark_available(rtype, obj)
+        elif rtype.kind == "Job" and not status:
+            self._mark_running(rtype, obj)
+
+    def _mark_running(self, rtype: ResourceType, obj: Obj) -> None:
+        parallelism = obj.get("spec", {}).get("parallelism", 1)
+        new = json.loads(json.dumps(obj))
+        new["status"] = {"startTime": _now(), "active": parallelism, "ready": parallelism}
+        self.store._commit(rtype, self.store.key(rtype, obj["metadata"].get("namespace", ""),
+                                                 obj["metadata"]["name"]), new, "MODIFIED")
 
     def _mark_available(self, rtype: ResourceType, obj: Obj) -> None:
         replicas = obj.get("spec", {}).get("replicas", 1)
@@ -142,6 +168,15 @@ class StandIn:
         }
         self.store._commit(rtype, self.store.key(rtype, obj["metadata"].get("namespace", ""),
                                                  obj["metadata"]["name"]), new, "MODIFIED")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _condition(kind: str) -> Obj:
+    return {"type": kind, "status": "True", "lastProbeTime": _now(), "lastTransitionTime": _now(),
+            "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"}
 
 
 # ---------------------------------------------------------------------- HTTP

@@ -13,6 +13,8 @@ kube-apiserver does on create/update/patch/apply/delete) read in one place:
 - deleting an owner deletes its dependents (ownerReferences.uid), like the garbage
   collector with background propagation; `Orphan` strips the references instead; an object
   written with owner references none of which exists is collected at once, as the GC would;
+- fields a kind declares immutable (a Job's pod template and selector) cannot change once
+  created: such an update, patch or apply is a 422, as kube-apiserver's validation answers;
 - server-side apply tracks each field manager's fields (lists are atomic here: the stand-in
   simplifies associative lists, which is enough when one manager owns a list) and reports
   conflicts with other managers unless forced.
@@ -42,6 +44,7 @@ class ResourceType:
     status: bool = False  # has a status subresource
     builtin: bool = True  # strategic merge patch is only served for built-in kinds
     short_names: tuple[str, ...] = ()
+    immutable: tuple[Path, ...] = ()  # fields fixed at creation (422 "field is immutable" after)
 
     @property
     def api_version(self) -> str:
@@ -56,6 +59,8 @@ DEFAULT_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "services", "Service", status=True, short_names=("svc",)),
     ResourceType("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
     ResourceType("apps", "v1", "deployments", "Deployment", status=True, short_names=("deploy",)),
+    ResourceType("batch", "v1", "jobs", "Job", status=True,
+                 immutable=(("spec", "template"), ("spec", "selector"))),
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", namespaced=False),
     ResourceType("mlsysops.eu", "v1", "mlsysopsapps", "MLSysOpsApp", status=True, builtin=False,
                  short_names=("mlsapp",)),
@@ -434,6 +439,13 @@ class Store:
 
     def _replace(self, rtype: ResourceType, old: Obj, new: Obj, manager: str, operation: str,
                  owned: set[Path] | None = None) -> Obj:
+        for path in rtype.immutable:
+            if get_path(new, path) != get_path(old, path):
+                field = ".".join(path)
+                raise ApiError(422, "Invalid", f'{rtype.kind}.{rtype.group} "{old["metadata"]["name"]}" is '
+                               f"invalid: {field}: Invalid value: field is immutable",
+                               [{"reason": "FieldValueInvalid", "message": "field is immutable",
+                                 "field": field}])
         meta, old_meta = new["metadata"], old["metadata"]
         for field in ("uid", "creationTimestamp", "namespace", "name"):
             if field in old_meta:

@@ -261,3 +261,76 @@ def test_a_dependent_written_after_its_owner_is_gone_is_collected(api):
                                             "name": "gone", "uid": "00000000-dead-4bad-8bad-000000000000"}]
     apps.create_namespaced_deployment(NS, body)
     assert apps.list_namespaced_deployment(NS).items == []
+
+
+def job(name: str = "train", **labels: str) -> dict[str, Any]:
+    pod_labels = {"app": name, **labels}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": pod_labels},
+            "spec": {"parallelism": 1, "completions": 1,
+                     "template": {"metadata": {"labels": pod_labels},
+                                  "spec": {"restartPolicy": "OnFailure",
+                                           "containers": [{"name": "main", "image": "trainer:1"}]}}}}
+
+
+def test_jobs_are_discovered_created_applied_run_and_completed(api, tmp_path, standin: StandIn):
+    dynamic = DynamicClient(api, cache_file=str(tmp_path / "discovery.json"))
+    jobs_resource = dynamic.resources.get(api_version="batch/v1", kind="Job")
+    assert (jobs_resource.name, jobs_resource.namespaced) == ("jobs", True)
+
+    batch = client.BatchV1Api(api)
+    created = batch.create_namespaced_job(NS, job())
+    assert created.metadata.uid and created.metadata.generation == 1
+    running = batch.read_namespaced_job("train", NS)  # the job "controller" started its pod
+    assert (running.status.active, running.status.ready) == (1, 1) and running.status.start_time
+
+    body = job()
+    body["metadata"]["annotations"] = {"note": "metadata may change"}
+    applied = batch.patch_namespaced_job("train", NS, body, field_manager="ctl", force=True,
+                                         _content_type="application/apply-patch+yaml")
+    assert applied.metadata.annotations == {"note": "metadata may change"}
+    listed = batch.list_namespaced_job(NS, label_selector="app=train").items
+    assert [j.metadata.name for j in listed] == ["train"]
+
+    standin.complete("train", NS)
+    done = batch.read_namespaced_job("train", NS)
+    assert done.status.succeeded == 1 and {c.type for c in done.status.conditions} >= {"Complete"}
+    batch.delete_namespaced_job("train", NS)
+    assert batch.list_namespaced_job(NS).items == []
+
+
+def test_a_jobs_pod_template_is_immutable(api):
+    batch = client.BatchV1Api(api)
+    batch.create_namespaced_job(NS, job())
+    changed = job()
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "trainer:2"
+    with pytest.raises(ApiException) as exc:
+        batch.patch_namespaced_job("train", NS, changed, field_manager="ctl", force=True,
+                                   _content_type="application/apply-patch+yaml")
+    assert status_of(exc) == 422 and "spec.template" in exc.value.body and "immutable" in exc.value.body
+    assert batch.read_namespaced_job("train", NS).spec.template.spec.containers[0].image == "trainer:1"
+
+
+def test_deleting_an_owner_deletes_its_jobs(api):
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    owner = custom.create_namespaced_custom_object(GROUP, VERSION, NS, APPS, mlsapp())
+    body = job("owned")
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "mlsysops.eu/v1", "kind": "MLSysOpsApp",
+                                            "name": "shop", "uid": owner["metadata"]["uid"]}]
+    batch.create_namespaced_job(NS, body)
+    batch.create_namespaced_job(NS, job("unrelated"))
+    custom.delete_namespaced_custom_object(GROUP, VERSION, NS, APPS, "shop")
+    assert [j.metadata.name for j in batch.list_namespaced_job(NS).items] == ["unrelated"]
+
+
+def test_invalid_jobs_are_rejected_with_422():
+    validator = RecordingValidator()
+    with StandIn(validator=validator) as checked:
+        config = client.Configuration()
+        config.host = checked.host
+        with client.ApiClient(config) as api:
+            bad = job()
+            bad["spec"]["parallelism"] = "two"
+            with pytest.raises(ApiException) as exc:
+                client.CustomObjectsApi(api).create_namespaced_custom_object("batch", "v1", NS, "jobs", bad)
+            assert status_of(exc) == 422 and "parallelism" in exc.value.body
+    assert [name for name, _ in validator.rejected] == ["Job/train"]
