@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 DIR_PRESENT = "present"
 ENABLED, DISABLED = "enabled", "disabled"
@@ -60,20 +61,30 @@ class CgroupKey:
         return prefix + self.file
 
 
+# The three builders spell exactly what str(CgroupKey(...)) does, without building a key object:
+# a plan makes a dozen keys per group on every apply.
+
+
 def dir_key(directory: str) -> str:
-    return str(CgroupKey(directory))
+    return f"{directory}/" if directory else ""
 
 
 def file_key(directory: str, file: str) -> str:
-    return str(CgroupKey(directory, file))
+    return f"{directory}/{file}" if directory else file
 
 
 def toggle_key(directory: str, controller: str) -> str:
-    return str(CgroupKey(directory, SUBTREE_CONTROL, controller))
+    return f"{directory}/{SUBTREE_CONTROL}[{controller}]" if directory else f"{SUBTREE_CONTROL}[{controller}]"
 
 
+@lru_cache(maxsize=4096)
 def parse_key(key: str) -> CgroupKey:
-    """The key's parts; ValueError for anything that is not one of the three shapes."""
+    """The key's parts; ValueError for anything that is not one of the three shapes.
+
+    Memoized (keys are immutable and so are the frozen CgroupKeys): a plan parses the same
+    keys several times per apply, and every apply of a profile plans the same keys. Bounded, so
+    keys read back from a damaged journal cannot grow it without limit; errors are not cached.
+    """
     if key.startswith("/") or ".." in key.split("/") or "//" in key:
         raise ValueError("not a cgroups knob key (absolute, '..' or empty component)")
     if key.endswith("/"):

@@ -8,6 +8,7 @@ as a whole. Nothing here writes.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
@@ -39,7 +40,7 @@ class Group:
 
 
 def join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
+    return "/".join([p for p in parts if p])  # a list: str.join makes one from a generator anyway
 
 
 def hierarchy_top(hierarchy: Hierarchy, mount: str) -> str:
@@ -67,7 +68,10 @@ class CgroupView:
         self._proven.add((base, rel))
 
     def path(self, directory: str) -> str:
-        return join(self.mount, directory)
+        """join(mount, directory), spelled out: every read and write of a plan goes through it."""
+        if not directory:
+            return self.mount
+        return f"{self.mount}/{directory}" if self.mount else directory
 
     def exists(self, directory: str) -> bool:
         return self.fs.is_dir(self.path(directory))
@@ -85,9 +89,18 @@ class CgroupView:
             raise HostError(file_key(directory, file), f"unexpected content {text!r}") from None
 
     def subgroups(self, directory: str) -> list[str]:
-        if not self.exists(directory):
-            return []
-        return [join(directory, n) for n in self.fs.subdirs(self.path(directory))]
+        names = self._list(directory)
+        return [] if names is None else [join(directory, n) for n in names]
+
+    def _list(self, directory: str) -> list[str] | None:
+        """Names of the directory's subdirectories; None when it is not a directory (one
+        scandir, no stat before it)."""
+        try:
+            return self.fs.subdirs(self.path(directory))
+        except HostError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
 
     def snapshot(self) -> CgroupView:
         """A view that reads each file and directory at most once: for one plan, which reads
@@ -119,7 +132,9 @@ class _SnapshotView(CgroupView):
 
     def subgroups(self, directory: str) -> list[str]:
         if directory not in self._subgroups:
-            self._subgroups[directory] = super().subgroups(directory)
+            names = self._list(directory)
+            self._exists.setdefault(directory, names is not None)  # listed: it is a directory
+            self._subgroups[directory] = [] if names is None else [join(directory, n) for n in names]
         return list(self._subgroups[directory])
 
     def snapshot(self) -> CgroupView:
@@ -175,8 +190,9 @@ class Planner:
                 self.view.check_within(join(hierarchy.path, *self.root), "/".join(group.parts))
             except ValueError as exc:
                 raise InvalidSpec(f"{group.where}.path", str(exc)) from None
-            top = self.top(hierarchy)
-            dirs = [join(top, *chain[:depth]) for depth in range(len(chain) + 1)]
+            dirs = [self.top(hierarchy)]  # then each directory down to the group's own
+            for part in chain:
+                dirs.append(f"{dirs[-1]}/{part}" if dirs[-1] else part)
             for parent, directory in pairwise(dirs):
                 self._plan_directory(hierarchy, parent, directory, group.where)
             self._plan_files(group, hierarchy, dirs)

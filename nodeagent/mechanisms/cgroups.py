@@ -78,6 +78,11 @@ class CgroupsMechanism:
         # and the same keys come back on every apply. Cleared with the layout they depend on.
         self._parsed: dict[str, CgroupKey] = {}
         self._memory_total_cache: int | None = None
+        # The desired map validate() returned and the snapshot it was planned on. The engine
+        # reads exactly those knobs next, under the same lock and before any write (its diff):
+        # read() answers that one call from the snapshot instead of reading every file again.
+        # Matched by identity, used once; any other read() reads the host.
+        self._planned: tuple[dict[str, Value], CgroupView] | None = None
 
     def _layout(self, refresh: bool = False) -> CgroupLayout:
         """The mount layout, discovered once and again on each probe (mounts change only when
@@ -113,6 +118,7 @@ class CgroupsMechanism:
     # -- validate ------------------------------------------------------------------------------------
 
     def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
+        self._planned = None
         body = cpuspec.mapping(section, field, ("groups",))
         limits = Limits(memory_total=self._memory_total())
         groups: list[Group] = []
@@ -125,7 +131,10 @@ class CgroupsMechanism:
                 )
             seen[group.parts] = group.where
             groups.append(group)
-        return Planner(self._view.snapshot(), self._layout(), self._root).plan(groups)
+        view = self._view.snapshot()
+        desired = Planner(view, self._layout(), self._root).plan(groups)
+        self._planned = (desired, view)
+        return desired
 
     def _read_group(self, entry: Any, where: str, limits: Limits) -> Group:
         cpuspec.mapping(entry, where, _GROUP_FIELDS)
@@ -148,18 +157,20 @@ class CgroupsMechanism:
     # -- read / order / write --------------------------------------------------------------------------
 
     def read(self, keys: Iterable[str]) -> dict[str, Value]:
+        planned, self._planned = self._planned, None
+        view = planned[1] if planned is not None and keys is planned[0] else self._view
         result: dict[str, Value] = {}
         for key in keys:
             knob = self._parse(key)
             if knob.is_dir:
-                result[key] = DIR_PRESENT if self._view.exists(knob.directory) else None
+                result[key] = DIR_PRESENT if view.exists(knob.directory) else None
             elif knob.is_toggle:
-                text = self._view.raw(knob.directory, SUBTREE_CONTROL)
+                text = view.raw(knob.directory, SUBTREE_CONTROL)
                 result[key] = (
                     None if text is None else ENABLED if knob.controller in text.split() else DISABLED
                 )
             else:
-                result[key] = self._view.canonical(knob.directory, knob.file or "")
+                result[key] = view.canonical(knob.directory, knob.file or "")
         return result
 
     def order(self, writes: Sequence[Write]) -> list[Write]:

@@ -219,7 +219,7 @@ class Engine:
         for name, values in desired.items():  # applies add up: earlier knobs stay desired
             knobs.setdefault(name, {}).update(values)
         state = DesiredState(
-            profile=copy.deepcopy(dict(profile)) if changed else self._state.profile,
+            profile=_copy_json(profile) if changed else self._state.profile,
             knobs=knobs,
             generation=self._state.generation + (1 if changed else 0),
             last_apply=self._clock(),
@@ -427,6 +427,22 @@ def _knob_event(kind: EventKind, write: Write, generation: int) -> Event:
         generation=generation,
         details={"actual": str(write.before), "desired": str(write.after)},
     )
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (the committed profile, which nobody may mutate afterwards).
+
+    Profiles are dicts, lists and scalars: copying those directly costs a fraction of
+    copy.deepcopy's memo bookkeeping, on every apply that changes the profile. Anything else
+    falls back to copy.deepcopy.
+    """
+    if isinstance(value, Mapping):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return copy.deepcopy(value)
 
 
 def _ms_since(started: float) -> float:

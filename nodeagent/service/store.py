@@ -92,6 +92,7 @@ class SlottedDocument:
         self.fmt = fmt
         self._slots = (path.with_name(f"{path.name}.0"), path.with_name(f"{path.name}.1"))
         self._fds: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}  # each open slot's file size, to skip no-op ftruncates
         self._seq = 0
         self._next = 0
 
@@ -115,15 +116,20 @@ class SlottedDocument:
         payload = _encode(data, self.fmt)
         self._seq += 1
         record = b"%d %d %d\n" % (self._seq, zlib.crc32(payload), len(payload)) + payload
-        fd = self._fd(self._next)
+        index = self._next
+        fd = self._fd(index)
         os.pwrite(fd, record, 0)
-        os.ftruncate(fd, len(record))
-        self._next = 1 - self._next
+        if len(record) < self._sizes[index]:  # a longer record leaves the file exactly its size
+            os.ftruncate(fd, len(record))
+        self._sizes[index] = len(record)
+        self._next = 1 - index
 
     def _fd(self, index: int) -> int:
         if index not in self._fds:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fds[index] = os.open(self._slots[index], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self._slots[index], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._sizes[index] = os.fstat(fd).st_size
+            self._fds[index] = fd
         return self._fds[index]
 
     @staticmethod

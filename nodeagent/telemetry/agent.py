@@ -53,17 +53,22 @@ class AgentMetrics:
             registry=registry,
         )
         self._errors = Counter(ERRORS, "Errors reported by the agent, by kind.", ["kind"], registry=registry)
-        for dry_run in ("false", "true"):  # export zeros, so rate() works from the first scrape
-            for outcome in OUTCOMES:
-                self._apply.labels(dry_run, outcome)
+        # Every child created up front: zeros are exported, so rate() works from the first
+        # scrape, and observe_apply() picks its child from a dict instead of calling labels().
+        self._apply_children = {
+            (dry_run, outcome): self._apply.labels("true" if dry_run else "false", outcome)
+            for dry_run in (False, True)
+            for outcome in OUTCOMES
+        }
 
     def observe_apply(self, seconds: float, writes: int, *, dry_run: bool, outcome: str) -> None:
         """Record one Apply. `writes` counts only when not a dry run (nothing is written then)."""
-        if outcome not in OUTCOMES:
+        child = self._apply_children.get((bool(dry_run), outcome))
+        if child is None:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         if seconds < 0 or writes < 0:
             raise ValueError("seconds and writes must not be negative")
-        self._apply.labels("true" if dry_run else "false", outcome).observe(seconds)
+        child.observe(seconds)
         if not dry_run and writes:
             self._writes.inc(writes)
 

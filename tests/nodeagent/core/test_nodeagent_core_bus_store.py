@@ -130,3 +130,30 @@ def test_slotted_document_ignores_an_old_tail_left_by_a_missed_truncate(
     reloaded.save({"n": 4})  # continues with the older slot (1), keeping 3 as the fallback
     assert SlottedDocument(tmp_path / "state.json", "test/1").load() == {"format": "test/1", "n": 4}
     assert b'"n":3' in (tmp_path / "state.json.0").read_bytes()
+
+
+def test_slotted_document_truncates_only_when_a_slot_shrinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truncated: list[int] = []
+    real_ftruncate = os.ftruncate
+
+    def counting_ftruncate(fd: int, length: int) -> None:
+        truncated.append(length)
+        real_ftruncate(fd, length)
+
+    (tmp_path / "state.json.0").write_bytes(b"x" * 500)  # a longer slot left by an earlier run
+    monkeypatch.setattr(os, "ftruncate", counting_ftruncate)
+    doc = SlottedDocument(tmp_path / "state.json", "test/1")
+    documents = [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4, "more": "y" * 50}, {"n": 5}, {"n": 6}, {"n": 6}]
+    for i, data in enumerate(documents):
+        slot = tmp_path / f"state.json.{i % 2}"
+        before = slot.stat().st_size if slot.exists() else 0
+        calls = len(truncated)
+        doc.save(data)
+        header, _, payload = slot.read_bytes().partition(b"\n")
+        assert len(payload) == int(header.split()[2])  # exactly the record: no stale tail
+        shrank = slot.stat().st_size < before
+        assert len(truncated) == calls + shrank  # an ftruncate only where it changes the size
+    assert truncated  # the 500-byte leftover was cut
+    assert SlottedDocument(tmp_path / "state.json", "test/1").load() == {"format": "test/1", "n": 6}

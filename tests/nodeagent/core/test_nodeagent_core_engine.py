@@ -427,3 +427,15 @@ def test_metrics_see_every_outcome(fake: Fake, make_engine: MakeEngine) -> None:
 
 def test_the_engine_reports_itself_responsive_when_idle(fake: Fake, make_engine: MakeEngine) -> None:
     assert make_engine(fake("cgroups")).responsive(0.1)
+
+
+def test_the_committed_profile_is_a_copy_the_caller_cannot_change(
+    fake: Fake, make_engine: MakeEngine
+) -> None:
+    cg = fake("cgroups", {"k": "1"})
+    engine = make_engine(cg)
+    sent: dict[str, Any] = {"cgroups": {"values": {"k": "2"}, "notes": ["a", {"b": None}]}}
+    engine.apply(sent)
+    sent["cgroups"]["values"]["k"] = "3"
+    sent["cgroups"]["notes"][1]["b"] = "changed"
+    assert engine.desired_profile() == {"cgroups": {"values": {"k": "2"}, "notes": ["a", {"b": None}]}}

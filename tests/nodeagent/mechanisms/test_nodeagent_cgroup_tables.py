@@ -164,3 +164,20 @@ def test_group_path_rules(path: str, reason: str) -> None:
 def test_group_path_accepts_ordinary_names() -> None:
     assert check_group_path("demo/app_1/web-2@x.service") == ["demo", "app_1", "web-2@x.service"]
     assert check_group_path("demo/") == ["demo"]
+
+
+@pytest.mark.parametrize("directory", ["", "cpu", "cpu/mlsysops", "cpu/mlsysops/demo/app"])
+def test_key_builders_spell_keys_as_cgroupkey_does(directory: str) -> None:
+    assert dir_key(directory) == str(CgroupKey(directory))
+    assert file_key(directory, "cpu.max") == str(CgroupKey(directory, "cpu.max"))
+    assert toggle_key(directory, "cpuset") == str(CgroupKey(directory, "cgroup.subtree_control", "cpuset"))
+    for key in (dir_key(directory), file_key(directory, "cpu.max"), toggle_key(directory, "cpuset")):
+        if key:
+            assert str(parse_key(key)) == key
+            assert parse_key(key) is parse_key(key)  # memoized: the same frozen key object
+
+
+def test_parse_key_does_not_memoize_refusals() -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            parse_key("cpu/../etc/cpu.max")

@@ -333,3 +333,27 @@ def test_any_profile_sequence_is_all_or_nothing_idempotent_and_resettable(
             assert flow.plan(profile) == []
         flow.reset()
         assert snapshot(fs.root) == original
+
+
+def test_the_read_after_validate_reuses_its_snapshot_once_and_only_for_its_plan(
+    sim_host: SimulatedKernelFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = mech(sim_host)
+    m.validate({"groups": [{"path": "solo", "cpu_weight": 50}]}, "cgroups")
+    for write in m.order([Write("cgroups", "mlsysops/", None, "present"),
+                          Write("cgroups", "mlsysops/solo/", None, "present")]):
+        m.write(write)
+    reads: list[str] = []
+    real_read = SimulatedKernelFS.read
+    monkeypatch.setattr(SimulatedKernelFS, "read", lambda fs, rel: reads.append(rel) or real_read(fs, rel))
+
+    def counted(keys: dict[str, str | None]) -> tuple[dict[str, str | None], int]:
+        reads.clear()
+        return m.read(keys), len(reads)
+
+    desired = m.validate({"groups": [{"path": "solo", "cpu_quota_us": 20000}]}, "cgroups")
+    planned, from_snapshot = counted(desired)  # the engine's diff, right after validate
+    fresh, from_host = counted(dict(desired))  # an equal map is not the plan: the host is read
+    again, second_time = counted(desired)  # the snapshot served one read() and is gone
+    assert planned == fresh == again and planned["mlsysops/solo/"] == "present"
+    assert from_snapshot < from_host == second_time
