@@ -36,7 +36,8 @@ from faredge.protocol.frames import Frame, FrameType, encode_frame
 from faredge.protocol.link import SerialLink
 from faredge.protocol.topics import topic
 from faredge.provision import init_broker, provision_device
-from faredge.testing import DeviceClient, can_login, wait_for
+from faredge.testing import DeviceClient, can_login
+from mlsysops.testing import wait_for
 
 N_TELEMETRY = 20000
 N_QOS1 = 3000

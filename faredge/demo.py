@@ -26,7 +26,7 @@ from faredge.channels.mosquitto import MosquittoProcess, free_port, private_sett
 from faredge.control import ControlClient
 from faredge.errors import FarEdgeError
 from faredge.provision import init_broker, provision_device
-from faredge.testing import wait_for
+from mlsysops.testing import wait_for
 
 SERIAL_ID = "demo-serial-1"
 MQTT_ID = "demo-mqtt-1"

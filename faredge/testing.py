@@ -8,25 +8,13 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from faredge.channels.mqtt import make_client
 from faredge.config import MqttSettings, TlsSettings
 from faredge.metrics import BridgeMetrics
 from faredge.protocol.topics import topic
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll with a deadline (never sleep as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from mlsysops.testing import wait_for
 
 
 def sample(metrics: BridgeMetrics, name: str, **labels: str) -> float:

@@ -28,10 +28,12 @@ from faredge.metrics import BridgeMetrics
 from faredge.provision import init_broker, provision_device
 from faredge.ratelimit import RateLimitedLog
 from faredge.registry import Device, Registry
-from faredge.testing import can_login, wait_for
-
+from faredge.testing import can_login
 
 # ------------------------------------------------------------------ pure router fixtures
+from mlsysops.testing import wait_for
+
+
 @dataclass
 class FakeDownlink:
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

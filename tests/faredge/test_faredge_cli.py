@@ -13,8 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 from faredge.broker import BrokerLayout, parse_acl
-from faredge.testing import DeviceClient, wait_for
+from faredge.testing import DeviceClient
 from mlsysops.cli import main
+from mlsysops.testing import wait_for
 
 
 def run(*args: str) -> Any:

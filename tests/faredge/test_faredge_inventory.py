@@ -18,8 +18,9 @@ from faredge.channels.nodeagent import GrpcInventorySink
 from faredge.errors import Unavailable
 from faredge.metrics import BridgeMetrics
 from faredge.registry import Device
-from faredge.testing import sample, wait_for
+from faredge.testing import sample
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2, nodeconfig_pb2_grpc
+from mlsysops.testing import wait_for
 
 
 class FakeAgent(nodeconfig_pb2_grpc.NodeConfigServicer):

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from faredge.bootstrap import Bridge
-from faredge.testing import DeviceClient, sample, wait_for
+from faredge.testing import DeviceClient, sample
+from mlsysops.testing import wait_for
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import pytest
 
 from faredge.config import PortSpec, SerialSettings
 from faredge.protocol.frames import Frame, FrameType, StreamDecoder, encode_frame
-from faredge.testing import sample, wait_for
+from faredge.testing import sample
+from mlsysops.testing import wait_for
 
 
 class PtyDevice:

@@ -23,7 +23,8 @@ from faredge.protocol.frames import Frame, FrameType, StreamDecoder, encode_fram
 from faredge.protocol.link import Received, SerialLink
 from faredge.ratelimit import RateLimitedLog
 from faredge.registry import Registry
-from faredge.testing import sample, wait_for
+from faredge.testing import sample
+from mlsysops.testing import wait_for
 
 
 class Clock:

@@ -27,7 +27,8 @@ from faredge.channels.mosquitto import (  # noqa: E402
 )
 from faredge.config import MqttSettings, TlsSettings  # noqa: E402
 from faredge.provision import init_broker, provision_device  # noqa: E402
-from faredge.testing import DeviceClient, wait_for  # noqa: E402
+from faredge.testing import DeviceClient  # noqa: E402
+from mlsysops.testing import wait_for  # noqa: E402
 
 
 def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:

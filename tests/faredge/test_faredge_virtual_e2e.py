@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from faredge.config import PortSpec, SerialSettings
-from faredge.testing import wait_for
+from mlsysops.testing import wait_for
 
 virtual = pytest.importorskip("faredge.virtual", reason="faredge/virtual (engineer firmware) not in the tree")
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -28,18 +26,9 @@ from controller.kube.client import load_api_client  # noqa: E402
 from controller.kube.errors import KubeError, NotFound  # noqa: E402
 from controller.policies import PolicyRegistry  # noqa: E402
 from controller.reconcile.bootstrap import Config, build  # noqa: E402
+from mlsysops.testing import wait_for  # noqa: E402
 
 ARCH = {"amd64": "amd64", "arm64": "arm64"}
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -85,11 +74,12 @@ def test_an_app_runs_on_the_clusters_nodes_and_is_garbage_collected(cluster):
     try:
         kube.apply(app, field_manager="e2e")
         wait_for(lambda: (kube.get(R.APP, namespace, "web").get("status") or {}).get("phase") == "Deployed",
-                 timeout=300, what="the app Deployed (its pods available)")
+                 timeout=300, what="the app Deployed (its pods available)", interval=0.5)
         assert len(kube.list(R.DEPLOYMENT, namespace)[0]) == 1
         assert len(kube.list(R.SERVICE, namespace)[0]) == 1
         kube.delete(R.APP, namespace, "web")
-        wait_for(lambda: not kube.list(R.DEPLOYMENT, namespace)[0], timeout=120, what="garbage collection")
+        wait_for(lambda: not kube.list(R.DEPLOYMENT, namespace)[0], timeout=120, what="garbage collection",
+                 interval=0.5)
     finally:
         stop.set()
         controller.shutdown()

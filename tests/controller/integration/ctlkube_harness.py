@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +27,6 @@ from mlsysops.nodeconfig.v1 import nodeconfig_pb2  # noqa: E402
 
 NAMESPACE = "default"
 APP = "camera-pipeline"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until predicate() is truthy (returned), failing with `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class FakeAgents:

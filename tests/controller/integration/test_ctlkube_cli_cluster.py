@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from ctlkube_harness import APP, FIXTURES, wait_for
+from ctlkube_harness import APP, FIXTURES
 
 from controller.kube import resources as R
 from controller.kube.errors import NotFound
 from controller.kube.store import AppStore
 from mlsysops.cli import main
+from mlsysops.testing import wait_for
 
 
 @pytest.fixture

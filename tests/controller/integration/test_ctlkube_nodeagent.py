@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctlkube_harness import APP, NAMESPACE, FakeAgents, wait_for
+from ctlkube_harness import APP, NAMESPACE, FakeAgents
 from google.protobuf import json_format
 
 from controller.kube import resources as R
@@ -14,6 +14,7 @@ from controller.kube.api import KubeApi
 from controller.kube.errors import NotFound
 from controller.reconcile.nodesync import AgentTarget
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2
+from mlsysops.testing import wait_for
 
 EDGE1 = "unix:/run/mlsysops/edge-1.sock"
 

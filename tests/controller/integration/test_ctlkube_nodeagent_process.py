@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ctlkube_harness import APP, NAMESPACE, wait_for
+from ctlkube_harness import APP, NAMESPACE
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.mechanisms.nodeagent import GrpcAgents
 from controller.reconcile.nodesync import AgentTarget
+from mlsysops.testing import wait_for
 
 simulated = pytest.importorskip("nodeagent.host.simulated", reason="the node agent package is missing")
 try:

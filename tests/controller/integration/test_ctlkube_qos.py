@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ctlkube_harness import APP, NAMESPACE, Running, wait_for
+from ctlkube_harness import APP, NAMESPACE, Running
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.mechanisms.kubernetes import deployment_name
 from controller.reconcile.qos import ANNOTATION_QOS
+from mlsysops.testing import wait_for
 
 
 def status(kube: KubeApi) -> dict[str, Any]:

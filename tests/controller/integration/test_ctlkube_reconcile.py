@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ctlkube_harness import APP, NAMESPACE, Running, wait_for
+from ctlkube_harness import APP, NAMESPACE, Running
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.kube.errors import Invalid
 from controller.mechanisms.kubernetes import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF
+from mlsysops.testing import wait_for
 
 
 def names(kube: KubeApi, res: R.Resource) -> list[str]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from mlsysops.testing import wait_for
 from nodeagent.errors import InvalidSpec
 from nodeagent.host.fs import HostFS
 from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSettings, Telemetry
@@ -31,14 +31,6 @@ class Ticking:
         with self._lock:
             self.calls += 1
             return [CounterMetricFamily(f"test_{self.name}_samples", "Samples taken.", value=self.calls)]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 @pytest.fixture
