@@ -101,7 +101,7 @@ class NetworkMechanism:
           "errors":     [namespaces that could not be listed, with the reason]
         """
         try:
-            features = self._probe_features(refresh=True)
+            features = self._probe_features()
             namespaces = self._port.namespaces()
         except HostError as exc:
             return Capabilities(False, f"netlink unusable: {exc}")
@@ -130,8 +130,11 @@ class NetworkMechanism:
         reason = unprobed[0].reason if unprobed else "the kernel has neither sch_htb nor sch_tbf"
         return Capabilities(False, reason, details)
 
-    def _probe_features(self, refresh: bool = False) -> dict[str, Feature]:
-        if self._features is None or refresh:
+    def _probe_features(self) -> dict[str, Feature]:
+        """Kernel features, probed once: a throwaway namespace per GetInventory would be costly,
+        and what the kernel supports does not change while it runs. Probed again only while a
+        probe could not run (e.g. without the right to create namespaces)."""
+        if self._features is None or not all(f.probed for f in self._features.values()):
             found = self._port.probe_features(self._qdisc_kinds, self._link_kinds)
             self._features = {f.name: f for f in found}
         return self._features

@@ -242,3 +242,29 @@ def test_order_keeps_the_plan(mech: NetworkMechanism) -> None:
 def test_close_releases_the_port(mech: NetworkMechanism, fake_netlink: Any) -> None:
     mech.close()
     assert fake_netlink.closed
+
+
+def test_kernel_features_are_probed_once_while_interfaces_are_listed_every_time(
+    fake_netlink: Any, make_mechanism: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    probe_features = fake_netlink.probe_features
+    monkeypatch.setattr(
+        fake_netlink, "probe_features", lambda q, links: calls.append(tuple(q)) or probe_features(q, links)
+    )
+    mech = make_mechanism(fake_netlink)
+    mech.probe()
+    fake_netlink.add("demo", "veth2")
+    details = mech.probe().details
+    assert len(calls) == 1
+    assert "veth2" in {i["name"] for i in details["interfaces"]}
+
+
+def test_a_feature_probe_that_could_not_run_is_tried_again(
+    fake_netlink: Any, make_mechanism: Callable
+) -> None:
+    fake_netlink.probe_runs = False
+    mech = make_mechanism(fake_netlink)
+    assert not any(f["probed"] for f in mech.probe().details["features"])
+    fake_netlink.probe_runs = True
+    assert all(f["probed"] for f in mech.probe().details["features"])
