@@ -6,14 +6,18 @@ setup:
 	bash .ci/setup
 
 demo: setup
-	.venv/bin/python -m mlsysops.demo
+	.venv/bin/python -m demo
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q -ra
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 bench: setup
 	.venv/bin/python bench/nodeagent.py

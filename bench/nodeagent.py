@@ -40,9 +40,8 @@ import grpc
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from mlsysops.nodeapi import NodeAgentClient, NodeApiError  # noqa: E402
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb  # noqa: E402
-from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc  # noqa: E402
-from nodeagent.client import connect  # noqa: E402
 from nodeagent.host.fs import HostFS  # noqa: E402
 
 REPO = HERE.parent
@@ -166,15 +165,16 @@ def running_agent(
 
 
 def wait_ready(proc: subprocess.Popen[bytes], target: str, log: Path, timeout: float = 30.0) -> None:
-    stub = connect(target)
+    client = NodeAgentClient(target, timeout=1)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"agent exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
         try:
-            stub.GetInventory(pb.GetInventoryRequest(), timeout=1)
+            client.inventory()
+            client.close()
             return
-        except grpc.RpcError:
+        except NodeApiError:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agent not ready after {timeout}s:\n{log.read_text()[-2000:]}") from None
             time.sleep(0.05)
@@ -218,13 +218,13 @@ def big_profile(variant: int, cpus: int, netns: str | None, cpufreq: bool) -> pb
 
 
 def timed_applies(
-    stub: nodeconfig_pb2_grpc.NodeConfigStub, profiles: Callable[[int], pb.Profile], n: int
+    client: NodeAgentClient, profiles: Callable[[int], pb.Profile], n: int
 ) -> list[float]:
     latencies = []
     for i in range(n):
-        request = pb.ApplyRequest(profile=profiles(i), requester="bench")
+        profile = profiles(i)
         started = time.perf_counter()
-        response = stub.Apply(request, timeout=10)
+        response = client.apply(profile, requester="bench")
         latencies.append((time.perf_counter() - started) * 1000)
         if i >= 2 and response.writes_performed == 0:
             raise RuntimeError("an alternating apply wrote nothing: the benchmark measures no write")
@@ -292,11 +292,11 @@ def grpc_floor_rss(workdir: Path, calls: int = 1000) -> float:
         proc.wait()
 
 
-def reset_quietly(stub: nodeconfig_pb2_grpc.NodeConfigStub) -> None:
+def reset_quietly(client: NodeAgentClient) -> None:
     try:
-        stub.Reset(pb.ResetRequest(), timeout=30)
-    except grpc.RpcError as exc:  # the agent restores on SIGTERM too; cleanup goes on
-        print(f"bench: reset failed: {exc.code().name} {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        client.reset()
+    except NodeApiError as exc:  # the agent restores on SIGTERM too; cleanup goes on
+        print(f"bench: reset failed: {exc}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- main
@@ -310,8 +310,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cgroup_root = stack.enter_context(private_cgroups(tag))
         netns = stack.enter_context(private_netns(tag))
         proc, target = stack.enter_context(running_agent(workdir, cgroup_root))
-        stub = connect(target)
-        stack.callback(reset_quietly, stub)  # originals back before the agent stops
+        client = stack.enter_context(NodeAgentClient(target, timeout=30))
+        stack.callback(reset_quietly, client)  # originals back before the agent stops
 
         time.sleep(args.settle_seconds)  # start-up work (probes, first samples) is not idle time
         result["rss_mib_idle"] = round(rss_mib(proc.pid), 2)
@@ -320,7 +320,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result["idle_cpu_pct"] = round((cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100, 3)
         result["idle_seconds"] = args.idle_seconds
 
-        latencies = timed_applies(stub, lambda i: one_knob((50_000, 60_000)[i % 2]), args.applies)
+        latencies = timed_applies(client, lambda i: one_knob((50_000, 60_000)[i % 2]), args.applies)
         result["applies"] = args.applies
         result["apply_p50_ms"] = round(percentile(latencies, 50), 3)
         result["apply_p99_ms"] = round(percentile(latencies, 99), 3)
@@ -328,11 +328,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         direct = direct_writes(cgroup_root, min(args.applies, 5000))
         result["direct_write_p99_ms"] = round(percentile(direct, 99), 4)
 
-        stub.Apply(pb.ApplyRequest(profile=one_knob(70_000), requester="bench"), timeout=10)
-        again = stub.Apply(pb.ApplyRequest(profile=one_knob(70_000), requester="bench"), timeout=10)
+        client.apply(one_knob(70_000), requester="bench")
+        again = client.apply(one_knob(70_000), requester="bench")
         result["reapply_writes"] = again.writes_performed
 
-        inventory = stub.GetInventory(pb.GetInventoryRequest(), timeout=10)
+        inventory = client.inventory()
         mechanisms = {m.name: m for m in inventory.mechanisms}
         network, cpufreq = mechanisms.get("network"), mechanisms.get("cpufreq")
         if network is None or not network.available or netns is None:
@@ -351,15 +351,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             result["profile_cpufreq"] = f"unavailable: {why}; profile without governors"
         profiles = [big_profile(v, cpus, netns, use_cpufreq) for v in (0, 1)]
         try:
-            first = stub.Apply(pb.ApplyRequest(profile=profiles[0], requester="bench"), timeout=30)
-        except grpc.RpcError as exc:
+            first = client.apply(profiles[0], requester="bench")
+        except NodeApiError as exc:
             if netns is None:
                 raise
-            result["profile_network"] = f"failed: {exc.details()}; profile without tc objects"  # type: ignore[attr-defined]
+            result["profile_network"] = f"failed: {exc.details}; profile without tc objects"
             profiles = [big_profile(v, cpus, None, use_cpufreq) for v in (0, 1)]
-            first = stub.Apply(pb.ApplyRequest(profile=profiles[0], requester="bench"), timeout=30)
+            first = client.apply(profiles[0], requester="bench")
         result["profile_writes"] = first.writes_performed
-        plat = timed_applies(stub, lambda i: profiles[(i + 1) % 2], args.profile_applies)
+        plat = timed_applies(client, lambda i: profiles[(i + 1) % 2], args.profile_applies)
         result["profile_p50_ms"] = round(percentile(plat, 50), 3)
         result["profile_p99_ms"] = round(percentile(plat, 99), 3)
 

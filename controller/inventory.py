@@ -29,6 +29,8 @@ from controller.model import (
     load_documents,
     parse_document,
 )
+from mlsysops.nodeapi import NodeAgentClient, NodeApiError
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2
 
 # uname machine → the reference's architecture names
 ARCH_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -223,38 +225,13 @@ class AgentError(RuntimeError):
     """A node agent could not be reached or answered with an error."""
 
 
-def fetch_inventory(target: str, timeout: float = 5.0) -> Any:
-    """GetInventory from the agent at target: the one gRPC call of the controller's inventory.
-
-    Channels come from nodeagent.client.connect (the project's single place that builds them:
-    unix sockets, TLS) when it is installed, else a plain channel; gRPC errors become AgentError."""
-    from mlsysops.nodeconfig.v1 import nodeconfig_pb2
-
+def fetch_inventory(target: str, timeout: float = 5.0) -> nodeconfig_pb2.Inventory:
+    """GetInventory from the agent at target, through the shared node-API client."""
     try:
-        stub = _connect(target)
-        return stub.GetInventory(nodeconfig_pb2.GetInventoryRequest(), timeout=timeout)
-    except Exception as exc:  # grpc.RpcError, bad targets: one domain error at this edge
-        raise AgentError(f"node agent at {target}: {_rpc_message(exc)}") from exc
-
-
-def _connect(target: str) -> Any:
-    try:
-        from nodeagent.client import connect
-    except ImportError:  # the controller installed without the node agent package
-        import grpc
-
-        from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc
-
-        return nodeconfig_pb2_grpc.NodeConfigStub(grpc.insecure_channel(target))
-    return connect(target)
-
-
-def _rpc_message(exc: Exception) -> str:
-    details = getattr(exc, "details", None)
-    code = getattr(exc, "code", None)
-    if callable(details) and callable(code):
-        return f"{code().name}: {details()}"
-    return str(exc) or type(exc).__name__
+        with NodeAgentClient(target, timeout=timeout) as client:
+            return client.inventory()
+    except NodeApiError as exc:
+        raise AgentError(f"node agent at {target}: {exc.code}: {exc.details}") from exc
 
 
 def node_document_from_agent(

@@ -1,8 +1,8 @@
 """`mlsysops node`: talk to a node agent (inventory, state, apply, reset, telemetry, events).
 
-Layers: click verbs -> one RPC each through nodeagent.client -> rendering through
-mlsysops.output. gRPC failures are turned into messages and exit codes in exactly one table
-(`STATUS_EXITS`), so every verb fails the same way:
+Layers: click verbs -> one call each through the shared node-API client (mlsysops.nodeapi) ->
+rendering through mlsysops.output. Its domain errors carry the message; `EXIT_CODES` gives each
+kind its exit code, so every verb fails the same way:
 
     0 ok · 1 agent-side failure · 2 bad input (file, flag, or INVALID_ARGUMENT from the agent)
     3 agent unreachable or too slow · 4 not possible on this node · 5 refused (auth)
@@ -13,22 +13,32 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
-import grpc
 import yaml
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from mlsysops.nodeapi import (
+    DEFAULT_TARGET,
+    TARGET_ENV,
+    Busy,
+    NodeAgentClient,
+    NodeApiError,
+    NotPossible,
+    Refused,
+    Rejected,
+    TargetError,
+    TlsFiles,
+    Unreachable,
+)
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
-from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc
 from mlsysops.output import emit, output_option, table
-from nodeagent.client import DEFAULT_TARGET, TARGET_ENV, TargetError, TlsFiles, open_channel
 
 # ------------------------------------------------------------------------------- errors
 
@@ -38,29 +48,22 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a ClassVar; per error here
 
 
-C = grpc.StatusCode
-STATUS_EXITS: dict[grpc.StatusCode, tuple[int, str]] = {
-    C.INVALID_ARGUMENT: (2, "rejected by the agent, nothing was changed: {details}"),
-    C.OUT_OF_RANGE: (2, "rejected by the agent, nothing was changed: {details}"),
-    C.UNAVAILABLE: (3, "the node agent is not reachable at {target} ({details})"),
-    C.DEADLINE_EXCEEDED: (3, "the node agent at {target} did not answer in time"),
-    C.RESOURCE_EXHAUSTED: (3, "the node agent at {target} is busy: {details}"),
-    C.FAILED_PRECONDITION: (4, "not possible on this node: {details}"),
-    C.UNIMPLEMENTED: (4, "the agent at {target} does not implement this call: {details}"),
-    C.PERMISSION_DENIED: (5, "permission denied by the agent at {target}: {details}"),
-    C.UNAUTHENTICATED: (5, "the agent at {target} refused our credentials: {details}"),
+#: The exit code of each kind of node-API failure; the message is the error's own.
+EXIT_CODES: dict[type[NodeApiError], int] = {
+    TargetError: 2,
+    Rejected: 2,
+    Unreachable: 3,
+    Busy: 3,
+    NotPossible: 4,
+    Refused: 5,
 }
 
 
-def rpc_error(exc: grpc.RpcError, target: str) -> CliError:
-    """The one mapping from a gRPC status to what the user reads and the exit code."""
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    details = exc.details() or code.name.lower()  # type: ignore[attr-defined]
-    exit_code, template = STATUS_EXITS.get(code, (1, "the agent failed ({code}): {details}"))
-    return CliError(template.format(target=target, details=details, code=code.name), exit_code)
+def cli_error(exc: NodeApiError) -> CliError:
+    return CliError(str(exc), EXIT_CODES.get(type(exc), 1))
 
 
 # ------------------------------------------------------------------------------- connection
@@ -68,27 +71,20 @@ def rpc_error(exc: grpc.RpcError, target: str) -> CliError:
 
 @dataclass(frozen=True)
 class Connection:
+    """Where the agent is; each verb opens one client for its calls and closes it after."""
+
     target: str
     tls: TlsFiles | None
     timeout: float
 
     @contextmanager
-    def stub(self) -> Iterator[nodeconfig_pb2_grpc.NodeConfigStub]:
-        """A stub whose channel is closed afterwards; gRPC errors become CliError here."""
+    def client(self) -> Iterator[NodeAgentClient]:
+        """A client closed afterwards; node-API errors become CliError (message, exit code) here."""
         try:
-            channel = open_channel(self.target, self.tls)
-        except TargetError as exc:
-            raise CliError(str(exc), 2) from exc
-        try:
-            yield nodeconfig_pb2_grpc.NodeConfigStub(channel)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, self.target) from exc
-        finally:
-            channel.close()
-
-    def call(self, method: str, request: Message) -> Any:
-        with self.stub() as stub:
-            return getattr(stub, method)(request, timeout=self.timeout)
+            with NodeAgentClient(self.target, self.tls, self.timeout) as client:
+                yield client
+        except NodeApiError as exc:
+            raise cli_error(exc) from exc
 
 
 pass_connection = click.make_pass_decorator(Connection)
@@ -134,7 +130,8 @@ def load_profile(path: Path) -> pb.Profile:
     try:
         return json_format.ParseDict(data, pb.Profile())
     except json_format.ParseError as exc:
-        field, reason = locate_parse_error(data, pb.Profile.DESCRIPTOR, "") or ("", _clean(str(exc)))
+        descriptor = cast(Descriptor, pb.Profile.DESCRIPTOR)  # the stubs also allow upb's twin class
+        field, reason = locate_parse_error(data, descriptor, "") or ("", _clean(str(exc)))
         raise ProfileError(f"{path}: {field or 'profile'}: {reason}") from exc
 
 
@@ -157,12 +154,14 @@ def locate_parse_error(data: Any, descriptor: Descriptor, path: str) -> tuple[st
 
 
 def _check_field(field: FieldDescriptor, value: Any, here: str) -> tuple[str, str] | None:
-    nested = field.message_type
-    plain_message = (
-        nested is not None and not nested.GetOptions().map_entry and nested.file.package != "google.protobuf"
-    )
-    if not plain_message or value is None:  # scalars, enums, maps, Struct: protobuf judges
-        return _parse_alone({field.name: value}, field.containing_type, here)
+    nested: Descriptor | None = field.message_type
+    if (
+        nested is None
+        or nested.GetOptions().map_entry
+        or nested.file.package == "google.protobuf"
+        or value is None
+    ):  # scalars, enums, maps, Struct: protobuf judges
+        return _parse_alone({field.name: value}, cast(Descriptor, field.containing_type), here)
     if field.is_repeated:
         if not isinstance(value, list):
             return here, f"must be a list, not {type(value).__name__}"
@@ -230,7 +229,8 @@ def node(
 @pass_connection
 def info(conn: Connection, output_format: str) -> None:
     """What this node has: CPUs, cgroups, interfaces, mechanisms, runtimes, devices."""
-    inventory = conn.call("GetInventory", pb.GetInventoryRequest())
+    with conn.client() as client:
+        inventory = client.inventory()
     show_message(inventory, output_format, render_inventory)
 
 
@@ -239,7 +239,8 @@ def info(conn: Connection, output_format: str) -> None:
 @pass_connection
 def state(conn: Connection, output_format: str) -> None:
     """The desired profile's knobs with their actual and original values, and drift."""
-    node_state = conn.call("GetState", pb.GetStateRequest())
+    with conn.client() as client:
+        node_state = client.state()
     show_message(node_state, output_format, render_state)
 
 
@@ -253,8 +254,8 @@ def state(conn: Connection, output_format: str) -> None:
 def apply(conn: Connection, profile_file: Path, dry_run: bool, output_format: str) -> None:
     """Apply a profile: validated whole, then only what differs is written (all-or-nothing)."""
     profile = load_profile(profile_file)
-    request = pb.ApplyRequest(profile=profile, dry_run=dry_run, requester="cli")
-    response = conn.call("Apply", request)
+    with conn.client() as client:
+        response = client.apply(profile, dry_run=dry_run, requester="cli")
     done = f"{response.writes_performed} writes performed, generation {response.generation}"
     show_message(response, output_format, lambda r: render_writes(r, dry_run, done))
 
@@ -265,7 +266,8 @@ def apply(conn: Connection, profile_file: Path, dry_run: bool, output_format: st
 @pass_connection
 def reset(conn: Connection, dry_run: bool, output_format: str) -> None:
     """Restore every original value the agent journaled and forget the desired profile."""
-    response = conn.call("Reset", pb.ResetRequest(dry_run=dry_run))
+    with conn.client() as client:
+        response = client.reset(dry_run=dry_run)
     done = f"{response.writes_performed} writes performed: originals restored"
     show_message(response, output_format, lambda r: render_writes(r, dry_run, done))
 
@@ -283,7 +285,8 @@ def telemetry(ctx: click.Context) -> None:
 @pass_connection
 def show(conn: Connection, output_format: str = "table") -> None:
     """Collectors, whether they run, how often, and the /metrics endpoint."""
-    config = conn.call("GetTelemetryConfig", pb.GetTelemetryConfigRequest())
+    with conn.client() as client:
+        config = client.telemetry_config()
     show_message(config, output_format, render_telemetry)
 
 
@@ -300,8 +303,8 @@ def set_collector(
     if enable is None and interval is None:
         raise click.UsageError("nothing to change: give --enable/--disable and/or --interval")
     interval_ms = parse_interval(interval) if interval is not None else None
-    with conn.stub() as stub:
-        current = stub.GetTelemetryConfig(pb.GetTelemetryConfigRequest(), timeout=conn.timeout)
+    with conn.client() as client:
+        current = client.telemetry_config()
         collector = next((c for c in current.collectors if c.name == name), None)
         if collector is None:
             known = ", ".join(c.name for c in current.collectors)
@@ -310,12 +313,15 @@ def set_collector(
             collector.enabled = enable
         if interval_ms is not None:
             collector.interval_ms = interval_ms
-        request = pb.SetTelemetryConfigRequest(collectors=[collector])
-        config = stub.SetTelemetryConfig(request, timeout=conn.timeout)
+        config = client.set_telemetry_config([collector])
     show_message(config, output_format, render_telemetry)
 
 
-EVENT_KINDS = {k.lower(): v for k, v in pb.Event.Kind.items() if v != pb.Event.KIND_UNSPECIFIED}
+EVENT_KINDS: dict[str, pb.Event.Kind] = {
+    name.lower(): cast("pb.Event.Kind", number)
+    for name, number in pb.Event.Kind.items()
+    if number != pb.Event.KIND_UNSPECIFIED
+}
 
 
 @node.command()
@@ -325,20 +331,13 @@ EVENT_KINDS = {k.lower(): v for k, v in pb.Event.Kind.items() if v != pb.Event.K
 @pass_connection
 def events(conn: Connection, kinds: Sequence[str], count: int | None, output_format: str) -> None:
     """Follow the agent's events (applied, drift, errors, ...) from now on; Ctrl-C stops."""
-    request = pb.WatchEventsRequest(kinds=[EVENT_KINDS[k] for k in kinds])
     printer = _event_printer(output_format)
-    seen = 0
     try:
-        with conn.stub() as stub:
-            stream = stub.WatchEvents(request)
-            try:
-                for event in stream:
-                    printer(event)
-                    seen += 1
-                    if count is not None and seen >= count:
-                        break
-            finally:
-                stream.cancel()
+        with conn.client() as client, closing(client.watch_events([EVENT_KINDS[k] for k in kinds])) as stream:
+            for seen, event in enumerate(stream, start=1):
+                printer(event)
+                if count is not None and seen >= count:
+                    break
     except KeyboardInterrupt:
         return
 

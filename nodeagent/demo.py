@@ -21,8 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mlsysops.nodeapi import NodeAgentClient, NodeApiError
 
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
 READY_TIMEOUT_S = 60.0
@@ -142,19 +142,11 @@ def _mlsysops() -> str:
 
 
 def _wait_ready(target: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    channel = grpc.insecure_channel(target)
     try:
-        ready = grpc.channel_ready_future(channel)
-        try:
-            ready.result(timeout=READY_TIMEOUT_S)
-        except grpc.FutureTimeoutError:
-            reason = f"the agent did not start (exit {proc.poll()}):\n{log.read_text()}"
-            raise click.ClickException(reason) from None
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise click.ClickException(f"the agent is not serving:\n{log.read_text()}")
-    finally:
-        channel.close()
+        with NodeAgentClient(target) as client:
+            client.wait_ready(READY_TIMEOUT_S)
+    except NodeApiError as exc:
+        raise click.ClickException(f"{exc} (exit {proc.poll()}):\n{log.read_text()}") from None
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,7 @@ an apply does not mention goes back to its original value — so this mechanism 
 app's contribution per node and always applies their union; removing an app re-applies the
 rest, or resets the node when nothing is left.
 
-The gRPC calls live in `GrpcAgents` (the adapter, channels made by nodeagent.client), so the
+The node-API calls live in `GrpcAgents` (the adapter, on mlsysops.nodeapi's client), so the
 merging and rendering are pure and tested without a network.
 
 Known limit: contributions are kept in memory; after a controller restart, each app's
@@ -20,26 +20,21 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-import grpc
 from google.protobuf import json_format
 
 from controller.kube.api import Obj
 from controller.mechanisms.base import RealizeResult
 from controller.model import App
 from controller.policies.base import Plan
-from mlsysops.nodeconfig.v1 import nodeconfig_pb2, nodeconfig_pb2_grpc
+from mlsysops.nodeapi import NodeAgentClient, NodeApiError
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2
 
+R = TypeVar("R")
 REQUESTER = "mlsysops-controller"
 #: Profile sections and the list each one holds; the lists of several apps are concatenated.
 SECTION_LISTS = {"cpufreq": "settings", "cgroups": "groups", "network": "interfaces"}
-_TEMPORARY_CODES = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-)
 
 
 class AgentError(Exception):
@@ -57,57 +52,40 @@ class AgentGateway(Protocol):
 
 
 class GrpcAgents:
-    """The gRPC adapter: one cached channel per target, errors translated to AgentError."""
+    """The node-API adapter: one shared-kernel client per target, its errors become AgentError."""
 
-    def __init__(
-        self, timeout: float = 10.0, open_channel: Callable[[str], grpc.Channel] | None = None
-    ) -> None:
+    def __init__(self, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self._open = open_channel or _default_open_channel
-        self._stubs: dict[str, tuple[grpc.Channel, nodeconfig_pb2_grpc.NodeConfigStub]] = {}
+        self._clients: dict[str, NodeAgentClient] = {}
         self._lock = threading.Lock()
 
     def apply(self, target: str, profile: nodeconfig_pb2.Profile) -> nodeconfig_pb2.ApplyResponse:
-        request = nodeconfig_pb2.ApplyRequest(profile=profile, requester=REQUESTER)
-        return self._call(target, "Apply", request)
+        return self._call(target, lambda client: client.apply(profile, requester=REQUESTER))
 
     def reset(self, target: str) -> nodeconfig_pb2.ResetResponse:
-        return self._call(target, "Reset", nodeconfig_pb2.ResetRequest())
+        return self._call(target, lambda client: client.reset())
 
     def inventory(self, target: str) -> nodeconfig_pb2.Inventory:
-        return self._call(target, "GetInventory", nodeconfig_pb2.GetInventoryRequest())
+        return self._call(target, lambda client: client.inventory())
 
     def close(self) -> None:
         with self._lock:
-            for channel, _stub in self._stubs.values():
-                channel.close()
-            self._stubs.clear()
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
-    def _call(self, target: str, method: str, request: Any) -> Any:
-        with self._lock:
-            if target not in self._stubs:
-                try:
-                    channel = self._open(target)
-                except ValueError as exc:  # nodeagent.client.TargetError: a bad target
-                    raise AgentError(f"node agent {target}: {exc}", temporary=False) from None
-                self._stubs[target] = (channel, nodeconfig_pb2_grpc.NodeConfigStub(channel))
-            stub = self._stubs[target][1]
+    def _call(self, target: str, call: Callable[[NodeAgentClient], R]) -> R:
         try:
-            return getattr(stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-            details = exc.details() if hasattr(exc, "details") else str(exc)
+            with self._lock:
+                client = self._clients.get(target)
+                if client is None:
+                    client = self._clients[target] = NodeAgentClient(target, timeout=self.timeout)
+            return call(client)
+        except NodeApiError as exc:
             raise AgentError(
-                f"node agent {target}: {method}: {code.name}: {details}", temporary=code in _TEMPORARY_CODES
+                f"node agent {target}: {exc.method or 'target'}: {exc.code}: {exc.details}",
+                temporary=exc.temporary,
             ) from None
-
-
-def _default_open_channel(target: str) -> grpc.Channel:
-    try:
-        from nodeagent.client import open_channel
-    except ImportError:  # the agent package is optional for the controller
-        return grpc.insecure_channel(target)
-    return open_channel(target)
 
 
 # ---------------------------------------------------------------------- profiles (pure)

@@ -1,17 +1,16 @@
-"""gRPC adapter to the node agent's `ReportDevices` (proto mlsysops.nodeconfig.v1)."""
+"""The node agent's `ReportDevices` (proto mlsysops.nodeconfig.v1), on the shared node-API client."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from faredge.errors import Unavailable
 from faredge.registry import Device
-from mlsysops.nodeconfig.v1 import nodeconfig_pb2, nodeconfig_pb2_grpc
+from mlsysops.nodeapi import NodeAgentClient, NodeApiError
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2
 
-DEFAULT_TARGET = "unix:/run/mlsysops/nodeagent.sock"
 SOURCE = "faredge"
 
 
@@ -38,23 +37,18 @@ def to_proto(device: Device) -> nodeconfig_pb2.Device:
 
 
 class GrpcInventorySink:
-    """One channel for the bridge's lifetime; grpc reconnects it by itself."""
+    """One client for the bridge's lifetime; its channel connects on the first report and gRPC
+    reconnects it by itself."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, timeout_s: float = 5.0) -> None:
+    def __init__(self, target: str, timeout_s: float = 5.0) -> None:
         self.target = target
-        self._timeout = timeout_s
-        self._channel = grpc.insecure_channel(target)
-        self._stub = nodeconfig_pb2_grpc.NodeConfigStub(self._channel)
+        self._client = NodeAgentClient(target, timeout=timeout_s)
 
     def report(self, devices: Sequence[Device]) -> int:
-        request = nodeconfig_pb2.ReportDevicesRequest(source=SOURCE, devices=[to_proto(d) for d in devices])
         try:
-            return int(self._stub.ReportDevices(request, timeout=self._timeout).accepted)
-        except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            raise Unavailable(
-                f"ReportDevices to {self.target}: {code}: {exc.details() if code else exc}"
-            ) from exc
+            return self._client.report_devices(SOURCE, [to_proto(d) for d in devices])
+        except NodeApiError as exc:
+            raise Unavailable(f"ReportDevices to {self.target}: {exc.code}: {exc.details}") from exc
 
     def close(self) -> None:
-        self._channel.close()
+        self._client.close()

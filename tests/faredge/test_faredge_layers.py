@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[2] / "faredge"
-ADAPTERS = {"paho": "channels/mqtt.py", "serial": "channels/serial.py", "grpc": "channels/nodeagent.py"}
+ADAPTERS = {"paho": "channels/mqtt.py", "serial": "channels/serial.py"}
 PURE = ("protocol/", "twin/")
 IO_MODULES = {
     "paho",

@@ -22,6 +22,7 @@ from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.mechanisms.nodeagent import GrpcAgents
 from controller.reconcile.nodesync import AgentTarget
+from mlsysops.nodeapi import NodeAgentClient
 from mlsysops.testing import wait_for
 
 simulated = pytest.importorskip("nodeagent.host.simulated", reason="the node agent package is missing")
@@ -98,7 +99,8 @@ def test_the_agents_inventory_becomes_the_node_and_its_settings_come_from_the_pl
         wait_for(lambda: controller.outcomes.get(APP) and controller.outcomes[APP].phase == "Deployed",
                  what="Deployed with node settings", timeout=30)
         assert governor.read_text().strip() == "performance"
-        state = gateway._call(agent.target, "GetState", _state_request())
+        with NodeAgentClient(agent.target) as client:
+            state = client.state()
         assert [s.governor for s in state.desired.cpufreq.settings] == ["performance"]
 
         kube.delete(R.APP, NAMESPACE, APP)
@@ -110,9 +112,3 @@ def test_the_agents_inventory_becomes_the_node_and_its_settings_come_from_the_pl
 def _reported(kube: KubeApi, target: str) -> dict[str, Any] | None:
     node = kube.get(R.NODE, NAMESPACE, "edge-1")
     return node if node.get("agent", {}).get("target") == target else None
-
-
-def _state_request():  # type: ignore[no-untyped-def]
-    from mlsysops.nodeconfig.v1 import nodeconfig_pb2
-
-    return nodeconfig_pb2.GetStateRequest()

@@ -43,6 +43,9 @@ def main() -> None:
             run(Path(tmp))
         except KeyboardInterrupt:
             sys.exit(130)
+        except click.ClickException as exc:  # a part failed: its reason, after every part cleaned up
+            exc.show()
+            sys.exit(exc.exit_code)
     click.secho("\ndemo finished; everything it created was removed", fg="green")
 
 
