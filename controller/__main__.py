@@ -13,11 +13,13 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 
 from controller.kube.client import load_api_client
 from controller.kube.errors import KubeError
+from controller.mechanisms import MechanismRegistry
 from controller.policies import DEFAULT_CHAIN
-from controller.reconcile.bootstrap import MECHANISMS, Config, build
+from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
 from controller.reconcile.nodesync import AgentTarget
 
 
@@ -33,16 +35,17 @@ def parse_agent(text: str) -> AgentTarget:
     return AgentTarget(target, layer)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentParser:
+    """The daemon's flags; `mechanisms` are the names --mechanism accepts (the registry's)."""
     p = argparse.ArgumentParser(prog="python -m controller", description=__doc__.split("\n\n")[0])
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--namespace", default="default", help="namespace of the MLSysOps objects")
     p.add_argument(
         "--mechanism",
         action="append",
-        choices=MECHANISMS,
+        choices=mechanisms,
         dest="mechanisms",
-        help="realization mechanism (repeatable; default: kubernetes and nodeagent)",
+        help=f"realization mechanism (repeatable; default: {' '.join(DEFAULT_MECHANISMS)})",
     )
     p.add_argument(
         "--policy",
@@ -65,12 +68,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    registry = MechanismRegistry.from_entry_points()
+    args = parser(registry.names()).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    mechanisms = tuple(args.mechanisms or ("kubernetes", "nodeagent"))
     config = Config(
         namespace=args.namespace,
-        mechanisms=mechanisms,
+        mechanisms=tuple(args.mechanisms or DEFAULT_MECHANISMS),
         policies=tuple(args.policies or DEFAULT_CHAIN),
         agents=tuple(args.agent),
         workers=args.workers,
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         inventory_period=args.inventory_interval,
     )
     try:
-        controller = build(config, load_api_client(args.kubeconfig))
+        controller = build(config, load_api_client(args.kubeconfig), mechanisms=registry)
     except (KubeError, ValueError, KeyError) as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ import click
 import yaml
 
 from controller.inventory import AgentError, Inventory, NodeInfo, from_agents
+from controller.mechanisms import MechanismRegistry
 from controller.model import App, DescriptionError, load_documents, parse_document, unknown_fields
 from controller.model.quantity import format_cpu, format_memory
 from controller.plan import PlanReport, explanation, plan_files, result_dict
@@ -68,6 +69,7 @@ class Source:
             self.namespace,
             self.agent_layer,
             self.agent_cluster,
+            MechanismRegistry.from_entry_points(),
         )
 
     def store(self) -> Any:

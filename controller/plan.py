@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.inventory import Inventory, from_agents
-from controller.mechanisms import Mechanism, Unavailable, load_renderers
+from controller.mechanisms import Mechanism, MechanismRegistry, Unavailable
 from controller.model import App, load_documents, unknown_fields
 from controller.policies import (
     DEFAULT_CHAIN,
@@ -32,7 +32,7 @@ from controller.policies import (
 class AppResult:
     app: App
     outcome: Outcome
-    objects: Mapping[str, list[dict[str, Any]]]  # mechanism name → the objects it would write
+    objects: Mapping[str, Sequence[Mapping[str, object]]]  # mechanism name → the objects it would write
     unavailable: tuple[Unavailable, ...] = ()  # mechanisms that could not render, and why
     warnings: tuple[str, ...] = ()  # e.g. unknown fields (pruned by the API server)
 
@@ -58,16 +58,20 @@ def plan_apps(
     registry: PolicyRegistry,
     policy_names: Sequence[str] = DEFAULT_CHAIN,
     telemetry: Telemetry | None = None,
-    mechanisms: tuple[list[Mechanism], list[Unavailable]] | None = None,
+    mechanisms: tuple[Sequence[Mechanism], Sequence[Unavailable]] | None = None,
     warnings: Mapping[str, Sequence[str]] | None = None,
 ) -> list[AppResult]:
+    """Plan each app and render it with every mechanism (`mechanisms`: those built, and those
+    that could not be, as MechanismRegistry.renderers returns them; default: the entry points')."""
     telemetry = telemetry or Telemetry()
     policies = registry.chain(policy_names)
-    renderers, missing = mechanisms if mechanisms is not None else load_renderers()
+    if mechanisms is None:
+        mechanisms = MechanismRegistry.from_entry_points().renderers()
+    renderers, missing = mechanisms
     results = []
     for app in apps:
         outcome = run_policies(policies, app, inventory, telemetry)
-        objects: dict[str, list[dict[str, Any]]] = {}
+        objects: dict[str, Sequence[Mapping[str, object]]] = {}
         failed = list(missing)
         for mech in renderers:
             try:
@@ -89,10 +93,11 @@ def plan_files(
     namespace: str = "default",
     agent_layer: str = "edge",
     agent_cluster: str | None = None,
-    mechanisms: tuple[list[Mechanism], list[Unavailable]] | None = None,
+    mechanisms: MechanismRegistry | None = None,
 ) -> PlanReport:
     """Read the files (apps; any node/cluster documents among them join the inventory), build
-    the inventory (directory, then live agents), run the policy chain, render every mechanism."""
+    the inventory (directory, then live agents), run the policy chain, render every mechanism
+    of `mechanisms` (default: the entry points'), the registry the daemon realizes with."""
     descriptions = [d for f in app_files for d in load_documents(Path(f), namespace)]
     inv_docs = load_documents(Path(inventory_dir), namespace) if inventory_dir is not None else []
     inventory = Inventory.from_descriptions([*inv_docs, *descriptions])
@@ -106,7 +111,9 @@ def plan_files(
         for a in apps
     }
     registry = registry or PolicyRegistry.from_entry_points()
-    results = plan_apps(apps, inventory, registry, policy_names, mechanisms=mechanisms, warnings=warnings)
+    mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
+    results = plan_apps(apps, inventory, registry, policy_names, mechanisms=mechanisms.renderers(),
+                        warnings=warnings)
     notes = () if apps else ("no MLSysOpsApp in the given files",)
     return PlanReport(tuple(results), inventory, tuple(policy_names), notes)
 

@@ -10,7 +10,7 @@ so a concurrent writer produces a Conflict instead of being overwritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from controller.kube.errors import KubeError, NotFound, from_status, translate
 from controller.kube.resources import Resource, resource_for
 
 Obj = dict[str, Any]
+Query = list[tuple[str, str]]  # (name, value) query parameters (named here: KubeApi.list shadows `list`)
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -35,7 +36,10 @@ class WatchEvent:
 class KubeApi:
     """Requests to one API server. `request_timeout` bounds every non-watch call (seconds)."""
 
-    def __init__(self, api_client: client.ApiClient, request_timeout: float = 10.0) -> None:
+    def __init__(self, api_client: client.ApiClient, request_timeout: float = 10.0,
+                 user_agent: str | None = None) -> None:
+        if user_agent is not None:  # how the API server's audit log names the caller
+            api_client.user_agent = user_agent
         self.api_client = api_client
         self.request_timeout = request_timeout
         self._custom = client.CustomObjectsApi(api_client)
@@ -53,7 +57,7 @@ class KubeApi:
 
     # ------------------------------------------------------------------ writes
 
-    def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER, force: bool = True) -> Obj:
+    def apply(self, obj: Mapping[str, Any], field_manager: str = FIELD_MANAGER, force: bool = True) -> Obj:
         """Server-side apply of a whole object (the fields this manager owns)."""
         res = resource_for(obj)
         meta = obj.get("metadata", {})
@@ -89,6 +93,8 @@ class KubeApi:
             raise ValueError(f"{res.kind}: watching core-group kinds is not needed by the controller")
         kwargs: dict[str, Any] = {"resource_version": resource_version, "timeout_seconds": timeout_seconds,
                                   "allow_watch_bookmarks": True}
+        func: Callable[..., object]
+        args: tuple[str, ...]
         if res.namespaced and namespace:
             func, args = self._custom.list_namespaced_custom_object, (res.group, res.version, namespace,
                                                                      res.plural)
@@ -105,8 +111,8 @@ class KubeApi:
 
     # ------------------------------------------------------------------ transport
 
-    def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
-              body: Obj | None = None, content_type: str = "application/json") -> Obj:
+    def _call(self, method: str, path: str, query: Query | None = None,
+              body: Mapping[str, Any] | None = None, content_type: str = "application/json") -> Obj:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             params = self.api_client.param_serialize(method, path, query_params=query or [],

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 from kubernetes import client, config
+from kubernetes.client import ApiClient
 
 from controller.kube.errors import Forbidden
+
+__all__ = ["ApiClient", "api_client_for_host", "load_api_client"]
 
 
 def load_api_client(kubeconfig: str | None) -> client.ApiClient:

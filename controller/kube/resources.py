@@ -6,6 +6,7 @@ table keeps every request path explicit (and a typo in a kind fails loudly here,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ ALL: tuple[Resource, ...] = (SERVICE, DEPLOYMENT, JOB, RUNTIME_CLASS, APP, NODE,
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 
 
-def resource_for(obj: dict[str, Any]) -> Resource:
+def resource_for(obj: Mapping[str, Any]) -> Resource:
     """The table row of an object; ValueError naming apiVersion/kind when unknown."""
     key = (obj.get("apiVersion"), obj.get("kind"))
     try:

@@ -16,79 +16,104 @@ MLSysOpsApp, so deleting the app removes them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Final
+
 from controller.kube import resources
-from controller.kube.api import Obj
-from controller.mechanisms import kubernetes as k8s
-from controller.mechanisms.base import RealizeResult
+from controller.mechanisms.base import MechanismContext, ObjectWriter, RealizeResult
+from controller.mechanisms.kubernetes import apply_if_changed, list_owned, workloads_by_component
+from controller.mechanisms.kubernetes_objects import (
+    KarmadaPolicy,
+    OverridePolicy,
+    PlaintextOverrider,
+    PropagationPolicy,
+    Rendered,
+    ResourceSelector,
+    Workload,
+)
+from controller.mechanisms.kubernetes_render import (
+    LABEL_MANAGED_BY,
+    LABEL_PART_OF,
+    MANAGED_BY,
+    app_selector,
+    dns_name,
+    metadata,
+    with_hash,
+)
+from controller.mechanisms.kubernetes_render import render as render_templates
 from controller.model import App
-from controller.policies.base import Plan
+from controller.policies.base import Decision, Plan
 
-API_VERSION = "policy.karmada.io/v1alpha1"
-REPLICAS_ZERO = {"path": "/spec/replicas", "operator": "replace", "value": 0}
-SUSPENDED = {"path": "/spec/suspend", "operator": "add", "value": True}  # a Job: never started there
+API_VERSION: Final = "policy.karmada.io/v1alpha1"
+REPLICAS_ZERO: PlaintextOverrider = {"path": "/spec/replicas", "operator": "replace", "value": 0}
+# a Job in the clusters that do not run it: suspended, so it never starts there
+SUSPENDED: PlaintextOverrider = {"path": "/spec/suspend", "operator": "add", "value": True}
 TEMPLATE_KINDS = ("Deployment", "Job", "Service")
+POLICIES = (resources.PROPAGATION_POLICY, resources.OVERRIDE_POLICY)
 
 
-def _selector(obj: Obj) -> Obj:
+def _selector(obj: Rendered) -> ResourceSelector:
     return {
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
         "name": obj["metadata"]["name"],
-        "namespace": obj["metadata"]["namespace"],
+        "namespace": obj["metadata"].get("namespace", ""),
     }
 
 
-def render(app: App, plan: Plan) -> list[Obj]:
+def _labels(app: App) -> dict[str, str]:
+    return {LABEL_PART_OF: dns_name(app.name), LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def propagation_policy(app: App, templates: Sequence[Rendered], clusters: list[str]) -> PropagationPolicy:
+    """Every template of the app to every chosen cluster (replicas Duplicated)."""
+    policy: PropagationPolicy = {
+        "apiVersion": API_VERSION,
+        "kind": "PropagationPolicy",
+        "metadata": metadata(app, dns_name(app.name), _labels(app)),
+        "spec": {
+            "resourceSelectors": [_selector(o) for o in templates],
+            "placement": {
+                "clusterAffinity": {"clusterNames": clusters},
+                "replicaScheduling": {"replicaSchedulingType": "Duplicated"},
+            },
+        },
+    }
+    return with_hash(policy)
+
+
+def override_policy(
+    app: App, decision: Decision, selected: Sequence[Workload], others: list[str]
+) -> OverridePolicy:
+    """The component's workloads stopped in the clusters that do not run it."""
+    stop = SUSPENDED if selected[0]["kind"] == "Job" else REPLICAS_ZERO
+    policy: OverridePolicy = {
+        "apiVersion": API_VERSION,
+        "kind": "OverridePolicy",
+        "metadata": metadata(app, dns_name(app.name, decision.component), _labels(app)),
+        "spec": {
+            "resourceSelectors": [_selector(d) for d in selected],
+            "overrideRules": [
+                {"targetCluster": {"clusterNames": others}, "overriders": {"plaintext": [stop]}}
+            ],
+        },
+    }
+    return with_hash(policy)
+
+
+def render(app: App, plan: Plan) -> list[KarmadaPolicy]:
     placed = [d for d in plan.decisions if d.cluster]
-    clusters = sorted({d.cluster for d in placed})
+    clusters = sorted({d.cluster for d in placed if d.cluster})
     if not clusters:
         return []
-    templates = [o for o in k8s.render(app, plan) if o["kind"] in TEMPLATE_KINDS]
-    labels = {k8s.LABEL_PART_OF: k8s.dns_name(app.name), k8s.LABEL_MANAGED_BY: k8s.MANAGED_BY}
-    policies = [
-        k8s.with_hash(
-            {
-                "apiVersion": API_VERSION,
-                "kind": "PropagationPolicy",
-                "metadata": k8s.metadata(app, k8s.dns_name(app.name), labels),
-                "spec": {
-                    "resourceSelectors": [_selector(o) for o in templates],
-                    "placement": {
-                        "clusterAffinity": {"clusterNames": clusters},
-                        "replicaScheduling": {"replicaSchedulingType": "Duplicated"},
-                    },
-                },
-            }
-        )
-    ]
-    deployments: dict[str, list[Obj]] = {}
-    for obj in templates:
-        if obj["kind"] in k8s.WORKLOAD_KINDS:
-            deployments.setdefault(obj["metadata"]["labels"][k8s.LABEL_COMPONENT], []).append(obj)
+    templates = [o for o in render_templates(app, plan) if o["kind"] in TEMPLATE_KINDS]
+    policies: list[KarmadaPolicy] = [propagation_policy(app, templates, clusters)]
+    workloads = workloads_by_component(templates)
     for decision in placed:
         others = [c for c in clusters if c != decision.cluster]
-        selected = deployments.get(k8s.dns_name(decision.component), [])
-        if not others or not selected:
-            continue
-        policies.append(
-            k8s.with_hash(
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "OverridePolicy",
-                    "metadata": k8s.metadata(app, k8s.dns_name(app.name, decision.component), labels),
-                    "spec": {
-                        "resourceSelectors": [_selector(d) for d in selected],
-                        "overrideRules": [
-                            {
-                                "targetCluster": {"clusterNames": others},
-                                "overriders": {"plaintext": [
-                                    SUSPENDED if selected[0]["kind"] == "Job" else REPLICAS_ZERO]},
-                            }
-                        ],
-                    },
-                }
-            )
-        )
+        selected = workloads.get(dns_name(decision.component), [])
+        if others and selected:
+            policies.append(override_policy(app, decision, selected, others))
     return policies
 
 
@@ -97,21 +122,25 @@ class KarmadaMechanism:
 
     name = "karmada"
 
-    def __init__(self, api: k8s.ObjectWriter | None = None) -> None:
+    def __init__(self, api: ObjectWriter | None = None) -> None:
         self.api = api
 
-    def render(self, app: App, plan: Plan) -> list[Obj]:
+    @classmethod
+    def from_context(cls, context: MechanismContext) -> KarmadaMechanism:
+        return cls(context.api)
+
+    def render(self, app: App, plan: Plan) -> list[KarmadaPolicy]:
         return render(app, plan)
 
     def realize(self, app: App, plan: Plan) -> RealizeResult:
         api = self._require_api()
         desired = self.render(app, plan)
-        existing = k8s.list_owned(api, (resources.PROPAGATION_POLICY, resources.OVERRIDE_POLICY), app)
+        existing = list_owned(api, POLICIES, app)
         written: list[str] = []
         unchanged: list[str] = []
         for obj in desired:
             current = existing.get((obj["kind"], obj["metadata"]["name"]))
-            k8s.apply_if_changed(api, obj, current, written, unchanged)
+            apply_if_changed(api, obj, current, written, unchanged)
         wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
         for kind, name in sorted(set(existing) - wanted):
             api.delete(_resource(kind), app.namespace, name)
@@ -120,11 +149,11 @@ class KarmadaMechanism:
 
     def remove(self, app_name: str, namespace: str) -> None:
         api = self._require_api()
-        for res in (resources.PROPAGATION_POLICY, resources.OVERRIDE_POLICY):
-            for obj in api.list(res, namespace, k8s.app_selector(app_name))[0]:
+        for res in POLICIES:
+            for obj in api.list(res, namespace, app_selector(app_name))[0]:
                 api.delete(res, namespace, obj["metadata"]["name"])
 
-    def _require_api(self) -> k8s.ObjectWriter:
+    def _require_api(self) -> ObjectWriter:
         if self.api is None:
             raise RuntimeError("the karmada mechanism was built without an API server (plan mode)")
         return self.api

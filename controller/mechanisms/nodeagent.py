@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 from google.protobuf import json_format
 
 from controller.kube.api import Obj
-from controller.mechanisms.base import RealizeResult
+from controller.mechanisms.base import MechanismContext, RealizeResult
 from controller.model import App
 from controller.policies.base import Plan
 from mlsysops.nodeapi import NodeAgentClient, NodeApiError
@@ -148,6 +148,10 @@ class NodeAgentMechanism:
         self.targets = targets
         self._contributions: dict[str, dict[tuple[str, str], Obj]] = {}  # node -> (ns, app) -> profile
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_context(cls, context: MechanismContext) -> NodeAgentMechanism:
+        return cls(context.agents, context.agent_target)
 
     def close(self) -> None:
         close = getattr(self.agents, "close", None)

@@ -6,52 +6,34 @@ embedders build their own with `PolicyRegistry({...})` or `.register(...)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import entry_points
+from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint
 
+from controller.plugins import Registry, UnknownPlugin
 from controller.policies.base import Policy
 
 ENTRY_POINT_GROUP = "mlsysops.controller.policies"
 DEFAULT_CHAIN = ("staticPlacedComponents", "constraintAwarePlacer")
 
 
-class UnknownPolicy(KeyError):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        super().__init__(name)
-        self.name, self.known = name, tuple(known)
-
-    def __str__(self) -> str:
-        return f"unknown policy {self.name!r}: expected one of {', '.join(self.known) or '(none registered)'}"
+class UnknownPolicy(UnknownPlugin):
+    kind = "policy"
 
 
-class PolicyRegistry:
-    def __init__(self, factories: Mapping[str, Callable[[], Policy]] | None = None) -> None:
-        self._factories: dict[str, Callable[[], Policy]] = dict(factories or {})
+class PolicyRegistry(Registry[Callable[[], Policy]]):
+    group = ENTRY_POINT_GROUP
+    unknown = UnknownPolicy
 
     @classmethod
-    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> PolicyRegistry:
-        return cls({ep.name: _lazy(ep) for ep in entry_points(group=group)})
+    def from_entry_point(cls, ep: EntryPoint) -> Callable[[], Policy]:
+        def build() -> Policy:
+            policy_class: Callable[[], Policy] = ep.load()
+            return policy_class()
 
-    def register(self, name: str, factory: Callable[[], Policy]) -> None:
-        if name in self._factories:
-            raise ValueError(f"policy {name!r} is already registered")
-        self._factories[name] = factory
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(sorted(self._factories))
+        return build
 
     def create(self, name: str) -> Policy:
-        factory = self._factories.get(name)
-        if factory is None:
-            raise UnknownPolicy(name, self.names())
-        return factory()
+        return self.factory(name)()
 
     def chain(self, names: Sequence[str] = DEFAULT_CHAIN) -> list[Policy]:
         return [self.create(n) for n in names]
-
-
-def _lazy(ep: object) -> Callable[[], Policy]:
-    def build() -> Policy:
-        return ep.load()()  # type: ignore[attr-defined, no-any-return]
-
-    return build

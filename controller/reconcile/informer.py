@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Gone, KubeError
-from controller.kube.resources import Resource
+from controller.kube.resources import APP, CLUSTER, NODE, Resource
 from controller.reconcile.queue import Backoff
 
 log = logging.getLogger(__name__)
@@ -26,10 +25,12 @@ Handler = Callable[[str, Obj], None]  # (event type, object)
 
 
 class Informer:
-    def __init__(self, api: KubeApi, resource: Resource, namespace: str, handler: Handler,
+    """One kind's list-watch and cache; handlers added with `add_handler` get every event."""
+
+    def __init__(self, api: KubeApi, resource: Resource, namespace: str,
                  backoff: Backoff = WATCH_BACKOFF, watch_timeout: int = 300) -> None:
         self.api, self.resource, self.namespace = api, resource, namespace
-        self.handler = handler
+        self.handlers: list[Handler] = []
         self.backoff = backoff
         self.watch_timeout = watch_timeout
         self.cache: dict[str, Obj] = {}
@@ -38,6 +39,14 @@ class Informer:
         self.failures = 0
         self._lock = threading.Lock()
         self._last_rv: str | None = None  # of the last event seen: where a broken watch resumes
+
+    def add_handler(self, handler: Handler) -> None:
+        """Before `run`: handlers are called from the informer's thread, in the order added."""
+        self.handlers.append(handler)
+
+    def handler(self, event_type: str, obj: Obj) -> None:
+        for handler in self.handlers:
+            handler(event_type, obj)
 
     def items(self) -> list[Obj]:
         with self._lock:
@@ -88,7 +97,7 @@ class Informer:
     def _watch_once(self, rv: str) -> str:
         self._last_rv = rv
         for event in self.api.watch(self.resource, self.namespace, rv, self.watch_timeout):
-            obj: Any = event.object
+            obj = event.object
             rv = self._last_rv = obj.get("metadata", {}).get("resourceVersion") or rv
             if event.type == "BOOKMARK":
                 continue
@@ -100,3 +109,21 @@ class Informer:
                     self.cache[name] = obj
             self.handler(event.type, obj)
         return rv
+
+
+class Informers:
+    """The controller's three list-watches: apps, and the nodes and clusters the inventory is
+    built from (`world`, which reads the caches: no API call per reconcile)."""
+
+    def __init__(self, api: KubeApi, namespace: str, backoff: Backoff = WATCH_BACKOFF,
+                 watch_timeout: int = 300) -> None:
+        self.apps = Informer(api, APP, namespace, backoff, watch_timeout)
+        self.nodes = Informer(api, NODE, namespace, backoff, watch_timeout)
+        self.clusters = Informer(api, CLUSTER, namespace, backoff, watch_timeout)
+
+    def world(self) -> tuple[list[Obj], list[Obj]]:
+        return self.nodes.items(), self.clusters.items()
+
+    def all(self) -> tuple[Informer, Informer, Informer]:
+        """In the order the workers wait for them to sync: the world first, then the apps."""
+        return self.nodes, self.clusters, self.apps

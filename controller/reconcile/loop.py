@@ -10,41 +10,40 @@ behind the controller's back).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
 from collections.abc import Callable
 
-from controller.kube import resources
-from controller.kube.api import KubeApi, Obj
+from controller.kube.api import Obj
 from controller.policies.base import QosViolation
-from controller.reconcile.informer import WATCH_BACKOFF, Informer
+from controller.reconcile.informer import Informers
 from controller.reconcile.nodesync import NodeSync
-from controller.reconcile.queue import Backoff, WorkQueue
+from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import InventoryCache, Outcome, Reconciler
 
 log = logging.getLogger(__name__)
 
 
 class Controller:
-    def __init__(self, api: KubeApi, namespace: str, reconciler: Reconciler, inventory: InventoryCache,
+    """The daemon's threads around one Reconciler; built by bootstrap.build, run by `start`."""
+
+    def __init__(self, reconciler: Reconciler, inventory: InventoryCache, informers: Informers,
                  queue: WorkQueue | None = None, node_sync: NodeSync | None = None, workers: int = 2,
-                 resync_period: float = 300.0, inventory_period: float = 30.0,
-                 watch_timeout: int = 300, watch_backoff: Backoff = WATCH_BACKOFF) -> None:
-        self.api, self.namespace = api, namespace
+                 resync_period: float = 300.0, inventory_period: float = 30.0) -> None:
         self.reconciler = reconciler
         self.inventory = inventory
+        self.informers = informers
+        self.apps, self.nodes, self.clusters = informers.apps, informers.nodes, informers.clusters
         self.queue = queue or WorkQueue()
         self.node_sync = node_sync
         self.workers = workers
         self.resync_period = resync_period
         self.inventory_period = inventory_period
-        def informer(res: resources.Resource, handler: Callable[[str, Obj], None]) -> Informer:
-            return Informer(api, res, namespace, handler, watch_backoff, watch_timeout)
-
-        self.apps = informer(resources.APP, self._on_app)
-        self.nodes = informer(resources.NODE, self._on_world)
-        self.clusters = informer(resources.CLUSTER, self._on_world)
+        self.apps.add_handler(self._on_app)
+        self.nodes.add_handler(self._on_world)
+        self.clusters.add_handler(self._on_world)
         self.freeze_after_sync = True
         self.outcomes: dict[str, Outcome] = {}  # last outcome per app, for tests and metrics
         self._qos_seen: dict[str, tuple[QosViolation, ...]] = {}  # per app: violations last reported
@@ -52,16 +51,11 @@ class Controller:
         self._kick = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def world(self) -> tuple[list[Obj], list[Obj]]:
-        """What the inventory is built from: the informers' caches (no API call per reconcile)."""
-        return self.nodes.items(), self.clusters.items()
-
     # ------------------------------------------------------------------ life cycle
 
     def start(self, stop: threading.Event) -> None:
-        for name, target in (("apps", self.apps.run), ("nodes", self.nodes.run),
-                             ("clusters", self.clusters.run)):
-            self._spawn(f"informer-{name}", lambda t=target: t(stop))
+        for name, informer in (("apps", self.apps), ("nodes", self.nodes), ("clusters", self.clusters)):
+            self._spawn(f"informer-{name}", functools.partial(informer.run, stop))
         self._spawn("sync-wait", lambda: self._start_workers(stop))
 
     def run(self, stop: threading.Event) -> None:
@@ -80,7 +74,7 @@ class Controller:
                 close()
 
     def _start_workers(self, stop: threading.Event) -> None:
-        for informer in (self.nodes, self.clusters, self.apps):
+        for informer in self.informers.all():
             while not informer.synced.wait(0.1):
                 if stop.is_set():
                     return

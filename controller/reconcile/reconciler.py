@@ -53,7 +53,7 @@ class Reservations:
         self._lock = threading.Lock()
 
     def record(self, app: App, plan: Plan) -> None:
-        held = []
+        held: list[tuple[str, Resources]] = []
         for d in plan.decisions:
             comp = app.component(d.component)
             per_replica = d.nodes or ((d.node,) * comp.replicas if d.node else ())
@@ -104,6 +104,11 @@ class InventoryCache:
             if self._cached is None:
                 self._cached = self._build()
             return self._cached
+
+    def agent_target(self, node: str) -> str | None:
+        """Where the node's agent answers (its MLSysOpsNode `agent.target`); None without one."""
+        info = self.get()[0].node(node)
+        return info.agent_target if info is not None else None
 
     def _build(self) -> tuple[Inventory, Telemetry]:
         nodes, clusters = self.sources()

@@ -16,6 +16,7 @@ sys.path.insert(0, str(STANDIN))
 from kube_standin import StandIn  # noqa: E402
 
 from controller.kube.client import api_client_for_host  # noqa: E402
+from controller.mechanisms import MechanismRegistry  # noqa: E402
 from controller.model import load_documents  # noqa: E402
 from controller.policies import PolicyRegistry  # noqa: E402
 from controller.policies.placer import ConstraintAwarePlacer  # noqa: E402
@@ -84,12 +85,14 @@ class Running:
         self.standin = standin
         self.started: list[tuple[Controller, threading.Event]] = []
 
-    def start(self, gateway: Any = None, **config: Any) -> Controller:
+    def start(self, gateway: Any = None, mechanism_registry: MechanismRegistry | None = None,
+              **config: Any) -> Controller:
         defaults: dict[str, Any] = {"namespace": NAMESPACE, "mechanisms": ("kubernetes",), "watch_timeout": 1,
                                     "availability_timeout": 2.0, "backoff": Backoff(base=0.02, cap=0.2),
                                     "resync_period": 60.0, "workers": 1}
         controller = build(Config(**{**defaults, **config}), api_client_for_host(self.standin.host),
-                           agents=gateway if gateway is not None else FakeAgents(), registry=registry())
+                           agents=gateway if gateway is not None else FakeAgents(), registry=registry(),
+                           mechanisms=mechanism_registry)
         stop = threading.Event()
         controller.start(stop)
         self.started.append((controller, stop))

@@ -11,7 +11,8 @@ from ctlkube_harness import FIXTURES, FakeAgents, documents
 from kube_validators import validate
 
 from controller.mechanisms.karmada import KarmadaMechanism
-from controller.mechanisms.kubernetes import KubernetesMechanism, deployment_name, dns_name
+from controller.mechanisms.kubernetes import KubernetesMechanism
+from controller.mechanisms.kubernetes_render import deployment_name, dns_name
 from controller.mechanisms.nodeagent import NodeAgentMechanism, merge_profiles
 from controller.model import App, DescriptionError, parse_document
 from controller.policies import Decision, Plan

@@ -10,7 +10,7 @@ from ctlkube_harness import APP, NAMESPACE, Running
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
-from controller.mechanisms.kubernetes import deployment_name
+from controller.mechanisms.kubernetes_render import deployment_name
 from controller.reconcile.qos import ANNOTATION_QOS
 from mlsysops.testing import wait_for
 

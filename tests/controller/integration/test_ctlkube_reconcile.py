@@ -14,7 +14,7 @@ from ctlkube_harness import APP, NAMESPACE, Running
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.kube.errors import Invalid
-from controller.mechanisms.kubernetes import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF
+from controller.mechanisms.kubernetes_render import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF
 from mlsysops.testing import wait_for
 
 

@@ -7,7 +7,7 @@ from ctlkube_harness import APP, NAMESPACE, Running
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
-from controller.mechanisms.kubernetes import LABEL_COMPONENT, deployment_name
+from controller.mechanisms.kubernetes_render import LABEL_COMPONENT, deployment_name
 from controller.reconcile.bootstrap import USER_AGENT as CONTROLLER
 from mlsysops.testing import wait_for
 
