@@ -133,8 +133,7 @@ def start_bridge(workdir: Path, port: int, bridge_password: str, client_id: str)
             port=port, client_id=client_id, username=BRIDGE_USER, password=bridge_password, reconnect_max_s=1
         ),
     )
-    bridge = build(config)
-    bridge.router.events = EventHub(queue_size=1_000_000)  # the QoS 1 check reads every event
+    bridge = build(config, events=EventHub(queue_size=1_000_000))  # the QoS 1 check reads every event
     bridge.start()
     return bridge
 
@@ -236,7 +235,7 @@ def main() -> None:
             bridge = start_bridge(workdir, port, bridge_password, client_id)  # its session, and the birth
             assert bridge.mqtt is not None
             wait_for(bridge.mqtt.connected.is_set, what="bridge connected")
-            dev = DeviceClient(port, DEVICE, device_password)
+            dev = DeviceClient(port, DEVICE, device_password).start()
             dev.birth()
             dev.close()
             wait_for(lambda: DEVICE in bridge.registry, what="birth")

@@ -37,6 +37,25 @@ class _Service(Protocol):
     def stop(self) -> None: ...
 
 
+class MetricsServer:
+    """The Prometheus endpoint: bound by `start()` (not at construction), shut down by `stop()`."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+        self.listen = listen
+        self._registry = registry
+        self._shutdown: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        server, _thread = start_http_server(int(port), host, registry=self._registry)
+        self._shutdown = server.shutdown
+
+    def stop(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown()
+            self._shutdown = None
+
+
 @dataclass
 class Bridge:
     config: Config
@@ -48,6 +67,7 @@ class Bridge:
     serial: SerialManager | None = None
     inventory: InventoryReporter | None = None
     control: ControlServer | None = None
+    metrics_server: MetricsServer | None = None
     _stoppers: list[Callable[[], Any]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -58,15 +78,12 @@ class Bridge:
             self.serial,
             self.mqtt,
             self.control,
+            self.metrics_server,
         )
         for part in parts:
             if part is not None:
                 part.start()
                 self._stoppers.append(part.stop)
-        if self.config.metrics_listen:
-            host, _, port = self.config.metrics_listen.rpartition(":")
-            server, _thread = start_http_server(int(port), host, registry=self.metrics.registry)
-            self._stoppers.append(server.shutdown)
         log.info("far-edge bridge started")
 
     def stop(self) -> None:
@@ -86,18 +103,23 @@ def build(
     inventory_sink: InventorySink | None = None,
     resolve_port: Callable[[PortSpec], str | None] = serial_adapter.resolve,
     open_port: Callable[[str, PortSpec], Port] = serial_adapter.open_port,
+    events: EventHub | None = None,
 ) -> Bridge:
+    """Every part of the bridge, connected and not started (`Bridge.start()` does that)."""
     registry = Registry(config.state_dir / "registry.json", max_devices=config.max_devices)
     metrics = BridgeMetrics(metrics_registry or CollectorRegistry(), max_devices=config.max_device_labels)
     router = Router(
         registry,
         metrics,
         RateLimitedLog(log, config.log_interval_s),
-        events=EventHub(),
+        events=events or EventHub(),
         max_bytes=config.max_message_bytes,
     )
+    metrics.watch_devices(router.snapshot)
     worker = Worker(router, metrics, config.queue_size)
     bridge = Bridge(config, registry, metrics, router, worker)
+    if config.metrics_listen:
+        bridge.metrics_server = MetricsServer(config.metrics_listen, metrics.registry)
     if config.mqtt is not None:
         bridge.mqtt = MqttChannel(
             config.mqtt, worker.offer, lambda device, drop: router.drop("mqtt", device, drop)

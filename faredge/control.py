@@ -103,24 +103,28 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
 
 class ControlServer:
+    """Constructed by the composition root; the socket is bound by `start()`, removed by `stop()`."""
+
     def __init__(self, path: Path, router: Router) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a stale socket of a previous run
-        self._server = _Server(str(path), router)
-        os.chmod(path, 0o660)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="faredge-control", daemon=True
-        )
+        self._router = router
+        self._server: _Server | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket of a previous run
+        self._server = _Server(str(self.path), self._router)
+        os.chmod(self.path, 0o660)
+        threading.Thread(target=self._server.serve_forever, name="faredge-control", daemon=True).start()
 
     def stop(self) -> None:
+        if self._server is None:
+            return
         self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

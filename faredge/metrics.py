@@ -16,10 +16,13 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from faredge.live import Live
+from faredge.registry import Device
 
 UNKNOWN = "unknown"
 OTHER = "other"
@@ -43,26 +46,11 @@ class DeviceLabels:
         return OTHER
 
 
-class DeviceView(Protocol):
-    """What the collector needs of a device and its live state (faredge.bridge.router)."""
-
-    id: str
-    online: bool
-    boot: int
+# Consistent copies of every device and its live state (faredge.bridge.router.Router.snapshot).
+Snapshot = Callable[[], Sequence[tuple[Device, Live]]]
 
 
-class LiveView(Protocol):
-    up: int | None
-    mem_free: int | None
-    freq: int | None
-    readings: tuple[tuple[str, float | None], ...]
-    counts: dict[tuple[str, str], int]
-
-
-Snapshot = Callable[[], Sequence[tuple[Any, Any]]]
-
-
-class DeviceCollector:
+class DeviceCollector(Collector):
     """Yields the per-device metric families from a snapshot of the router's state."""
 
     def __init__(self, snapshot: Snapshot, labels: DeviceLabels) -> None:
@@ -150,5 +138,9 @@ class BridgeMetrics:
         )
 
     def watch_devices(self, snapshot: Snapshot) -> None:
-        """Export per-device state read from `snapshot` at scrape time (called by the router)."""
-        self.registry.register(DeviceCollector(snapshot, self.labels))  # type: ignore[arg-type]
+        """Export per-device state read from `snapshot` at scrape time.
+
+        Called once by whoever composes the bridge (`faredge.bootstrap.build`), never by a
+        constructor: registering twice on one registry is an error, and tests choose.
+        """
+        self.registry.register(DeviceCollector(snapshot, self.labels))

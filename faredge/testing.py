@@ -1,12 +1,13 @@
-"""Helpers for tests, the demo and the benchmark: polling with a deadline, a protocol-speaking
-MQTT device client (paho, per-device credentials) and metric sampling. Not used by the daemon.
+"""Helpers for tests, the demo and the benchmark: a protocol-speaking MQTT device client (paho,
+per-device credentials), a login probe and metric sampling. Not used by the daemon; polling with a
+deadline is the shared `mlsysops.testing.wait_for`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -29,14 +30,21 @@ def can_login(port: int, user: str, password: str) -> bool:
         clean_session=True,
     )
     result: list[bool] = []
-    client.on_connect = lambda c, u, f, reason, p: result.append(not reason.is_failure)
+
+    def on_connect(client: object, userdata: object, flags: object, reason: object, props: object) -> None:
+        result.append(not getattr(reason, "is_failure", True))
+
+    def answered() -> bool:
+        client.loop(0.05)  # the network loop runs in this thread: poll it while waiting
+        return bool(result)
+
+    client.on_connect = on_connect
     try:
         client.connect("127.0.0.1", port, 10)
     except OSError:
         return False
-    deadline = time.monotonic() + 2
-    while not result and time.monotonic() < deadline:
-        client.loop(0.05)
+    with contextlib.suppress(AssertionError):  # no CONNACK within 2 s: not (yet) accepted
+        wait_for(answered, timeout=2, what=f"CONNACK for {user}", interval=0)
     client.disconnect()
     return bool(result and result[0])
 
@@ -69,14 +77,22 @@ class DeviceClient:
         self.client.will_set(
             topic(device_id, "status"), json.dumps({"id": device_id, "online": False}), qos=1, retain=True
         )
-        self.client.on_connect = lambda c, u, f, r, p: (
-            c.subscribe(topic(device_id, "twin/desired"), qos=1),
-            self.connected.set(),
-        )
+        self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.desired.append(json.loads(m.payload))
-        self.client.connect("127.0.0.1", port, 10)
+        self._port = port
+
+    def start(self) -> DeviceClient:
+        """Connect, subscribe to the desired state and wait until connected; returns self."""
+        self.client.connect("127.0.0.1", self._port, 10)
         self.client.loop_start()
-        wait_for(self.connected.is_set, what=f"{device_id} connected")
+        wait_for(self.connected.is_set, what=f"{self.id} connected")
+        return self
+
+    def _on_connect(
+        self, client: object, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self.client.subscribe(topic(self.id, "twin/desired"), qos=1)
+        self.connected.set()
 
     def publish(
         self, kind: str, body: dict[str, Any] | bytes, *, device_topic: str | None = None, qos: int = 1

@@ -112,6 +112,11 @@ def user_path(kind: str, parts: Iterable[Any]) -> str:
     return out
 
 
+def _listed(value: object) -> list[Any]:
+    """The list an `enum` or `anyOf` keyword holds (jsonschema types it as anything or unset)."""
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
 def _to_problem(kind: str, err: jsonschema.ValidationError) -> Problem:
     path = user_path(kind, err.absolute_path)
     schema = err.schema if isinstance(err.schema, Mapping) else {}
@@ -121,7 +126,7 @@ def _to_problem(kind: str, err: jsonschema.ValidationError) -> Problem:
         what = _TYPE_WORDS.get(prop.get("type", ""), "a value")
         return Problem(f"{path}.{missing}", f"{what} (required field is missing)")
     if err.validator == "enum":
-        choices = ", ".join(str(c) for c in err.validator_value)
+        choices = ", ".join(str(c) for c in _listed(err.validator_value))
         hint = None
         if isinstance(err.instance, bool):  # YAML 1.1 turned on/off/yes/no into a boolean
             hint = describe_value(err.instance) + "; quote the value in YAML"
@@ -133,7 +138,7 @@ def _to_problem(kind: str, err: jsonschema.ValidationError) -> Problem:
             describe_value(err.instance),
         )
     if err.validator == "anyOf":
-        options = [_TYPE_WORDS.get(s.get("type", ""), "a value") for s in err.validator_value]
+        options = [_TYPE_WORDS.get(s.get("type", ""), "a value") for s in _listed(err.validator_value)]
         return Problem(path, " or ".join(options), describe_value(err.instance))
     return Problem(path, f"{err.validator} {err.validator_value}", describe_value(err.instance))
 

@@ -15,7 +15,6 @@ score, so the heap top is always the best node after O(log n) work.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -72,7 +71,21 @@ def pool_for(inventory: Inventory, want: Constraints) -> Pool:
     return found
 
 
-_Stage = tuple[str, frozenset[int], Callable[[NodeInfo], str]]
+Why = Callable[[NodeInfo, frozenset[str]], str]  # (node, what the component asks for) → why it fails
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One filter applied to a pool: the nodes it allows and, for the explanation, what the
+    component asked for and how to say why a node does not have it."""
+
+    reason: str
+    allowed: frozenset[int]
+    wanted: frozenset[str]
+    why: Why
+
+    def explain(self, node: NodeInfo) -> str:
+        return self.why(node, self.wanted)
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,17 @@ class Filter:
     wanted: str  # Constraints attribute: frozenset of required values
     groups: str  # NodeIndex attribute: value -> node positions
     needs_all: bool
-    why: Callable[[NodeInfo, frozenset[str]], str]
+    why: Why
+
+    def stage(self, index: NodeIndex, want: Constraints) -> Stage | None:
+        """This filter for `want`, or None when the component asks nothing of it."""
+        values: frozenset[str] = getattr(want, self.wanted)
+        if not values:
+            return None
+        groups: dict[str, frozenset[int]] = getattr(index, self.groups)
+        sets = [groups.get(v, frozenset()) for v in values]
+        allowed = frozenset.intersection(*sets) if self.needs_all else frozenset().union(*sets)
+        return Stage(self.reason, allowed, values, self.why)
 
 
 FILTERS = (
@@ -107,36 +130,33 @@ FILTERS = (
 )  # fmt: skip
 
 
-def _stages(index: NodeIndex, want: Constraints) -> Iterator[_Stage]:
-    """The filters that apply to `want`, in order, each as (reason, allowed nodes, why)."""
+def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
+    """The filters that apply to `want`, in order."""
     if want.nodes is not None:
         pinned = frozenset(index.position[n] for n in want.nodes if n in index.position)
-        yield "node_placement.node", pinned, lambda n: f"not the requested node {_list(want.nodes)}"
+        yield Stage("node_placement.node", pinned, want.nodes,
+                    lambda n, w: f"not the requested node {_list(w)}")
     for f in FILTERS:
-        values: frozenset[str] = getattr(want, f.wanted)
-        if not values:
-            continue
-        groups: dict[str, frozenset[int]] = getattr(index, f.groups)
-        sets = [groups.get(v, frozenset()) for v in values]
-        allowed = frozenset.intersection(*sets) if f.needs_all else frozenset().union(*sets)
-        yield f.reason, allowed, functools.partial(f.why, w=values)
+        stage = f.stage(index, want)
+        if stage is not None:
+            yield stage
     if want.needs_gpu and not want.gpu_model:
-        yield "gpu", index.with_gpus, lambda n: "no free GPU"
+        yield Stage("gpu", index.with_gpus, frozenset(), lambda n, w: "no free GPU")
     if want.mobile:
-        yield "mobile", index.mobile, lambda n: "not a mobile node"
+        yield Stage("mobile", index.mobile, frozenset(), lambda n, w: "not a mobile node")
 
 
 def _build_pool(index: NodeIndex, want: Constraints) -> Pool:
     current = index.all
     rejections = []
-    for reason, allowed, why in _stages(index, want):
-        kept = current & allowed
+    for stage in _stages(index, want):
+        kept = current & stage.allowed
         removed = len(current) - len(kept)
         if removed:
-            sample = sorted(itertools.islice((i for i in current if i not in allowed), SAMPLES_PER_REASON))
-            rejections.append(
-                Rejection(reason, removed, tuple((index.nodes[i].name, why(index.nodes[i])) for i in sample))
-            )
+            outside = (i for i in current if i not in stage.allowed)
+            sample = sorted(itertools.islice(outside, SAMPLES_PER_REASON))
+            samples = tuple((index.nodes[i].name, stage.explain(index.nodes[i])) for i in sample)
+            rejections.append(Rejection(stage.reason, removed, samples))
         current = kept
     if current is index.all:
         entries = index.free_order

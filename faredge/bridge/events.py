@@ -1,14 +1,19 @@
-"""Fan-out of bridge events to `mlsysops devices monitor` clients.
+"""Bridge events: their shapes (`DeviceEvents`) and their fan-out to monitor clients (`EventHub`).
 
 publish() never blocks the worker: each subscriber has a bounded queue and a slow subscriber
 loses events (counted in its `missed` field, shown by monitor) instead of slowing the bridge.
+Changes the node agent must hear about (births, online/offline, sensors) also go to the
+inventory listener, which only sets a flag (`faredge.bridge.inventory`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
+from typing import Any, Protocol
+
+from faredge.protocol.messages import Birth
+from faredge.twin import Twin
 
 
 class Subscription:
@@ -53,6 +58,56 @@ class EventHub:
             except queue.Full:
                 sub.missed += 1
 
-    @property
-    def active(self) -> bool:
-        return self.subscribers > 0
+
+class ChangeListener(Protocol):
+    def changed(self) -> None: ...
+
+
+class DeviceEvents:
+    """Every event the bridge emits, one method per kind, so their shapes live in one place."""
+
+    def __init__(self, hub: EventHub, inventory: ChangeListener | None = None) -> None:
+        self.hub = hub
+        self.inventory = inventory
+
+    def inventory_changed(self) -> None:
+        if self.inventory is not None:
+            self.inventory.changed()
+
+    def birth(self, birth: Birth, transport: str) -> None:
+        self.hub.publish(
+            {
+                "event": "birth",
+                "id": birth.id,
+                "transport": transport,
+                "fw": birth.fw,
+                "boot": birth.boot,
+                "sensors": list(birth.sensors),
+            }
+        )
+
+    def telemetry(self, device_id: str, seq: int, readings: tuple[tuple[str, float | None], ...]) -> None:
+        """Only built when someone listens: this runs for every telemetry message."""
+        if self.hub.subscribers:
+            self.hub.publish({"event": "telemetry", "id": device_id, "seq": seq, "readings": dict(readings)})
+
+    def online(self, device_id: str, online: bool, reason: str) -> None:
+        self.hub.publish({"event": "online" if online else "offline", "id": device_id, "reason": reason})
+        self.inventory_changed()
+
+    def reported(self, device_id: str, outcome: str, twin: Twin) -> None:
+        self.hub.publish(
+            {
+                "event": "twin",
+                "id": device_id,
+                "outcome": outcome,
+                "reported_version": twin.reported_version,
+                "desired_version": twin.desired_version,
+                "errors": twin.errors,
+            }
+        )
+
+    def desired(self, device_id: str, twin: Twin) -> None:
+        self.hub.publish(
+            {"event": "desired", "id": device_id, "version": twin.desired_version, "settings": twin.desired}
+        )

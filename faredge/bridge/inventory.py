@@ -46,20 +46,20 @@ class InventoryReporter:
         self._max_backoff = max_backoff_s
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="faredge-inventory", daemon=True)
-        self.reports = 0
+        self._thread: threading.Thread | None = None
 
     def changed(self) -> None:
         self._dirty.set()
 
     def start(self) -> None:
         self._dirty.set()  # the first report tells the agent what we know after a restart
+        self._thread = threading.Thread(target=self._run, name="faredge-inventory", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
@@ -79,7 +79,6 @@ class InventoryReporter:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             self._metrics.inventory.labels("ok").inc()
-            self.reports += 1
             backoff = self._min_backoff
 
     def _settle(self) -> None:

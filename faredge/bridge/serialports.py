@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from faredge.bridge.router import Inbound, Router
+from faredge.bridge.router import Router
 from faredge.bridge.worker import Worker
 from faredge.channels.serial import PortSpec
 from faredge.errors import Dropped, Unavailable
+from faredge.live import liveness_timeout
 from faredge.protocol.frames import FrameType
+from faredge.protocol.inbound import Inbound
 from faredge.protocol.link import SerialLink
 from faredge.protocol.messages import peek_id
 from faredge.registry import Device
@@ -41,7 +43,15 @@ class _Session:
         self._lock = threading.Lock()
         self._silent = False
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"faredge-serial-{port.path}", daemon=True)
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=f"faredge-serial-{self.port.path}", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
 
     def send(self, ftype: FrameType, payload: bytes) -> None:
         with self._lock:  # writes too: two threads' frames must not interleave on the wire
@@ -136,30 +146,26 @@ class SerialManager:
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._scan_loop, name="faredge-serial-scan", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self._scan_loop, name="faredge-serial-scan", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join(timeout=5)
         with self._lock:
             sessions = list(self._sessions.values())
         for s in sessions:
             s.stop.set()
         for s in sessions:
-            s.thread.join(timeout=5)
+            s.join(timeout=5)
 
     def liveness_timeout(self, device_id: str) -> float:
         """3 x the device's sampling interval, at least liveness_min_s (protocol doc)."""
-        device = self.router.registry.find(device_id)
-        interval_ms = 0
-        if device is not None:
-            value = device.twin.reported.get("interval_ms", device.twin.desired.get("interval_ms", 0))
-            interval_ms = value if isinstance(value, int) else 0
-        return max(self._liveness_min, 3 * interval_ms / 1000)
+        return liveness_timeout(self.router.registry.find(device_id), self._liveness_min)
 
     def scan(self) -> None:
         """Open every configured port that is present and has no session."""
@@ -179,7 +185,7 @@ class SerialManager:
             with self._lock:
                 self._sessions[spec.name] = session
             log.info("serial port %s opened", path)
-            session.thread.start()
+            session.start()
 
     def session_ended(self, session: _Session) -> None:
         with self._lock:

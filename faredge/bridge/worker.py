@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 
-from faredge.bridge.router import Inbound, Router
+from faredge.bridge.router import Router
 from faredge.metrics import BridgeMetrics
+from faredge.protocol.inbound import Inbound
 
 log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 10000
@@ -27,6 +28,8 @@ _BATCH = 256  # messages handed to the router per lock acquisition
 WAKE_BATCH = 256
 NAP_S = 0.005
 _AWAKE, _NAPPING, _ASLEEP = 0, 1, 2
+_INTERNAL = "internal"  # the transport of the worker's own markers (drain, stop), never routed
+_STOP = Inbound(_INTERNAL, None, "stop", b"")
 
 
 class Worker:
@@ -45,10 +48,10 @@ class Worker:
         self._metrics = metrics
         self._max = queue_size
         self._reserve = min(1000, queue_size // 10)
-        self._queue: collections.deque[Inbound | None] = collections.deque()
+        self._queue: collections.deque[Inbound] = collections.deque()
         self._wake = threading.Event()
         self._sleep = _AWAKE
-        self._thread = threading.Thread(target=self._run, name="faredge-worker", daemon=True)
+        self._thread: threading.Thread | None = None
         self.processed = 0
         self._markers = 0  # stop/drain markers in the queue (rare: the hot path skips filtering)
         self._marker_lock = threading.Lock()
@@ -79,15 +82,16 @@ class Worker:
         return self.offer(msg)
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="faredge-worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Process what is queued, then stop."""
-        if self._thread.is_alive():
-            self._add_marker(None)
+        if self._thread is not None and self._thread.is_alive():
+            self._add_marker(_STOP)
             self._thread.join(timeout=10)
 
-    def _add_marker(self, marker: Inbound | None) -> None:
+    def _add_marker(self, marker: Inbound) -> None:
         with self._marker_lock:
             self._markers += 1  # counted before it is queued: the worker never takes it for a message
         self._queue.append(marker)
@@ -96,10 +100,10 @@ class Worker:
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far was processed (tests, shutdown)."""
         done = threading.Event()
-        self._add_marker(Inbound("internal", None, "", b"", done=done.set))
+        self._add_marker(Inbound(_INTERNAL, None, "drain", b"", done=done.set))
         return done.wait(timeout)
 
-    def _next(self) -> Inbound | None:
+    def _next(self) -> Inbound:
         queue = self._queue
         while True:
             try:
@@ -128,18 +132,18 @@ class Worker:
                 except IndexError:
                     break
             if not self._markers:  # the usual case: only messages
-                handle_batch(batch)  # type: ignore[arg-type]
+                handle_batch(batch)
                 self.processed += len(batch)
                 self._metrics.queue_depth.set(len(queue))
                 continue
-            messages = [m for m in batch if m is not None and m.transport != "internal"]
+            messages = [m for m in batch if m.transport != _INTERNAL]
             if messages:
                 handle_batch(messages)
                 self.processed += len(messages)
             for marker in batch:
-                if marker is None:
+                if marker is _STOP:
                     return
-                if marker.transport == "internal":
+                if marker.transport == _INTERNAL:
                     with self._marker_lock:
                         self._markers -= 1
                     if marker.done is not None:

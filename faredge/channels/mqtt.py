@@ -21,9 +21,9 @@ from collections.abc import Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from faredge.bridge.router import Inbound
 from faredge.config import MqttSettings
 from faredge.errors import Dropped, Unavailable
+from faredge.protocol.inbound import Inbound
 from faredge.protocol.topics import DEVICE_WRITES, PREFIX, split_topic, topic
 from faredge.registry import Device
 
@@ -131,7 +131,8 @@ class MqttChannel:
             if done:
                 done()
             return
-        msg = Inbound("mqtt", parts[0], parts[1], message.payload, done=done)
+        # paho hands bytes (typed bytes | bytearray); bytes() of a bytes object is that object
+        msg = Inbound("mqtt", parts[0], parts[1], bytes(message.payload), done=done)
         if not self._offer(msg) and done:
             done()  # counted by the queue; cannot happen for QoS 1 with a sized queue (worker.py)
 

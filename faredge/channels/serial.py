@@ -35,17 +35,23 @@ def resolve(spec: PortSpec) -> str | None:
 
 
 class PyserialPort:
-    """An open port; read() returns b"" on timeout and raises Unavailable when the port is gone."""
+    """A port, opened by `open()`; read() returns b"" on timeout and raises Unavailable when the
+    port is gone."""
 
     def __init__(self, path: str, baudrate: int) -> None:
         self.path = path
+        self._baudrate = baudrate
+        # not opened yet: pyserial opens the device when given a port name
+        self._serial = serial.Serial(timeout=READ_TIMEOUT_S, write_timeout=1.0, exclusive=True)
+
+    def open(self) -> None:
+        """Open the line, exclusively: a second bridge (or a stray terminal program) cannot share it."""
         try:
-            # exclusive: a second bridge (or a stray terminal program) cannot share the line
-            self._serial = serial.Serial(
-                path, baudrate, timeout=READ_TIMEOUT_S, write_timeout=1.0, exclusive=True
-            )
+            self._serial.port = self.path
+            self._serial.baudrate = self._baudrate
+            self._serial.open()
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise Unavailable(f"cannot open {path}: {exc}") from exc
+            raise Unavailable(f"cannot open {self.path}: {exc}") from exc
 
     def read(self) -> bytes:
         try:
@@ -66,4 +72,7 @@ class PyserialPort:
 
 
 def open_port(path: str, spec: PortSpec) -> PyserialPort:
-    return PyserialPort(path, spec.baudrate)
+    """The port at `path`, open (Unavailable when it cannot be)."""
+    port = PyserialPort(path, spec.baudrate)
+    port.open()
+    return port

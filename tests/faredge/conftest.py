@@ -20,7 +20,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from faredge.bootstrap import Bridge, build
-from faredge.bridge.router import Downlink, Router
+from faredge.bridge.downlink import Downlink
+from faredge.bridge.router import Router
 from faredge.broker import BRIDGE_USER, BrokerLayout
 from faredge.channels.mosquitto import MosquittoProcess, free_port, mosquitto_binary, private_settings
 from faredge.config import Config, MqttSettings
@@ -70,6 +71,7 @@ def kit(tmp_path: Path) -> RouterKit:
         downlinks=downlinks,
         inventory=inventory,
     )
+    metrics.watch_devices(router.snapshot)  # as faredge.bootstrap.build does
     return RouterKit(router, metrics, downlink, inventory)
 
 

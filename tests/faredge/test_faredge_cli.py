@@ -27,7 +27,7 @@ def run(*args: str) -> Any:
 def live(broker: Any, mqtt_bridge: Any) -> Any:
     bridge = mqtt_bridge()
     dev_id, password = broker.device()
-    dev = DeviceClient(broker.port, dev_id, password)
+    dev = DeviceClient(broker.port, dev_id, password).start()
     dev.birth()
     dev.publish("telemetry", {"seq": 1, "up": 3, "mem_free": 5000, "freq": 8, "r": {"temp": 19.25}})
     wait_for(
@@ -96,7 +96,7 @@ def test_monitor_follows_events(live: Any) -> None:
     out: list[Any] = []
     t = threading.Thread(target=lambda: out.append(run(*cli, "monitor", "--count", "1", "-o", "json")))
     t.start()
-    wait_for(lambda: bridge.router.events.active, what="monitor subscribed")
+    wait_for(lambda: bridge.router.events.subscribers, what="monitor subscribed")
     dev.publish("telemetry", {"seq": 2, "r": {"temp": 20.0}})
     t.join(10)
     event = json.loads(out[0].output.splitlines()[0])

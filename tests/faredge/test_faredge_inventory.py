@@ -135,7 +135,7 @@ def test_bridge_reports_births_and_offline_to_the_agent(
     try:
         bridge = mqtt_bridge(nodeagent_target=f"unix:{socket_path}", nodeagent_debounce_s=0.05)
         dev_id, password = broker.device()
-        dev = DeviceClient(broker.port, dev_id, password)
+        dev = DeviceClient(broker.port, dev_id, password).start()
         dev.birth()
         wait_for(lambda: dev_id in agent.last() and agent.last()[dev_id].online, what="birth reported")
         assert list(agent.last()[dev_id].sensors) == ["temp"]
@@ -194,7 +194,7 @@ def test_real_node_agent_lists_the_devices_in_its_inventory(
 
     mqtt_bridge(nodeagent_target=f"unix:{real_agent}", nodeagent_debounce_s=0.05)
     dev_id, password = broker.device()
-    dev = DeviceClient(broker.port, dev_id, password)
+    dev = DeviceClient(broker.port, dev_id, password).start()
     stub = nodeconfig_pb2_grpc.NodeConfigStub(grpc.insecure_channel(f"unix:{real_agent}"))
 
     def inventory() -> dict[str, Any]:

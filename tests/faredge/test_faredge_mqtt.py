@@ -20,7 +20,7 @@ def device(broker: Any) -> Callable[..., DeviceClient]:
 
     def make(device_id: str | None = None) -> DeviceClient:
         dev_id, password = broker.device(device_id)
-        client = DeviceClient(broker.port, dev_id, password)
+        client = DeviceClient(broker.port, dev_id, password).start()
         clients.append(client)
         return client
 
@@ -106,7 +106,7 @@ def test_desired_state_is_retained_for_a_device_that_connects_later(
     bridge.router.set_desired(dev.id, {"batch": 3})
     wait_for(lambda: dev.desired, what="desired delivered")
     dev.close()
-    again = DeviceClient(broker.port, dev.id, broker.passwords[dev.id])
+    again = DeviceClient(broker.port, dev.id, broker.passwords[dev.id]).start()
     try:
         assert wait_for(lambda: again.desired, what="retained desired")[0]["settings"] == {"batch": 3}
     finally:

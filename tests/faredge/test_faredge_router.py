@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from faredge.bridge.router import Inbound
 from faredge.errors import Invalid, NotFound
+from faredge.protocol.inbound import Inbound
 from faredge.testing import sample
 
 

@@ -125,11 +125,13 @@ def test_rate_limited_log_says_it_once_per_key_per_interval(caplog: pytest.LogCa
 def test_metrics_past_the_label_cap_are_summed_under_other(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from faredge.bridge.router import Inbound, Router
+    from faredge.bridge.router import Router
     from faredge.metrics import BridgeMetrics
+    from faredge.protocol.inbound import Inbound
 
     metrics = BridgeMetrics(CollectorRegistry(), max_devices=2)
     router = Router(Registry(None), metrics, RateLimitedLog(logging.getLogger("t")))
+    metrics.watch_devices(router.snapshot)
     for i in range(5):
         dev = f"d{i}"
         router.handle(Inbound("mqtt", dev, "birth", json.dumps({"id": dev, "boot": 1}).encode()))

@@ -113,7 +113,9 @@ def test_bridge_and_device_over_tls_with_client_certificates(
     wait_for(bridge.mqtt.connected.is_set, what="bridge connected over TLS")
     dev_id = tls_broker["device"].device_id
     assert tls_broker["device"].config["mqtt"]["tls"] is True
-    dev = DeviceClient(tls_broker["port"], dev_id, tls_broker["device"].password, tls=tls_broker["tls"])
+    dev = DeviceClient(
+        tls_broker["port"], dev_id, tls_broker["device"].password, tls=tls_broker["tls"]
+    ).start()
     try:
         dev.birth()
         wait_for(lambda: dev_id in bridge.registry, what="birth over TLS")
@@ -132,4 +134,4 @@ def test_a_client_that_does_not_trust_the_ca_cannot_connect(
             "x",
             "y",
             tls=TlsSettings(str(wrong_ca), *map(str, (tmp_path / "client.crt", tmp_path / "client.key"))),
-        )
+        ).start()

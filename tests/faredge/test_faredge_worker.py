@@ -9,10 +9,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from faredge.bridge.router import Inbound, Router
+from faredge.bridge.router import Router
 from faredge.bridge.worker import Worker
 from faredge.control import ControlClient, ControlServer
 from faredge.metrics import BridgeMetrics
+from faredge.protocol.inbound import Inbound
 from faredge.ratelimit import RateLimitedLog
 from faredge.registry import Registry
 from faredge.testing import sample
