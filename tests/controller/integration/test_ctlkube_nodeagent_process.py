@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +59,17 @@ def agent() -> Iterator[Agent]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
     try:
-        deadline = time.monotonic() + 60
-        while not re.search(r"logger=nodeagent ready", log.read_text(errors="replace")):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                output = log.read_text(errors="replace")
-                pytest.fail(f"node agent did not start (exit {proc.poll()}):\n{output}")
-            time.sleep(0.05)
+        def ready() -> bool:
+            if re.search(r"logger=nodeagent ready", log.read_text(errors="replace")):
+                return True
+            if proc.poll() is not None:
+                pytest.fail(f"node agent exited ({proc.poll()}):\n{log.read_text(errors='replace')}")
+            return False
+
+        try:
+            wait_for(ready, timeout=60, what="the node agent ready", interval=0.05)
+        except AssertionError:
+            pytest.fail(f"node agent did not start within 60 s:\n{log.read_text(errors='replace')}")
         yield Agent(f"unix:{sock}", root)
     finally:
         proc.terminate()

@@ -58,16 +58,21 @@ class StandIn:
         self.errors: list[Exception] = []  # unexpected exceptions while serving (answered with 500)
         if simulate_rollouts:
             self.store.on_write.append(self._roll_out)
+        self.server: _Server | None = None  # bound by start()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the stand-in is not started: call start() (or use it as a context manager)")
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> StandIn:
+        """Bind a free loopback port and serve from a thread."""
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="kube-standin", daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> StandIn:
         self._thread.start()
         return self
 
@@ -75,12 +80,14 @@ class StandIn:
         with self.store.cond:
             self.store.stopping = True
             self.store.cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
         for sock in list(self.connections):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def __enter__(self) -> StandIn:
         return self.start()
