@@ -118,14 +118,6 @@ class Inventory:
     def node(self, name: str) -> NodeInfo | None:
         return self.by_name.get(name)
 
-    def without(self, names: Iterable[str]) -> Inventory:
-        gone = set(names)
-        return Inventory(
-            tuple(n for n in self.nodes if n.name not in gone),
-            self.clusters,
-            {k: v for k, v in self.documents.items() if k not in gone},
-        )
-
     @classmethod
     def from_descriptions(cls, descriptions: Iterable[Any]) -> Inventory:
         """Nodes and clusters out of a mixed list of descriptions (apps are ignored).

@@ -23,7 +23,6 @@ Obj = dict[str, Any]
 Query = list[tuple[str, str]]  # (name, value) query parameters (named here: KubeApi.list shadows `list`)
 
 APPLY = "application/apply-patch+yaml"
-MERGE = "application/merge-patch+json"
 FIELD_MANAGER = "mlsysops-controller"
 
 
@@ -68,9 +67,6 @@ class KubeApi:
         """PUT the status subresource; Conflict when obj's resourceVersion is stale."""
         meta = obj["metadata"]
         return self._call("PUT", res.path(meta.get("namespace", ""), meta["name"], "status"), [], obj)
-
-    def merge_patch(self, res: Resource, namespace: str, name: str, patch: Obj, subresource: str = "") -> Obj:
-        return self._call("PATCH", res.path(namespace, name, subresource), [], patch, MERGE)
 
     def delete(self, res: Resource, namespace: str, name: str, propagation: str = "Background") -> bool:
         """Delete (idempotent): False when it was already gone."""

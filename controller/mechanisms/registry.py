@@ -51,10 +51,6 @@ class MechanismRegistry(Registry[MechanismFactory]):
 
         return build
 
-    def register_class(self, name: str, plugin: Any) -> None:
-        """Register a plugin class as its entry point would (`from_context` or no arguments)."""
-        self.register(name, factory_of(plugin))
-
     def create(self, name: str, context: MechanismContext = PLAN_MODE) -> Mechanism:
         return self.factory(name)(context)
 

@@ -49,9 +49,7 @@ BUILT: list[Notes] = []
 @pytest.fixture
 def notes_only() -> MechanismRegistry:
     BUILT.clear()
-    mechanisms = MechanismRegistry()
-    mechanisms.register_class("notes", Notes)
-    return mechanisms
+    return MechanismRegistry({"notes": Notes.from_context})
 
 
 def test_plan_mode_renders_a_registered_mechanism(notes_only: MechanismRegistry) -> None:

@@ -28,9 +28,11 @@ def deployments(kube: KubeApi) -> set[str]:
 
 
 def report(kube: KubeApi, *violations: dict[str, Any]) -> None:
-    """What monitoring does: a merge patch of the annotation under its own field manager."""
-    kube.merge_patch(R.APP, NAMESPACE, APP,
-                     {"metadata": {"annotations": {ANNOTATION_QOS: json.dumps(list(violations))}}})
+    """What monitoring does: write the annotation (only it) under its own field manager."""
+    kube.apply({"apiVersion": R.APP.api_version, "kind": R.APP.kind,
+                "metadata": {"name": APP, "namespace": NAMESPACE,
+                             "annotations": {ANNOTATION_QOS: json.dumps(list(violations))}}},
+               field_manager="monitoring")
 
 
 def test_a_qos_violation_relocates_the_component_make_before_break(kube, world, app_doc,
