@@ -59,23 +59,36 @@ class Knob:
     doc: str
     parse: Callable[[str], Any]
     check: Callable[[str, Any], Any]
+    bounds: tuple[int, int] | None = None  # integer settings: the range both sides enforce
+    board_checked: bool = False  # the device checks it against its board's own table
 
 
+def _int_knob(name: str, doc: str, lo: int, hi: int, *, board_checked: bool = False) -> Knob:
+    return Knob(name, doc, _parse_int, _int_in(lo, hi), (lo, hi), board_checked)
+
+
+# The firmware's copy of these limits is RANGES in firmware/micropython/twin.py, asserted equal
+# by tests/faredge/firmware/test_fw_settings.py.
 KNOBS: Mapping[str, Knob] = {
     k.name: k
     for k in (
-        Knob("interval_ms", "sampling interval in ms (100..3600000)", _parse_int, _int_in(100, 3_600_000)),
-        Knob(
+        _int_knob("interval_ms", "sampling interval in ms (100..3600000)", 100, 3_600_000),
+        _int_knob(
             "freq_hz",
             "CPU frequency for machine.freq (board-checked)",
-            _parse_int,
-            _int_in(1_000_000, 1_000_000_000),
+            1_000_000,
+            1_000_000_000,
+            board_checked=True,
         ),
-        Knob("sensors", "enabled sensors, comma separated on the CLI", _parse_list, _sensor_list),
-        Knob("batch", "readings per telemetry message (1..32)", _parse_int, _int_in(1, 32)),
         Knob(
-            "reboot", "reboot counter: the device reboots when it changes", _parse_int, _int_in(0, 2**31 - 1)
+            "sensors",
+            "enabled sensors, comma separated on the CLI",
+            _parse_list,
+            _sensor_list,
+            board_checked=True,
         ),
+        _int_knob("batch", "readings per telemetry message (1..32)", 1, 32),
+        _int_knob("reboot", "reboot counter: the device reboots when it changes", 0, 2**31 - 1),
     )
 }
 

@@ -21,7 +21,6 @@ inside the WebAssembly interpreter, with sockets provided by Node's `net`/`tls`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Self
 
-from faredge.virtual.firmware import firmware_dir, stage
+from faredge.virtual.firmware import load_module, stage
 from faredge.virtual.host import EXIT_RAW_REPL, EXIT_RAW_RESET, EXIT_RESET, NodeHost, find_host
 
 SOFT_REBOOT_BANNER = "MPY: soft reboot\n"
@@ -45,11 +44,7 @@ NEXT_MODE = {EXIT_RESET: "--main", EXIT_RAW_REPL: "--raw-repl", EXIT_RAW_RESET: 
 
 def _firmware_config_module() -> ModuleType:
     """The firmware's own config rules (plain Python), so the host refuses what the device would."""
-    spec = importlib.util.spec_from_file_location("_fw_config", firmware_dir() / "config.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module("config")
 
 
 def check_config(device_config: Mapping[str, Any], transport: str) -> dict[str, Any]:

@@ -7,12 +7,17 @@ stays source: MicroPython runs `main.py` at boot and imports the rest, from .mpy
 
 from __future__ import annotations
 
+import builtins
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 BOOT_MODULE = "main.py"
 
@@ -73,3 +78,40 @@ def stage(flash: Path, *, compiled: bool = False, src: Path | None = None) -> li
             target.with_suffix(".mpy").unlink(missing_ok=True)
             written.append(Compiled(target, target.stat().st_size))
     return written
+
+
+def load_module(name: str, src: Path | None = None) -> ModuleType:
+    """A plain-Python firmware module (frames, twin, config, ...) loaded into CPython as `_fw_<name>`.
+
+    The firmware directory is never put on sys.path: its top-level names (config, app, mqtt)
+    would shadow the host's modules. Instead the module's own imports of its siblings (config.py:
+    `from twin import RANGES`) are resolved to the firmware's files by an `__import__` of its
+    own, and every call loads the modules afresh.
+    """
+    root = src or firmware_dir()
+    loaded: dict[str, ModuleType] = {}
+
+    def firmware_import(
+        module: str,
+        globals: Mapping[str, object] | None = None,
+        locals: Mapping[str, object] | None = None,
+        fromlist: Sequence[str] = (),
+        level: int = 0,
+    ) -> ModuleType:
+        if level == 0 and (root / f"{module}.py").is_file():
+            if module not in loaded:
+                loaded[module] = load(module)
+            return loaded[module]
+        return builtins.__import__(module, globals, locals, fromlist, level)
+
+    def load(module: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"_fw_{module}", root / f"{module}.py")
+        if spec is None or spec.loader is None:
+            raise FirmwareError(f"no firmware module {module!r} in {root}")
+        mod = importlib.util.module_from_spec(spec)
+        own_builtins: dict[str, Any] = {**vars(builtins), "__import__": firmware_import}
+        mod.__dict__["__builtins__"] = own_builtins
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load(name)

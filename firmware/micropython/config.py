@@ -2,9 +2,12 @@
 
 The rules are data (`_RULES`): one row per field with its type, default and range, so a bad
 config is refused with "field: reason" before the device touches the UART or the network.
+The ranges of the twin settings a config may also set come from twin.RANGES (one copy).
 """
 
 import json
+
+from twin import RANGES
 
 BOARDS = ("esp32", "rp2040", "stm32", "virtual")
 SLOW_BAUD = 115200  # below this, serial telemetry is batched by default
@@ -21,8 +24,8 @@ class ConfigError(ValueError):
 
 # (field, type, default (None = required), low, high)
 _RULES = (
-    ("interval_ms", int, 5000, 100, 3600000),
-    ("batch", int, 1, 1, 32),
+    ("interval_ms", int, 5000) + RANGES["interval_ms"],
+    ("batch", int, 1) + RANGES["batch"],
 )
 _SERIAL = (("baud", int, 115200, 1200, 4000000), ("uart", int, 0, 0, 8))
 _MQTT = (("port", int, 1883, 1, 65535), ("keepalive", int, 60, 10, 3600), ("qos_telemetry", int, 0, 0, 1))

@@ -7,6 +7,10 @@ value rejects the whole version: nothing is applied, and the report carries that
 bridge sees it was processed), the unchanged settings and the reason per key. Desired versions
 lower than the applied one are stale and ignored; the same version is reported again without
 re-applying (the bridge may have missed the report).
+
+`RANGES` is the firmware's one copy of the integer settings' limits (config.py reads it too);
+tests/faredge/firmware/test_fw_settings.py asserts it equals the bridge's table
+(faredge/protocol/settings.py).
 """
 
 
@@ -36,13 +40,11 @@ def _sensors(v, hal):
     return None
 
 
-KNOBS = {
-    "interval_ms": _int_in(100, 3600000),
-    "freq_hz": _freq,
-    "sensors": _sensors,
-    "batch": _int_in(1, 32),
-    "reboot": _int_in(0, 0x7FFFFFFF),
-}
+# (low, high) of the integer settings; freq_hz and sensors are checked against the board.
+RANGES = {"interval_ms": (100, 3600000), "batch": (1, 32), "reboot": (0, 0x7FFFFFFF)}
+KNOBS = {k: _int_in(lo, hi) for k, (lo, hi) in RANGES.items()}
+KNOBS["freq_hz"] = _freq
+KNOBS["sensors"] = _sensors
 
 
 class Twin:

@@ -4,12 +4,10 @@ the device-side unit tests run once per session, and a private Mosquitto broker.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from faredge.virtual.firmware import firmware_dir, stage
+from faredge.virtual.firmware import load_module, stage
 from faredge.virtual.host import HostUnavailable, NodeHost, find_host, run_script
+from mlsysops.testing import wait_for
 
 DEVICE_TESTS = Path(__file__).with_name("device")
 RESULT = "@@RESULT "
@@ -117,14 +116,14 @@ def free_port() -> int:
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on port {port}")
+            return False
+
+    wait_for(listening, timeout=timeout, what=f"a listener on port {port}", interval=0.02)
 
 
 class Broker:
@@ -285,12 +284,8 @@ def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
 
 
 def firmware_module(name: str) -> ModuleType:
-    """A firmware module loaded into CPython (frames.py and config.py are plain Python)."""
-    spec = importlib.util.spec_from_file_location(f"_fw_{name}", firmware_dir() / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """A firmware module loaded into CPython (frames.py, twin.py and config.py are plain Python)."""
+    return load_module(name)
 
 
 class SerialPeer:
@@ -335,17 +330,25 @@ class SerialPeer:
         self, pred: Callable[[tuple[int, int, bytes]], bool], timeout: float = 10.0
     ) -> tuple[int, int, bytes]:
         """First frame (already received or arriving before the deadline) matching `pred`."""
-        deadline = time.monotonic() + timeout
         seen = 0
-        while True:
+
+        def matching() -> tuple[int, int, bytes] | None:
+            nonlocal seen
             for f in self.log[seen:]:
                 if pred(f):
                     self.log.remove(f)
                     return f
             seen = len(self.log)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no matching frame within {timeout}s; got {self.log[-5:]}")
-            self.pump()
+            self.pump()  # reads for up to the port's 50 ms timeout: no sleep needed
+            return None
+
+        try:
+            frame: tuple[int, int, bytes] = wait_for(
+                matching, timeout=timeout, what="a matching frame", interval=0
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} within {timeout}s; got {self.log[-5:]}") from None
+        return frame
 
     def wait_type(self, ftype: int, timeout: float = 10.0) -> dict[str, Any]:
         f = self.wait_for(lambda f: f[0] == ftype, timeout)
