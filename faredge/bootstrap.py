@@ -22,7 +22,7 @@ from faredge.bridge.worker import Worker
 from faredge.channels import serial as serial_adapter
 from faredge.channels.mqtt import MqttChannel
 from faredge.channels.nodeagent import GrpcInventorySink
-from faredge.config import Config, PortSpec
+from faredge.config import Config, PortSpec, SerialSettings
 from faredge.control import ControlServer
 from faredge.metrics import BridgeMetrics
 from faredge.protocol.messages import check_device_id
@@ -126,19 +126,7 @@ def build(
         )
         router.downlinks["mqtt"] = bridge.mqtt
     if config.serial is not None:
-        for spec in config.serial.ports:
-            if spec.id is not None:
-                check_device_id(spec.id, "serial.ports[].id")
-        bridge.serial = SerialManager(
-            config.serial.ports,
-            router,
-            worker,
-            resolve=resolve_port,
-            open_port=open_port,
-            scan_interval_s=config.serial.scan_interval_s,
-            liveness_min_s=config.serial.liveness_min_s,
-            retry_s=config.serial.retry_ms / 1000,
-        )
+        bridge.serial = _serial_manager(config.serial, router, worker, resolve_port, open_port)
         router.downlinks["serial"] = bridge.serial
     if inventory_sink is None and config.nodeagent_target:
         inventory_sink = GrpcInventorySink(config.nodeagent_target)
@@ -152,3 +140,25 @@ def build(
         router.set_inventory(bridge.inventory)
     bridge.control = ControlServer(config.control_socket, router)
     return bridge
+
+
+def _serial_manager(
+    settings: SerialSettings,
+    router: Router,
+    worker: Worker,
+    resolve_port: Callable[[PortSpec], str | None],
+    open_port: Callable[[str, PortSpec], Port],
+) -> SerialManager:
+    for spec in settings.ports:
+        if spec.id is not None:
+            check_device_id(spec.id, "serial.ports[].id")
+    return SerialManager(
+        settings.ports,
+        router,
+        worker,
+        resolve=resolve_port,
+        open_port=open_port,
+        scan_interval_s=settings.scan_interval_s,
+        liveness_min_s=settings.liveness_min_s,
+        retry_s=settings.retry_ms / 1000,
+    )

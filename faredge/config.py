@@ -129,7 +129,8 @@ class _Section:
             data = {}
         if not isinstance(data, dict):
             raise Invalid(path or "config", "must be a mapping")
-        self.data, self.path, self.used = data, path, set()
+        self.data, self.path = data, path
+        self.used: set[str] = set()
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name

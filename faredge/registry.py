@@ -2,7 +2,7 @@
 
 The file is rewritten whole through a temporary file, fsync and rename, so a crash leaves the old
 or the new registry, never half of one. It is saved on structural changes (birth, online/offline,
-twin), not on telemetry: the latest readings live in the router (`bridge.live`) and the metrics,
+twin), not on telemetry: the latest readings live in memory (`faredge.live`) and the metrics,
 and the bridge survives a restart knowing every device and its twin.
 """
 
@@ -111,14 +111,13 @@ class Registry:
     def full(self) -> bool:
         return len(self._devices) >= self._max
 
-    def put(self, device: Device, *, persist: bool = True) -> None:
-        """Store a device; persist=False for telemetry-only updates (see the module docstring)."""
+    def put(self, device: Device) -> None:
+        """Store a device and persist the registry (telemetry never comes here: faredge.live)."""
         with self._lock:
             if device.id not in self._devices and len(self._devices) >= self._max:
                 raise Invalid("devices", f"registry is full ({self._max} devices)")
             self._devices[device.id] = device
-            if persist:
-                self._save()
+            self._save()
 
     def _save(self) -> None:
         if self._path is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 PREFIX = "mlsysops/v1/dev/"
 DEVICE_WRITES = ("birth", "telemetry", "twin/get", "twin/reported", "status")
 DEVICE_READS = ("twin/desired",)
-BRIDGE_SUBSCRIPTION = PREFIX + "+/#"
 
 
 def topic(device_id: str, message: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from faredge.virtual import MqttDevice
 from faredge.virtual.host import NodeHost
+from mlsysops.testing import wait_for
 
 BASE = "mlsysops/v1/dev/md-1/"
 Broker = Any  # conftest.Broker
@@ -43,17 +44,19 @@ class Bridge:
             raise TimeoutError("no SUBACK from the broker")
 
     def next(self, suffix: str, timeout: float = 15.0) -> tuple[dict[str, Any], bool]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no message on {BASE}{suffix}")
+        """The next message on the device's topic `suffix` (others are skipped) and its retain flag."""
+
+        def matching() -> tuple[dict[str, Any], bool] | None:
             try:
-                topic, msg, retain = self.q.get(timeout=left)
+                topic, msg, retain = self.q.get(timeout=0.05)
             except queue.Empty:
-                continue
-            if topic == BASE + suffix:
-                return msg, retain
+                return None
+            return (msg, retain) if topic == BASE + suffix else None
+
+        result: tuple[dict[str, Any], bool] = wait_for(
+            matching, timeout=timeout, what=f"a message on {BASE}{suffix}", interval=0
+        )
+        return result
 
     def desired(self, version: int, settings: dict[str, Any]) -> None:
         body = json.dumps({"id": "md-1", "version": version, "settings": settings})
@@ -161,10 +164,12 @@ def test_firmware_pings_keep_an_idle_connection_alive(
     }
     with MqttDevice(cfg, tmp_path / "idle", host=node_host) as dev:
         bridge.next("twin/get")
-        deadline = time.monotonic() + 30
-        while broker.log.count("Received PINGREQ from md-1") < 3:
-            assert time.monotonic() < deadline, "fewer than 3 PINGREQs in 30 s"
-            time.sleep(0.2)
+        wait_for(
+            lambda: broker.log.count("Received PINGREQ from md-1") >= 3,
+            timeout=30,
+            what="3 PINGREQs from md-1",
+            interval=0.2,
+        )
         assert "link down" not in dev.console
         assert bridge.q.empty() or all(m[1].get("online", True) for m in list(bridge.q.queue))
 
