@@ -20,12 +20,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
-from controller.inventory import AgentError, Inventory, NodeInfo, from_agents
+from controller.cli_output import (
+    app_row,
+    apps_table,
+    cluster_rows,
+    clusters_table,
+    node_row,
+    nodes_table,
+    render_explanation,
+    render_plans,
+    render_status,
+)
+from controller.inventory import AgentError, Inventory, from_agents
 from controller.mechanisms import MechanismRegistry
 from controller.model import App, DescriptionError, load_documents, parse_document, unknown_fields
-from controller.model.quantity import format_cpu, format_memory
 from controller.plan import PlanReport, explanation, plan_files, result_dict
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry, UnknownPolicy
 from mlsysops.output import emit, output_option, table
@@ -258,7 +267,7 @@ def apps_plan(source: Source, objects: bool, output_format: str) -> None:
     if not objects:
         for d in data:
             d.pop("objects")
-    emit(data, output_format, lambda ds: _render_plans(ds, report))
+    emit(data, output_format, lambda ds: render_plans(ds, report))
 
 
 @apps.command("explain")
@@ -280,7 +289,7 @@ def apps_explain(app: str, components: tuple[str, ...], source: Source, output_f
         if unknown and rows:
             raise LookupError(f"no component {', '.join(unknown)} in app {app}")
         rows = [r for r in rows if r["component"] in components]
-    emit(rows, output_format, _render_explanation)
+    emit(rows, output_format, render_explanation)
 
 
 @apps.command("deploy")
@@ -305,7 +314,7 @@ def apps_deploy(source: Source, output_format: str) -> None:
         return
     report = source.report()
     click.echo("plan mode (no cluster): nothing written; this is what a deployment would do", err=True)
-    emit([result_dict(r) for r in report.results], output_format, lambda ds: _render_plans(ds, report))
+    emit([result_dict(r) for r in report.results], output_format, lambda ds: render_plans(ds, report))
 
 
 @apps.command("list")
@@ -318,14 +327,7 @@ def apps_list(source: Source, output_format: str) -> None:
         objs = [result_dict(r)["objects"]["mlsysops"][0] for r in source.report().results]
     else:
         objs = source.store().list_apps()
-    emit(
-        [_app_row(o) for o in objs],
-        output_format,
-        lambda rs: table(
-            [(r["name"], r["namespace"], r["components"], r["phase"], r["placed"], r["policy"]) for r in rs],
-            ["name", "namespace", "components", "phase", "placed", "policy"],
-        ),
-    )
+    emit([app_row(o) for o in objs], output_format, apps_table)
 
 
 @apps.command("status")
@@ -339,7 +341,7 @@ def apps_status(app: str, source: Source, output_format: str) -> None:
         status = result_dict(source.report().result(app))["objects"]["mlsysops"][0]["status"]
     else:
         status = source.store().get_app(app).get("status", {})
-    emit(status, output_format, lambda s: _render_status(app, s))
+    emit(status, output_format, lambda s: render_status(app, s))
 
 
 @apps.command("delete")
@@ -371,28 +373,7 @@ def nodes() -> None:
 @_friendly
 def nodes_list(source: Source, output_format: str) -> None:
     """Nodes with layer, cluster, free capacity, runtimes and agent."""
-    rows = [_node_row(n) for n in source.inventory().nodes]
-    emit(
-        rows,
-        output_format,
-        lambda rs: table(
-            [
-                (
-                    r["name"],
-                    r["cluster"],
-                    r["layer"],
-                    r["arch"],
-                    r["cpu"],
-                    r["memory"],
-                    r["gpus"],
-                    ",".join(r["runtimes"]),
-                    r["agent"],
-                )
-                for r in rs
-            ],
-            ["name", "cluster", "layer", "arch", "cpu free", "memory free", "gpus", "runtimes", "agent"],
-        ),
-    )
+    emit([node_row(n) for n in source.inventory().nodes], output_format, nodes_table)
 
 
 @click.group()
@@ -406,152 +387,4 @@ def clusters() -> None:
 @_friendly
 def clusters_list(source: Source, output_format: str) -> None:
     """Clusters with their nodes (as described, and as found in node descriptions)."""
-    inventory = source.inventory()
-    described = {c.cluster_id: c for c in inventory.clusters}
-    rows = []
-    for cid in sorted(set(described) | {n.cluster for n in inventory.nodes if n.cluster}):
-        listed = set(described[cid].nodes) if cid in described else set()
-        members = sorted({n.name for n in inventory.nodes if n.cluster == cid} | listed)
-        rows.append(
-            {
-                "cluster_id": cid,
-                "described": cid in described,
-                "nodes": members,
-                "datacenter": described[cid].datacenter_id if cid in described else None,
-            }
-        )
-    emit(
-        rows,
-        output_format,
-        lambda rs: table(
-            [
-                (
-                    r["cluster_id"],
-                    len(r["nodes"]),
-                    ",".join(r["nodes"]),
-                    r["datacenter"],
-                    "yes" if r["described"] else "no (from nodes)",
-                )
-                for r in rs
-            ],
-            ["cluster id", "nodes", "members", "datacenter", "described"],
-        ),
-    )
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-def _app_row(obj: dict[str, Any]) -> dict[str, Any]:
-    status = obj.get("status", {})
-    return {
-        "name": obj["metadata"]["name"],
-        "namespace": obj["metadata"].get("namespace"),
-        "components": len(obj.get("components", ())),
-        "phase": status.get("phase", "Pending"),
-        "placed": status.get("placed", ""),
-        "policy": status.get("policy", ""),
-    }
-
-
-def _node_row(n: NodeInfo) -> dict[str, Any]:
-    return {
-        "name": n.name,
-        "cluster": n.cluster,
-        "layer": n.continuum_layer,
-        "arch": n.arch,
-        "cpu": f"{format_cpu(n.cpu_millis_free)}/{format_cpu(n.cpu_millis_capacity)}",
-        "memory": f"{format_memory(n.memory_bytes_free)}/{format_memory(n.memory_bytes_capacity)}",
-        "gpus": n.gpus,
-        "runtimes": sorted(n.runtimes),
-        "labels": sorted(n.labels),
-        "agent": n.agent_target,
-    }
-
-
-def _render_plans(data: list[dict[str, Any]], report: PlanReport) -> str:
-    blocks = [*report.notes]
-    for d in data:
-        blocks.append(f"app {d['app']} (namespace {d['namespace']}, policies {d['policy']})")
-        blocks.append(
-            table(
-                [
-                    (x["component"], x["node"] or "-", x["cluster"] or "-", x["action"], x["reason"])
-                    for x in d["decisions"]
-                ],
-                ["component", "node", "cluster", "action", "reason"],
-            )
-        )
-        settings = [
-            (x["component"], x["node"], ", ".join(sorted(x["nodeSettings"])))
-            for x in d["decisions"]
-            if x["nodeSettings"]
-        ]
-        if settings:
-            blocks.append(
-                "node settings (through the node agent):\n"
-                + table(settings, ["component", "node", "sections"])
-            )
-        blocks.append(
-            "conflicts: "
-            + ("none" if not d["conflicts"] else "\n  " + "\n  ".join(c["message"] for c in d["conflicts"]))
-        )
-        notes = [f"warning: {w}" for w in d["warnings"]]
-        notes += [f"mechanism {name} unavailable: {why}" for name, why in d["unavailableMechanisms"].items()]
-        if notes:
-            blocks.append("\n".join(notes))
-        blocks.append(_render_explanation(d["explanation"]))
-        if "objects" in d:
-            docs = [o for objs in d["objects"].values() for o in objs]
-            blocks.append(
-                f"objects it would write ({len(docs)}):\n"
-                + yaml.safe_dump_all(docs, sort_keys=False).rstrip()
-            )
-    return "\n\n".join(blocks)
-
-
-def _render_explanation(rows: list[dict[str, Any]]) -> str:
-    blocks = []
-    for r in rows:
-        head = f"{r['component']} -> {r.get('chosen') or 'not placed'}\n  {r['reason']}"
-        cands = [
-            (
-                c["node"],
-                "accepted" if c["accepted"] else "rejected",
-                "" if c.get("score") is None else f"{c['score']:.2f}",
-                "; ".join(c["reasons"]),
-            )
-            for c in r.get("candidates", ())
-        ]
-        body = "\n".join(
-            "  " + line for line in table(cands, ["node", "verdict", "score", "why"]).splitlines()
-        )
-        counts = r.get("rejectedCounts") or {}
-        tail = ("\n  rejected: " + ", ".join(f"{k} {v}" for k, v in counts.items())) if counts else ""
-        blocks.append(head + ("\n" + body if cands else "") + tail)
-    return "\n".join(blocks) if blocks else "no explanation"
-
-
-def _render_status(app: str, status: dict[str, Any]) -> str:
-    lines = [
-        f"app {app}: phase {status.get('phase', 'Pending')}, placed {status.get('placed', '-')}, "
-        f"policy {status.get('policy', '-')}"
-    ]
-    placement = status.get("placement", [])
-    if placement:
-        lines.append(
-            table(
-                [
-                    (p["component"], p.get("node") or "-", p.get("cluster") or "-", p.get("action", ""))
-                    for p in placement
-                ],
-                ["component", "node", "cluster", "action"],
-            )
-        )
-    for c in status.get("conditions", []):
-        lines.append(
-            f"condition {c['type']}={c['status']}: {c.get('reason', '')} {c.get('message', '')}".rstrip()
-        )
-    for c in status.get("conflicts", []):
-        lines.append(f"conflict: {c['message']}")
-    return "\n".join(lines)
+    emit(cluster_rows(source.inventory()), output_format, clusters_table)

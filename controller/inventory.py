@@ -238,24 +238,7 @@ def node_document_from_agent(
     The reference requires continuum_layer, environment and hardware; the agent does not know
     its layer or cluster (deployment decisions), so the caller supplies them (a description of
     the same node wins on merge)."""
-    arch = ARCH_ALIASES.get(inv.architecture)
-    cpus = list(inv.cpus)
-    freq_cpus = [c for c in cpus if c.cpufreq_available]
-    runtimes = [
-        {
-            "handler": r.handler,
-            "available": r.available,
-            **({"reason": r.reason} if r.reason else {}),
-            **({"version": r.version} if r.version else {}),
-        }
-        for r in inv.runtimes
-    ]
-    hardware: dict[str, Any] = {"cpu": {"cores": len(cpus)}, "memory": int(inv.memory_bytes // _GIB)}
-    if arch:
-        hardware["cpu"]["architecture"] = arch
-    freqs = sorted({f for c in freq_cpus for f in c.available_frequencies_khz})
-    if freqs:
-        hardware["cpu"]["frequency"] = [f * 1000 for f in freqs]
+    runtimes = [_runtime(r) for r in inv.runtimes]
     doc: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "MLSysOpsNode",
@@ -264,34 +247,12 @@ def node_document_from_agent(
         "continuum_layer": continuum_layer,
         **({"cluster_id": cluster_id} if cluster_id else {}),
         "environment": {"container_runtime": ["containerd"] if runtimes else []},
-        "hardware": hardware,
+        "hardware": _hardware(inv),
         "agent": {"target": target, "version": inv.agent_version, "api_version": inv.api_version},
-        "capacity": {"cpu": len(cpus), "memory": int(inv.memory_bytes)},
+        "capacity": {"cpu": len(inv.cpus), "memory": int(inv.memory_bytes)},
         "runtimes": runtimes,
-        "cpufreq": {
-            "available": bool(freq_cpus),
-            "governors": sorted({g for c in freq_cpus for g in c.available_governors}),
-            **(
-                {
-                    "min_khz": min(c.cpuinfo_min_khz for c in freq_cpus),
-                    "max_khz": max(c.cpuinfo_max_khz for c in freq_cpus),
-                }
-                if freq_cpus
-                else {}
-            ),
-        },
-        "devices": [
-            {
-                "id": d.id,
-                "kind": d.kind,
-                "online": d.online,
-                "sensors": list(d.sensors),
-                **({"transport": d.transport} if d.transport in ("mqtt", "serial") else {}),
-                **({"firmware_version": d.firmware_version} if d.firmware_version else {}),
-                "attributes": dict(d.attributes),
-            }
-            for d in inv.devices
-        ],
+        "cpufreq": _cpufreq([c for c in inv.cpus if c.cpufreq_available]),
+        "devices": [_device(d) for d in inv.devices],
     }
     cg = inv.cgroup
     if cg.version or cg.root:
@@ -301,6 +262,49 @@ def node_document_from_agent(
             "controllers": [c.name for c in cg.controllers],
         }
     return doc
+
+
+def _runtime(r: Any) -> dict[str, Any]:
+    return {
+        "handler": r.handler,
+        "available": r.available,
+        **({"reason": r.reason} if r.reason else {}),
+        **({"version": r.version} if r.version else {}),
+    }
+
+
+def _hardware(inv: Any) -> dict[str, Any]:
+    cpu: dict[str, Any] = {"cores": len(inv.cpus)}
+    arch = ARCH_ALIASES.get(inv.architecture)
+    if arch:
+        cpu["architecture"] = arch
+    freqs = sorted({f for c in inv.cpus if c.cpufreq_available for f in c.available_frequencies_khz})
+    if freqs:
+        cpu["frequency"] = [f * 1000 for f in freqs]
+    return {"cpu": cpu, "memory": int(inv.memory_bytes // _GIB)}
+
+
+def _cpufreq(freq_cpus: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "available": bool(freq_cpus),
+        "governors": sorted({g for c in freq_cpus for g in c.available_governors}),
+    }
+    if freq_cpus:
+        out["min_khz"] = min(c.cpuinfo_min_khz for c in freq_cpus)
+        out["max_khz"] = max(c.cpuinfo_max_khz for c in freq_cpus)
+    return out
+
+
+def _device(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "kind": d.kind,
+        "online": d.online,
+        "sensors": list(d.sensors),
+        **({"transport": d.transport} if d.transport in ("mqtt", "serial") else {}),
+        **({"firmware_version": d.firmware_version} if d.firmware_version else {}),
+        "attributes": dict(d.attributes),
+    }
 
 
 def object_name(node_name: str) -> str:
