@@ -17,42 +17,16 @@ _DNS1123 = "a DNS-1123 name (lowercase letters, digits, '-' and '.', starting an
 
 
 def app_problems(app: App) -> list[Problem]:
-    problems: list[Problem] = []
     names = [c.name for c in app.components]
-    known = set(names)
+    problems: list[Problem] = []
     seen: set[str] = set()
     for i, comp in enumerate(app.components):
         at = f"MLSysOpsApp.components[{i}]"
-        if not comp.name:
-            problems.append(Problem(f"{at}.metadata.name", "a component name (required field is missing)"))
-        elif not is_dns1123_label(comp.name):
-            problems.append(
-                Problem(
-                    f"{at}.metadata.name", _DNS1123.replace("name", "label", 1), describe_value(comp.name)
-                )
-            )
-        elif comp.name in seen:
-            problems.append(
-                Problem(
-                    f"{at}.metadata.name", "a name unique among the components", describe_value(comp.name)
-                )
-            )
+        problems.extend(_name_problems(comp.name, seen, at))
         seen.add(comp.name)
         if not comp.containers:
             problems.append(Problem(f"{at}.containers", "at least one container", "an empty list"))
-        for j, dep in enumerate(comp.depends_on):
-            if dep not in known:
-                problems.append(
-                    Problem(
-                        f"{at}.depends_on[{j}]",
-                        f"the name of a component of this app ({', '.join(names)})",
-                        describe_value(dep),
-                    )
-                )
-            elif dep == comp.name:
-                problems.append(
-                    Problem(f"{at}.depends_on[{j}]", "another component (not itself)", describe_value(dep))
-                )
+        problems.extend(_dependency_problems(comp.name, comp.depends_on, names, at))
         problems.extend(_container_problems(comp.raw, at))
     cycle = _find_cycle(app)
     if cycle:
@@ -64,27 +38,51 @@ def app_problems(app: App) -> list[Problem]:
                 " -> ".join([*cycle, cycle[0]]),
             )
         )
+    problems.extend(_reference_problems(app, set(names)))
+    return problems
+
+
+def _name_problems(name: str, seen: set[str], at: str) -> Iterator[Problem]:
+    if not name:
+        yield Problem(f"{at}.metadata.name", "a component name (required field is missing)")
+    elif not is_dns1123_label(name):
+        yield Problem(f"{at}.metadata.name", _DNS1123.replace("name", "label", 1), describe_value(name))
+    elif name in seen:
+        yield Problem(f"{at}.metadata.name", "a name unique among the components", describe_value(name))
+
+
+def _dependency_problems(
+    name: str, depends_on: tuple[str, ...], names: list[str], at: str
+) -> Iterator[Problem]:
+    for j, dep in enumerate(depends_on):
+        if dep not in names:
+            yield Problem(
+                f"{at}.depends_on[{j}]",
+                f"the name of a component of this app ({', '.join(names)})",
+                describe_value(dep),
+            )
+        elif dep == name:
+            yield Problem(f"{at}.depends_on[{j}]", "another component (not itself)", describe_value(dep))
+
+
+def _reference_problems(app: App, known: set[str]) -> Iterator[Problem]:
+    """single_node groups and component_interactions naming components the app lacks."""
     for g, group in enumerate(app.single_node):
         for j, member in enumerate(group.components):
             if member not in known:
-                problems.append(
-                    Problem(
-                        f"MLSysOpsApp.single_node[{g}].components[{j}]",
-                        "the name of a component of this app",
-                        describe_value(member),
-                    )
+                yield Problem(
+                    f"MLSysOpsApp.single_node[{g}].components[{j}]",
+                    "the name of a component of this app",
+                    describe_value(member),
                 )
     for k, inter in enumerate(app.interactions):
         for field, value in (("component_name1", inter.source), ("component_name2", inter.destination)):
             if value and value not in known:
-                problems.append(
-                    Problem(
-                        f"MLSysOpsApp.component_interactions[{k}].{field}",
-                        "the name of a component of this app",
-                        describe_value(value),
-                    )
+                yield Problem(
+                    f"MLSysOpsApp.component_interactions[{k}].{field}",
+                    "the name of a component of this app",
+                    describe_value(value),
                 )
-    return problems
 
 
 def _container_problems(comp: Mapping[str, Any], at: str) -> list[Problem]:

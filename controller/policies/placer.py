@@ -172,24 +172,9 @@ class ConstraintAwarePlacer:
         candidates = _verdicts(inventory, pool, first)
         names = [m.name for m in unit.members]
         if not first.fits:
-            reason = (
-                f"not placed: no node satisfies the constraints and has capacity "
-                f"({_rejected_summary(counts, len(inventory.nodes))})"
-            )
-            reason = f"could not relocate ({why}); {reason}" if why else reason
-            return [
-                Decision(m.name, None, None, reason, candidates, rejected_counts=counts) for m in unit.members
-            ]
-        hosts = []
+            return _unplaced(unit, candidates, counts, len(inventory.nodes), why)
         chosen, score = first.fits[0]
-        for r in range(unit.replicas):
-            if r:
-                more = ledger.best(unit.constraints, pool, unit.need, 1, unit.avoid)
-                if not more.fits:
-                    break
-                chosen, _ = more.fits[0]
-            ledger.reserve(chosen, unit.need)
-            hosts.append(inventory.index.nodes[chosen].name)
+        hosts = _reserve_replicas(inventory, ledger, unit, pool, chosen)
         node = inventory.node(hosts[0])
         assert node is not None
         together = f"single_node group {', '.join(names)}; " if len(names) > 1 else ""
@@ -220,6 +205,30 @@ class ConstraintAwarePlacer:
                 )
             )
         return out
+
+
+def _unplaced(unit: _Unit, candidates: tuple[CandidateVerdict, ...], counts: dict[str, int], total: int,
+              why: str) -> list[Decision]:
+    summary = _rejected_summary(counts, total)
+    reason = f"not placed: no node satisfies the constraints and has capacity ({summary})"
+    reason = f"could not relocate ({why}); {reason}" if why else reason
+    return [Decision(m.name, None, None, reason, candidates, rejected_counts=counts) for m in unit.members]
+
+
+def _reserve_replicas(inventory: Inventory, ledger: Ledger, unit: _Unit, pool: Pool, first: int) -> list[str]:
+    """Reserve the unit's replicas, the first on `first`, each next one on the best node left
+    (replicas spread by the same score); fewer when the pool runs out of room."""
+    hosts = []
+    chosen = first
+    for r in range(unit.replicas):
+        if r:
+            more = ledger.best(unit.constraints, pool, unit.need, 1, unit.avoid)
+            if not more.fits:
+                break
+            chosen, _ = more.fits[0]
+        ledger.reserve(chosen, unit.need)
+        hosts.append(inventory.index.nodes[chosen].name)
+    return hosts
 
 
 def _units(app: App, order: tuple[str, ...]) -> list[tuple[tuple[Component, ...], SingleNodeGroup | None]]:
