@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from mlsysops.testing import wait_for
 from nodeagent.cli import node
 
 CPU = Path("/sys/fs/cgroup/cpu")
@@ -118,15 +118,18 @@ def test_events_stream_shows_applies(real_agent: Any, tmp_path: Path) -> None:
     cli = [sys.executable, "-c", "from mlsysops.cli import main; main()"]
     args = ["node", "--target", target, "events", "--kind", "applied", "--count", "1", "-o", "json"]
     follower = subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    quotas = iter(range(31_000, 10**9, 1000))
+
+    def apply_until_seen() -> bool:
+        """One more apply, then whether the follower has seen one (and exited)."""
+        text = f"cgroups:\n  groups:\n    - path: cli/events\n      cpu_quota_us: {next(quotas)}\n"
+        assert run(target, "apply", "-f", profile(tmp_path, text)).exit_code == 0
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            follower.wait(0.2)
+        return follower.poll() is not None
+
     try:
-        deadline = time.monotonic() + 30
-        value = 30_000
-        while follower.poll() is None and time.monotonic() < deadline:  # until it has seen one
-            value += 1000
-            text = f"cgroups:\n  groups:\n    - path: cli/events\n      cpu_quota_us: {value}\n"
-            assert run(target, "apply", "-f", profile(tmp_path, text)).exit_code == 0
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                follower.wait(0.2)
+        wait_for(apply_until_seen, 30, "the follower to print an APPLIED event", interval=0)
         out, err = follower.communicate(timeout=10)
     finally:
         if follower.poll() is None:

@@ -3,7 +3,7 @@
 `agent_env` lays out a simulated node (cpufreq + cgroup v2, from nodeagent.host.simulated) as
 the agent's fs root and installs the test-only `e2efiles` mechanism plugin through a temporary
 dist-info on PYTHONPATH, so the agent discovers it through the same entry-point group as the
-real plugins. `start()` waits (with a deadline) for the agent's "ready" log line.
+real plugins. `start()` waits (with mlsysops.testing.wait_for) for the agent's "ready" log line.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
+from mlsysops.testing import wait_for
 from nodeagent.host.simulated import build_simulated_host
 
 HERE = Path(__file__).resolve().parent
@@ -67,6 +69,13 @@ class AgentProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+        """wait_for(predicate), with this agent's log in the failure message."""
+        try:
+            return wait_for(predicate, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; agent log:\n{self.log_text()}") from None
 
 
 @dataclass
@@ -124,16 +133,15 @@ class AgentEnv:
             )
         agent = AgentProcess(proc, log, [])
         self.started.append(agent)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            match = re.search(r"logger=nodeagent ready .* listen=(.*) metrics=", agent.log_text())
-            if match:
-                agent.addresses = match.group(1).split()
-                return agent
+
+        def ready() -> re.Match[str] | None:
             if proc.poll() is not None:
                 pytest.fail(f"agent exited with {proc.returncode}:\n{agent.log_text()}")
-            time.sleep(0.05)
-        pytest.fail(f"agent not ready after {START_TIMEOUT_S}s:\n{agent.log_text()}")
+            return re.search(r"logger=nodeagent ready .* listen=(.*) metrics=", agent.log_text())
+
+        match = agent.wait(ready, f"the agent's ready line ({START_TIMEOUT_S}s)", START_TIMEOUT_S)
+        agent.addresses = match.group(1).split()
+        return agent
 
     def stop_all(self) -> None:
         for agent in self.started:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import grpc
@@ -142,10 +141,7 @@ def test_kill_9_during_an_apply_then_restart_and_reset(
         pb.ApplyRequest(profile=profile({**sections, "extensions": {"e2efiles": {"values": values}}}))
     )
     marker = agent_env.fs_root / "files/.hanging"
-    deadline = time.monotonic() + 30
-    while marker.read_text() != hung_key:
-        assert time.monotonic() < deadline, agent.log_text()
-        time.sleep(0.02)
+    agent.wait(lambda: marker.read_text() == hung_key, "the plugin's hanging write")
     agent.kill9()
     assert call.exception() is not None  # the caller saw the agent die
     journaled = json.loads((agent_env.runtime / "journal.json").read_text())["originals"]
@@ -183,10 +179,7 @@ def test_events_stream_applied_and_drift_and_devices(agent_env: Any) -> None:
     (agent_env.fs_root / GOVERNOR).write_text("performance")  # drift behind the agent's back
     devices = [pb.Device(id="esp-1", kind="esp32")]
     stub.ReportDevices(pb.ReportDevicesRequest(source="faredge", devices=devices))
-    deadline = time.monotonic() + 30
-    while {e.kind for e in received} != kinds:
-        assert time.monotonic() < deadline, received
-        time.sleep(0.02)
+    agent.wait(lambda: {e.kind for e in received} == kinds, "APPLIED, DRIFT and DEVICES events")
     stream.cancel()
     applied = next(e for e in received if e.kind == pb.Event.APPLIED)
     assert applied.generation == 1 and applied.details["requester"] == "e2e"
@@ -205,10 +198,7 @@ def test_enforce_corrects_drift(agent_env: Any) -> None:
     agent = agent_env.start()
     agent.stub().Apply(pb.ApplyRequest(profile=profile(GOOD)))
     (agent_env.fs_root / GOVERNOR).write_text("performance")
-    deadline = time.monotonic() + 30
-    while read(agent_env, GOVERNOR) != "powersave":
-        assert time.monotonic() < deadline, agent.log_text()
-        time.sleep(0.02)
+    agent.wait(lambda: read(agent_env, GOVERNOR) == "powersave", "the drifted governor corrected")
 
 
 def test_telemetry_is_retimed_live_and_bad_settings_are_rejected(agent_env: Any) -> None:
