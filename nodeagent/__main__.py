@@ -20,12 +20,15 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeagent import __version__
 from nodeagent.config import ConfigError, load_config
 from nodeagent.host.systemd import SdNotifier
 from nodeagent.service.store import CorruptState
+
+if TYPE_CHECKING:
+    from nodeagent.bootstrap import Agent
 
 log = logging.getLogger("nodeagent")
 
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     return serve(agent, SdNotifier())
 
 
-def serve(agent: Any, notifier: SdNotifier) -> int:
+def serve(agent: Agent, notifier: SdNotifier) -> int:
+    """Start the agent, tell systemd, run until SIGTERM/SIGINT, then stop it."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -122,18 +126,16 @@ def serve(agent: Any, notifier: SdNotifier) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent.start()
+    try:
+        agent.start()  # binds the listeners: a taken port or socket is a configuration error
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EX_CONFIG
     settle_memory()
     addresses = " ".join(agent.server.addresses)
     log.info("ready version=%s listen=%s metrics=%s", __version__, addresses, agent.metrics_url or "-")
     notifier.notify("READY=1", f"STATUS=serving on {addresses}")
-    interval = notifier.watchdog_interval_s()
-    while not stop.wait(interval):
-        # A wedged engine stops the pings, and systemd restarts the agent.
-        if agent.engine.responsive(timeout=interval / 2):
-            notifier.notify("WATCHDOG=1")
-        else:
-            log.warning("engine busy for %.1fs: watchdog ping skipped", interval / 2)
+    watch(agent, notifier, stop)
     notifier.notify("STOPPING=1", "STATUS=restoring originals")
     try:
         agent.stop()
@@ -142,6 +144,20 @@ def serve(agent: Any, notifier: SdNotifier) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def watch(agent: Agent, notifier: SdNotifier, stop: threading.Event) -> None:
+    """Until `stop` is set: WATCHDOG=1 at the interval systemd asked for, while the engine
+    answers (a wedged engine stops the pings, and systemd restarts the agent)."""
+    interval = notifier.watchdog_interval_s()
+    if interval is None:
+        stop.wait()
+        return
+    while not stop.wait(interval):
+        if agent.engine.responsive(timeout=interval / 2):
+            notifier.notify("WATCHDOG=1")
+        else:
+            log.warning("engine busy for %.1fs: watchdog ping skipped", interval / 2)
 
 
 M_ARENA_MAX = -8  # glibc malloc.h

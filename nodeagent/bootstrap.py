@@ -1,9 +1,11 @@
 """The composition root of the node agent: the one place that builds real adapters from the config.
 
-Nothing happens at import time anywhere in the agent; `build_agent(config)` creates the host
-file layer, loads the mechanism plugins from their entry-point group (each with its own
-MechanismContext), the journal, the engine, telemetry and the gRPC server, and returns them
-wired together in an `Agent` that `__main__` starts and stops.
+Nothing happens at import time anywhere in the agent, and nothing is started or bound while it
+is built: `build_agent(config)` creates the host adapters (the file layer, the netlink adapter
+when the network mechanism is enabled), loads the mechanism plugins from their entry-point group
+(each with its own MechanismContext), the journal, the engine, telemetry and the gRPC server, and
+returns them wired together in an `Agent`. `Agent.start()` (called by `__main__`) binds the
+listeners and starts the threads; `Agent.stop()` ends them and closes the adapters.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from nodeagent.api.server import ApiServer
 from nodeagent.api.servicer import NodeConfigServicer
 from nodeagent.config import AgentConfig, ConfigError, MechanismConfig
 from nodeagent.errors import HostError, InvalidSpec
+from nodeagent.host.cgroupfs import CgroupLayout, discover
 from nodeagent.host.fs import HostFS
 from nodeagent.mechanisms.base import Capabilities, MechanismContext
+from nodeagent.mechanisms.netport import NetPort
 from nodeagent.service.desired import DesiredStore
 from nodeagent.service.devices import DeviceRegistry
 from nodeagent.service.drift import DriftMonitor
-from nodeagent.service.engine import BUILTIN_SECTIONS, Engine
+from nodeagent.service.engine import Engine
 from nodeagent.service.events import EventBus
 from nodeagent.service.journal import Journal
+from nodeagent.service.profile import BUILTIN_SECTIONS
 from nodeagent.service.registry import MechanismEntry, MechanismSet, probe
 from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSettings, Telemetry
 
@@ -43,7 +48,7 @@ STOP_GRACE_S = 2.0
 
 @dataclass
 class Agent:
-    """The running daemon's parts, in start order."""
+    """The daemon's parts, wired and not yet started (see start())."""
 
     config: AgentConfig
     engine: Engine
@@ -51,15 +56,38 @@ class Agent:
     telemetry: Telemetry
     server: ApiServer
     drift: DriftMonitor
-    metrics_url: str
+    netlink: NetPort | None = None  # owned here: closed by stop()
+
+    @property
+    def metrics_url(self) -> str:
+        """The /metrics URL once started ("" before, or when the config asks for none)."""
+        return self.telemetry.metrics_url()
 
     def start(self) -> None:
+        """Sample, serve /metrics, serve the API, check drift: in that order.
+
+        Raises ConfigError when a listener cannot be bound (port taken, socket in use); what
+        was started by then is stopped again.
+        """
         self.telemetry.start()
-        self.server.start()
+        try:
+            if self.config.telemetry.metrics_listen:
+                self._serve_metrics(self.config.telemetry.metrics_listen)
+            self.server.start()
+        except BaseException:
+            self.telemetry.stop()
+            raise
         self.drift.start()
 
+    def _serve_metrics(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        try:
+            self.telemetry.serve_http(host.strip("[]"), int(port))
+        except InvalidSpec as exc:
+            raise ConfigError("telemetry.metrics_listen", exc.reason) from exc
+
     def stop(self) -> None:
-        """Stop serving, then (if configured) put every original back."""
+        """Stop serving, then (if configured) put every original back, then close the adapters."""
         self.events.close()  # ends WatchEvents streams so the server can stop promptly
         self.server.stop(STOP_GRACE_S)
         self.drift.stop()
@@ -69,10 +97,13 @@ class Agent:
                 log.info("shutdown restored=%d", result.writes_performed)
         finally:
             self.telemetry.stop()
+            if self.netlink is not None:
+                self.netlink.close()
 
 
 def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None) -> Agent:
-    """Everything the daemon needs, built from `config`; raises ConfigError or CorruptState."""
+    """Everything the daemon needs, built from `config` and not started; raises ConfigError or
+    CorruptState."""
     runtime = Path(config.runtime_dir)
     try:
         runtime.mkdir(parents=True, exist_ok=True)
@@ -85,26 +116,22 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         log.warning("journal=%s holds %d originals from an earlier run: Reset restores them",
                     journal.path, len(originals))
     freq_fs = cpufreq_fs(config, fs)  # one tree for the mechanism and the telemetry
-    mechanisms = load_mechanisms(config, fs, MECHANISM_GROUP if plugins is None else plugins, freq_fs)
+    netlink = netlink_host(config)
+    group = MECHANISM_GROUP if plugins is None else plugins
+    mechanisms = load_mechanisms(config, fs, group, freq_fs, netlink)
     registry = CollectorRegistry(auto_describe=True)
     store = DesiredStore(runtime / "desired.json")
     engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry))
+    layout = cgroup_layout(fs, config)
     telemetry = Telemetry(
         registry=registry,
         fs=fs,
         # Runs on the sampler thread: desired_profile() hands out the current profile, which
         # the engine replaces on each apply and never mutates, and the rest only reads files.
-        cgroup_targets=lambda: managed_cgroups(fs, config, engine.desired_profile()),
+        cgroup_targets=lambda: managed_cgroups(fs, layout, config.host.cgroup_root, engine.desired_profile()),
         settings=collector_settings(config),
         cpufreq_fs=freq_fs,
     )
-    metrics_url = ""
-    if config.telemetry.metrics_listen:
-        host, _, port = config.telemetry.metrics_listen.rpartition(":")
-        try:
-            metrics_url = telemetry.serve_http(host.strip("[]"), int(port))
-        except InvalidSpec as exc:
-            raise ConfigError("telemetry.metrics_listen", exc.reason) from exc
     servicer = NodeConfigServicer(
         node_name=config.node_name or socket.gethostname(),
         engine=engine,
@@ -112,12 +139,11 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         devices=DeviceRegistry(events),
         events=events,
         telemetry=telemetry,
-        metrics_endpoint=metrics_url,
         max_watchers=config.listen.max_watchers,
     )
     server = ApiServer(servicer, config.listen)
     drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
-    return Agent(config, engine, events, telemetry, server, drift, metrics_url)
+    return Agent(config, engine, events, telemetry, server, drift, netlink)
 
 
 # ---------------------------------------------------------------- host
@@ -130,6 +156,26 @@ def host_fs(config: AgentConfig) -> HostFS:
 
         return build_simulated_host(config.host.fs_root, cpus=os.cpu_count() or 1)
     return HostFS(config.host.fs_root)
+
+
+def netlink_host(config: AgentConfig) -> NetPort | None:
+    """The netlink adapter, None when the network mechanism is disabled (pyroute2 is imported
+    only here). It opens no socket and starts no thread until it is first used."""
+    if not config.mechanisms.get("network", MechanismConfig()).enabled:
+        return None
+    from nodeagent.host.netlink import NetlinkHost
+
+    return NetlinkHost(config.host.netns_dir)
+
+
+def cgroup_layout(fs: HostFS, config: AgentConfig) -> CgroupLayout:
+    """The cgroup hierarchies below the configured mount, discovered once for the telemetry
+    (none when the mount table cannot be read: the cgroups collector then reports nothing)."""
+    try:
+        return discover(fs, config.host.cgroup_mount)
+    except HostError as exc:
+        log.warning("cgroup mounts unreadable, no cgroup telemetry: %s", exc)
+        return CgroupLayout(config.host.cgroup_mount.strip("/"), ())
 
 
 def cpufreq_fs(config: AgentConfig, fs: HostFS) -> HostFS:
@@ -154,12 +200,17 @@ def _has_cpufreq(fs: HostFS) -> bool:
 
 
 def load_mechanisms(
-    config: AgentConfig, fs: HostFS, plugins: str | Iterable[EntryPoint], freq_fs: HostFS | None = None
+    config: AgentConfig,
+    fs: HostFS,
+    plugins: str | Iterable[EntryPoint],
+    freq_fs: HostFS | None = None,
+    netlink: NetPort | None = None,
 ) -> MechanismSet:
     """Each installed plugin, constructed and probed, or marked unavailable with the reason.
 
     `freq_fs` is the tree of the cpufreq mechanism (cpufreq_fs(): a simulated one when the
-    config asks for it and the host has none); by default it is worked out here.
+    config asks for it and the host has none); by default it is worked out here. `netlink` is
+    the adapter handed to every plugin's context (the network mechanism needs it).
 
     A plugin that fails to load makes only itself unavailable (visible in the inventory): the
     other mechanisms keep working. A config section for a plugin that is not installed is an
@@ -179,6 +230,7 @@ def load_mechanisms(
             config,
             freq_fs if name == "cpufreq" and freq_fs is not None else fs,
             config.mechanisms.get(name, MechanismConfig()),
+            netlink,
         )
         for name in _apply_order(found)
     ]
@@ -193,7 +245,12 @@ def _apply_order(names: Iterable[str]) -> list[str]:
 
 
 def _load_one(
-    name: str, entry_point: EntryPoint, config: AgentConfig, fs: HostFS, settings: MechanismConfig
+    name: str,
+    entry_point: EntryPoint,
+    config: AgentConfig,
+    fs: HostFS,
+    settings: MechanismConfig,
+    netlink: NetPort | None,
 ) -> MechanismEntry:
     if not settings.enabled:
         disabled = Capabilities(False, f"disabled by configuration (mechanisms.{name}.enabled)")
@@ -203,6 +260,7 @@ def _load_one(
         cgroup_mount=config.host.cgroup_mount,
         cgroup_root=config.host.cgroup_root,
         netns_dir=config.host.netns_dir,
+        netlink=netlink,
         options=settings.options,
     )
     try:
@@ -237,20 +295,18 @@ def collector_settings(config: AgentConfig) -> list[CollectorSettings]:
     return settings
 
 
-def managed_cgroups(fs: HostFS, config: AgentConfig, profile: Mapping[str, Any]) -> Sequence[str]:
+def managed_cgroups(
+    fs: HostFS, layout: CgroupLayout, cgroup_root: str, profile: Mapping[str, Any]
+) -> Sequence[str]:
     """Cgroup directories (relative to the fs root) of the desired profile's groups, in every
-    hierarchy where they exist: what the telemetry's cgroups collector reports on."""
+    hierarchy of `layout` where they exist: what the telemetry's cgroups collector reports on."""
     groups: list[Any] = profile.get("cgroups", {}).get("groups", [])
     paths = [g["path"] for g in groups if isinstance(g, Mapping) and isinstance(g.get("path"), str)]
-    if not paths:
-        return []
-    mount, root = config.host.cgroup_mount, config.host.cgroup_root
-    hierarchies = [mount] + [f"{mount}/{h}" for h in _listdir(fs, mount)]
     return [
-        f"{h}/{root}/{p}"
-        for h in hierarchies
+        f"{h.path}/{cgroup_root}/{p}"
+        for h in layout.hierarchies
         for p in paths
-        if fs.is_dir(f"{h}/{root}/{p}") and fs.exists(f"{h}/cgroup.procs")
+        if fs.is_dir(f"{h.path}/{cgroup_root}/{p}")
     ]
 
 

@@ -20,9 +20,9 @@ from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 from nodeagent import __version__
 from nodeagent.errors import InvalidSpec
 from nodeagent.mechanisms.base import Write
-from nodeagent.service.engine import KnobView, StateReport
 from nodeagent.service.events import Event, EventKind
 from nodeagent.service.registry import MechanismEntry
+from nodeagent.service.reports import KnobView, StateReport
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def profile_to_dict(profile: pb.Profile) -> dict[str, Any]:
 
 
 def dict_to_profile(data: Mapping[str, Any]) -> pb.Profile:
-    return json_format.ParseDict(data, pb.Profile())
+    return json_format.ParseDict(dict(data), pb.Profile())  # ParseDict is typed for dicts only
 
 
 def write_to_pb(write: Write) -> pb.Write:
@@ -59,7 +59,7 @@ def timestamp(seconds: float | None) -> Timestamp | None:
 
 def event_to_pb(event: Event) -> pb.Event:
     return pb.Event(
-        kind=pb.Event.Kind.Value(event.kind.value),
+        kind=event.kind.value,  # EventKind values are the proto enum's names
         time=timestamp(event.time),
         mechanism=event.mechanism,
         key=event.key,
@@ -139,7 +139,7 @@ def inventory(
 def _merge(data: Mapping[str, Any], message: Message) -> None:
     """Fill `message` from a plugin's details; a malformed detail is logged, not fatal to the call."""
     try:
-        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+        json_format.ParseDict(dict(data), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         log.warning("inventory details do not fit %s: %s", message.DESCRIPTOR.name, exc)
 

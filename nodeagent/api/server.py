@@ -29,6 +29,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["NodeConfig"].full_name
 
 
 class ApiServer:
+    """The agent's gRPC server: built idle, bound and started by start(), ended by stop()."""
+
     def __init__(self, servicer: pb_grpc.NodeConfigServicer, listen: ListenConfig) -> None:
         self._listen = listen
         self._server = grpc.server(
@@ -42,12 +44,20 @@ class ApiServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
         self.addresses: list[str] = []  # gRPC targets a client can dial, once bound
-        if listen.socket:
-            self.addresses.append(self._bind_unix(Path(listen.socket)))
-        if listen.tcp:
-            self.addresses.append(self._bind_tcp(listen.tcp))
+        self._socket_bound = False
 
     def start(self) -> None:
+        """Bind the configured listeners, then serve. ConfigError when one cannot be bound (the
+        others are released again)."""
+        try:
+            if self._listen.socket:
+                self.addresses.append(self._bind_unix(Path(self._listen.socket)))
+                self._socket_bound = True
+            if self._listen.tcp:
+                self.addresses.append(self._bind_tcp(self._listen.tcp))
+        except ConfigError:
+            self.stop(0)
+            raise
         self._server.start()
         if self._listen.socket:
             os.chmod(self._listen.socket, int(self._listen.socket_mode, 8))
@@ -55,11 +65,13 @@ class ApiServer:
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace_s: float) -> None:
-        """Refuse new calls, let running ones finish for up to `grace_s`, then remove the socket."""
+        """Refuse new calls, let running ones finish for up to `grace_s`, then remove the socket
+        (only one this server bound: never another agent's)."""
         self._health.enter_graceful_shutdown()
         self._server.stop(grace_s).wait()
-        if self._listen.socket:
+        if self._socket_bound and self._listen.socket:
             Path(self._listen.socket).unlink(missing_ok=True)
+            self._socket_bound = False
 
     def _bind_unix(self, path: Path) -> str:
         if not path.parent.is_dir():

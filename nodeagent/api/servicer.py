@@ -30,6 +30,8 @@ class TelemetryPort(Protocol):
 
     def configure(self, updates: Sequence[CollectorSettings]) -> list[CollectorSettings]: ...
 
+    def metrics_url(self) -> str: ...
+
 
 class WatchSlots:
     """A bounded number of concurrent WatchEvents streams (each holds a server thread)."""
@@ -56,7 +58,6 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
         devices: DeviceRegistry[pb.Device],
         events: EventBus,
         telemetry: TelemetryPort | None,
-        metrics_endpoint: str,
         max_watchers: int,
     ) -> None:
         self._node_name = node_name
@@ -65,7 +66,6 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
         self._devices = devices
         self._events = events
         self._telemetry = telemetry
-        self._metrics_endpoint = metrics_endpoint
         self._watch_slots = WatchSlots(max_watchers)
 
     @grpc_errors
@@ -99,17 +99,19 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
     def GetTelemetryConfig(
         self, request: pb.GetTelemetryConfigRequest, context: grpc.ServicerContext
     ) -> pb.TelemetryConfig:
-        return self._telemetry_config(self._require_telemetry().settings())
+        telemetry = self._require_telemetry()
+        return _telemetry_config(telemetry.settings(), telemetry.metrics_url())
 
     @grpc_errors
     def SetTelemetryConfig(
         self, request: pb.SetTelemetryConfigRequest, context: grpc.ServicerContext
     ) -> pb.TelemetryConfig:
         updates = [CollectorSettings(c.name, c.enabled, c.interval_ms) for c in request.collectors]
-        current = self._require_telemetry().configure(updates)
+        telemetry = self._require_telemetry()
+        current = telemetry.configure(updates)
         changed = ", ".join(f"{u.name}={'on' if u.enabled else 'off'}/{u.interval_ms}ms" for u in updates)
         self._events.publish(Event(EventKind.TELEMETRY_CONFIGURED, f"collectors: {changed or 'unchanged'}"))
-        return self._telemetry_config(current)
+        return _telemetry_config(current, telemetry.metrics_url())
 
     @grpc_stream_errors
     def WatchEvents(
@@ -143,10 +145,10 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
             raise Unsupported("telemetry is disabled on this agent")
         return self._telemetry
 
-    def _telemetry_config(self, collectors: Sequence[CollectorSettings]) -> pb.TelemetryConfig:
-        return pb.TelemetryConfig(
-            collectors=[_collector(c) for c in collectors], metrics_endpoint=self._metrics_endpoint
-        )
+
+
+def _telemetry_config(collectors: Sequence[CollectorSettings], metrics_url: str) -> pb.TelemetryConfig:
+    return pb.TelemetryConfig(collectors=[_collector(c) for c in collectors], metrics_endpoint=metrics_url)
 
 
 def _collector(settings: CollectorSettings) -> pb.Collector:

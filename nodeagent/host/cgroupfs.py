@@ -45,10 +45,6 @@ class CgroupLayout:
         return next((h for h in self.hierarchies if controller in h.controllers), None)
 
     @property
-    def unified(self) -> Hierarchy | None:
-        return next((h for h in self.hierarchies if h.version == "v2"), None)
-
-    @property
     def version(self) -> str:
         """ "v2" (pure unified), "v1", "hybrid" (v1 hierarchies plus a cgroup2 mount) or "none"."""
         versions = {h.version for h in self.hierarchies}

@@ -5,6 +5,9 @@ notation), sysfs `online`/`possible` files and cpufreq's `affected_cpus` (space 
 format() prints what the kernel prints (ascending, ranges collapsed, "" for the empty set), so a
 value read back from cgroupfs compares equal to a value we validated: that is what makes a
 second identical apply plan zero writes.
+
+Pure (no I/O); it sits in the host layer because it is the kernel's own notation, shared by the
+mechanisms that validate cpu lists and by the simulated kernel that enforces them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The only module importing pyroute2. It speaks kernel units (bytes/s, psched ticks) and leaves
 every decision (what to write, canonical spellings, ownership) to the network mechanism; it
-implements nodeagent.mechanisms.netport.NetPort and turns NetlinkError/OSError into HostError.
+implements that mechanism's port (NetPort, over the plain values of netvalues.py) and turns
+NetlinkError/OSError into HostError.
 
 Namespaces: a named namespace is a file in `netns_dir` (as `ip netns add` creates it). Sockets
 are opened inside it by a short-lived thread that setns()es and exits, which costs about a
@@ -48,7 +49,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from nodeagent.errors import HostError
-from nodeagent.mechanisms.netport import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
+from nodeagent.host.netvalues import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
@@ -116,8 +117,7 @@ def _on_worker(method: Callable[Concatenate[NetlinkHost, P], R]) -> Callable[Con
     netlink requests serialised (they take well under a millisecond each).
     """
 
-    @functools.wraps(method)
-    def call(self: NetlinkHost, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: NetlinkHost, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if threading.get_ident() == self._worker_ident:
             return method(self, *args, **kwargs)
         try:
@@ -126,6 +126,7 @@ def _on_worker(method: Callable[Concatenate[NetlinkHost, P], R]) -> Callable[Con
             raise HostError("netlink", "the netlink adapter is closed") from exc
         return future.result()
 
+    functools.update_wrapper(call, method)  # as @functools.wraps, keeping call's precise type
     return call
 
 
@@ -328,9 +329,11 @@ class NetlinkHost:
             names = [f"qdisc/{k}" for k in qdisc_kinds] + [f"link/{k}" for k in link_kinds]
             return [Feature(name, False, reason, probed=False) for name in names]
         try:
-            links = [_probe(f"link/{kind}", lambda k=kind: self._try_link(ipr, k)) for kind in link_kinds]
+            links = [_probe(f"link/{k}", functools.partial(self._try_link, ipr, k)) for k in link_kinds]
             index = self._probe_device(ipr)
-            qdiscs = [_probe(f"qdisc/{k}", lambda k=k: self._try_qdisc(ipr, index, k)) for k in qdisc_kinds]
+            qdiscs = [
+                _probe(f"qdisc/{k}", functools.partial(self._try_qdisc, ipr, index, k)) for k in qdisc_kinds
+            ]
             return qdiscs + links
         finally:
             ipr.close()  # the namespace dies with its last socket

@@ -19,10 +19,6 @@ class SdNotifier:
         self._address = "\0" + address[1:] if address.startswith("@") else address  # abstract namespace
         self._watchdog_usec = _watchdog_usec(env)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def notify(self, *assignments: str) -> bool:
         """Send e.g. notify("READY=1", "STATUS=listening"); False when not under systemd or it failed."""
         if not self._address:

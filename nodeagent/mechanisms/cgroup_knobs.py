@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.mechanisms import cpulist
+from nodeagent.host import cpulist
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 V1_MEMORY_UNLIMITED = ((2**63 - 1) // PAGE_SIZE) * PAGE_SIZE  # PAGE_COUNTER_MAX pages, in bytes
@@ -45,11 +45,6 @@ DEFAULT_PERIOD_US = 100_000
 def weight_to_shares(weight: int) -> int:
     """Inverse of runc/crun's shares->weight (see the module docstring)."""
     return SHARES[0] + -((-(weight - 1) * (SHARES[1] - SHARES[0])) // (WEIGHT[1] - WEIGHT[0]))
-
-
-def shares_to_weight(shares: int) -> int:
-    """runc/crun's conversion (libcontainer/cgroups ConvertCPUSharesToCgroupV2Value)."""
-    return WEIGHT[0] + ((shares - SHARES[0]) * (WEIGHT[1] - WEIGHT[0])) // (SHARES[1] - SHARES[0])
 
 
 # -- range checks of profile values (raise ValueError with the reason) --------------------------------

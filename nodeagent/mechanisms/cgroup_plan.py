@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from nodeagent.errors import HostError, InvalidSpec, Unsupported
+from nodeagent.host import cpulist
 from nodeagent.host.cgroupfs import CgroupLayout, Hierarchy
 from nodeagent.host.fs import HostFS
-from nodeagent.mechanisms import cgroup_v1rules, cpulist
+from nodeagent.mechanisms import cgroup_v1rules
 from nodeagent.mechanisms.base import Value, Write
 from nodeagent.mechanisms.cgroup_keys import (
     DIR_PRESENT,

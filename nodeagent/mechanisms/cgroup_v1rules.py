@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from nodeagent.mechanisms import cpulist
+from nodeagent.host import cpulist
 from nodeagent.mechanisms.cgroup_knobs import DEFAULT_PERIOD_US
 
 BW_SHIFT = 20  # kernel fixed-point shift of bandwidth ratios (to_ratio)

@@ -44,7 +44,7 @@ from typing import Any
 from nodeagent.errors import HostError, InvalidSpec
 from nodeagent.host.cgroupfs import MANAGED, CgroupLayout, discover
 from nodeagent.mechanisms import cpuspec
-from nodeagent.mechanisms.base import Capabilities, MechanismContext, Value, Write
+from nodeagent.mechanisms.base import Capabilities, MechanismContext, Plan, Snapshot, Value, Write
 from nodeagent.mechanisms.cgroup_keys import (
     DIR_PRESENT,
     DISABLED,
@@ -78,11 +78,6 @@ class CgroupsMechanism:
         # and the same keys come back on every apply. Cleared with the layout they depend on.
         self._parsed: dict[str, CgroupKey] = {}
         self._memory_total_cache: int | None = None
-        # The desired map validate() returned and the snapshot it was planned on. The engine
-        # reads exactly those knobs next, under the same lock and before any write (its diff):
-        # read() answers that one call from the snapshot instead of reading every file again.
-        # Matched by identity, used once; any other read() reads the host.
-        self._planned: tuple[dict[str, Value], CgroupView] | None = None
 
     def _layout(self, refresh: bool = False) -> CgroupLayout:
         """The mount layout, discovered once and again on each probe (mounts change only when
@@ -117,8 +112,10 @@ class CgroupsMechanism:
 
     # -- validate ------------------------------------------------------------------------------------
 
-    def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
-        self._planned = None
+    def validate(self, section: Mapping[str, Any], field: str) -> Plan:
+        """The desired knobs, planned on one snapshot of the groups' files. The snapshot goes
+        back to the engine with the plan: its diff, the next read, needs no second pass over
+        the files."""
         body = cpuspec.mapping(section, field, ("groups",))
         limits = Limits(memory_total=self._memory_total())
         groups: list[Group] = []
@@ -132,9 +129,7 @@ class CgroupsMechanism:
             seen[group.parts] = group.where
             groups.append(group)
         view = self._view.snapshot()
-        desired = Planner(view, self._layout(), self._root).plan(groups)
-        self._planned = (desired, view)
-        return desired
+        return Plan(Planner(view, self._layout(), self._root).plan(groups), view)
 
     def _read_group(self, entry: Any, where: str, limits: Limits) -> Group:
         cpuspec.mapping(entry, where, _GROUP_FIELDS)
@@ -156,9 +151,8 @@ class CgroupsMechanism:
 
     # -- read / order / write --------------------------------------------------------------------------
 
-    def read(self, keys: Iterable[str]) -> dict[str, Value]:
-        planned, self._planned = self._planned, None
-        view = planned[1] if planned is not None and keys is planned[0] else self._view
+    def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
+        view = snapshot if isinstance(snapshot, CgroupView) else self._view
         result: dict[str, Value] = {}
         for key in keys:
             knob = self._parse(key)

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.errors import HostError, InvalidSpec, Unsupported
-from nodeagent.mechanisms import cpulist, cpuspec
-from nodeagent.mechanisms.base import Capabilities, MechanismContext, Value, Write
+from nodeagent.host import cpulist
+from nodeagent.mechanisms import cpuspec
+from nodeagent.mechanisms.base import Capabilities, MechanismContext, Plan, Snapshot, Value, Write
 from nodeagent.mechanisms.cpufreq_sysfs import (
     CpuFreqState,
     attr_path,
@@ -137,7 +138,7 @@ class CpuFreqMechanism:
 
     # -- validate ----------------------------------------------------------------------------
 
-    def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
+    def validate(self, section: Mapping[str, Any], field: str) -> Plan:
         body = cpuspec.mapping(section, field, ("settings",))
         states: dict[int, CpuFreqState | None] = {}
         chosen: dict[tuple[frozenset[int], str], _Choice] = {}
@@ -153,7 +154,7 @@ class CpuFreqMechanism:
                 for knob, raw in values:
                     self._choose(chosen, state, knob, raw, f"{where}.{knob.field}")
         self._check_ranges(chosen, states)
-        return {f"cpu{min(policy)}/{attr}": c.value for (policy, attr), c in chosen.items()}
+        return Plan({f"cpu{min(policy)}/{attr}": c.value for (policy, attr), c in chosen.items()})
 
     def _select(
         self, entry: Mapping[str, Any], where: str, states: dict[int, CpuFreqState | None]
@@ -235,7 +236,7 @@ class CpuFreqMechanism:
 
     # -- read / order / write -----------------------------------------------------------------
 
-    def read(self, keys: Iterable[str]) -> dict[str, Value]:
+    def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
         result: dict[str, Value] = {}
         for key in keys:
             cpu, knob = _parse_key(key)

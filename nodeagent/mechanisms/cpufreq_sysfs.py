@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nodeagent.host import cpulist
 from nodeagent.host.fs import HostFS
-from nodeagent.mechanisms import cpulist
 
 CPU_DIR = "sys/devices/system/cpu"
 _CPU_NAME = re.compile(r"^cpu(\d+)$")

@@ -72,7 +72,7 @@ class Entry:
 def parse_section(section: Mapping[str, Any], field: str, clock: PschedClock) -> list[Entry]:
     """Check the whole section; return the desired root of every interface it names."""
     _check_keys(section, field, {"interfaces"})
-    items = _typed(section.get("interfaces", []), list, f"{field}.interfaces", "a list")
+    items = _list(section.get("interfaces", []), f"{field}.interfaces")
     entries: list[Entry] = []
     seen: dict[Target, str] = {}
     for i, item in enumerate(items):
@@ -87,11 +87,11 @@ def parse_section(section: Mapping[str, Any], field: str, clock: PschedClock) ->
     return entries
 
 
-def _parse_interface(item: object, path: str, clock: PschedClock) -> Entry:
-    item = _typed(item, Mapping, path, "an object")
+def _parse_interface(raw: object, path: str, clock: PschedClock) -> Entry:
+    item = _object(raw, path)
     _check_keys(item, path, {"name", "netns", "htb", "tbf", "remove"})
     target = Target(_netns(item.get("netns", ""), f"{path}.netns"), _ifname(item.get("name"), f"{path}.name"))
-    remove = _typed(item.get("remove", False), bool, f"{path}.remove", "true or false")
+    remove = _flag(item.get("remove", False), f"{path}.remove")
     present = [k for k in ("htb", "tbf") if item.get(k) is not None]
     if len(present) == 2:
         raise InvalidSpec(f"{path}.tbf", "htb and tbf are exclusive: an interface has one root qdisc")
@@ -108,10 +108,10 @@ def _parse_interface(item: object, path: str, clock: PschedClock) -> Entry:
     return Entry(target, _parse_tbf(item["tbf"], f"{path}.tbf", clock), path)
 
 
-def _parse_htb(obj: object, path: str) -> HtbRoot:
-    obj = _typed(obj, Mapping, path, "an object")
+def _parse_htb(raw: object, path: str) -> HtbRoot:
+    obj = _object(raw, path)
     _check_keys(obj, path, {"default_class", "classes"})
-    classes = _typed(obj.get("classes", []), list, f"{path}.classes", "a list")
+    classes = _list(obj.get("classes", []), f"{path}.classes")
     if not classes:
         raise InvalidSpec(
             f"{path}.classes", "needs at least one class (an empty HTB drops unclassified traffic)"
@@ -121,21 +121,20 @@ def _parse_htb(obj: object, path: str) -> HtbRoot:
             f"{path}.classes", f"{len(classes)} classes is more than the {MAX_HTB_CLASSES} allowed"
         )
     parsed: dict[int, HtbClass] = {}
-    for j, raw in enumerate(classes):
-        cls = _parse_class(raw, f"{path}.classes[{j}]")
+    for j, raw_class in enumerate(classes):
+        cls = _parse_class(raw_class, f"{path}.classes[{j}]")
         if cls.minor in parsed:
             raise InvalidSpec(f"{path}.classes[{j}].minor", f"{cls.minor} is used by another class already")
         parsed[cls.minor] = cls
-    default = obj.get("default_class", 0)
-    _integer(default, f"{path}.default_class", 0, 0xFFFF)
+    default = _integer(obj.get("default_class", 0), f"{path}.default_class", 0, 0xFFFF)
     if default not in parsed:
         known = ", ".join(str(m) for m in sorted(parsed))
         raise InvalidSpec(f"{path}.default_class", f"{default} is not among the class minors ({known})")
     return HtbRoot(default, tuple(parsed[m] for m in sorted(parsed)))
 
 
-def _parse_class(obj: object, path: str) -> HtbClass:
-    obj = _typed(obj, Mapping, path, "an object")
+def _parse_class(raw: object, path: str) -> HtbClass:
+    obj = _object(raw, path)
     _check_keys(obj, path, {"minor", "rate", "ceil"})
     minor = _integer(obj.get("minor", 0), f"{path}.minor", 1, 0xFFFF)
     rate = _rate(obj.get("rate", ""), f"{path}.rate")
@@ -149,8 +148,8 @@ def _parse_class(obj: object, path: str) -> HtbClass:
     return HtbClass(minor, rate, ceil)
 
 
-def _parse_tbf(obj: object, path: str, clock: PschedClock) -> TbfRoot:
-    obj = _typed(obj, Mapping, path, "an object")
+def _parse_tbf(raw: object, path: str, clock: PschedClock) -> TbfRoot:
+    obj = _object(raw, path)
     _check_keys(obj, path, {"rate", "burst", "latency"})
     rate = _rate(obj.get("rate", ""), f"{path}.rate")
     if rate > U32_MAX:
@@ -175,7 +174,7 @@ def _parse_tbf(obj: object, path: str, clock: PschedClock) -> TbfRoot:
 # ---------------------------------------------------------------- field helpers
 
 
-def _check_keys(obj: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+def _check_keys(obj: Mapping[str, object], path: str, allowed: set[str]) -> None:
     for key in obj:
         if key not in allowed:
             raise InvalidSpec(
@@ -183,10 +182,32 @@ def _check_keys(obj: Mapping[str, Any], path: str, allowed: set[str]) -> None:
             )
 
 
-def _typed(value: object, kind: type | tuple[type, ...], path: str, what: str) -> Any:
-    if not isinstance(value, kind):
-        raise InvalidSpec(path, f"must be {what}, not {type(value).__name__}")
+def _object(value: object, path: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise _wrong_type(path, "an object", value)
     return value
+
+
+def _list(value: object, path: str) -> list[object]:
+    if not isinstance(value, list):
+        raise _wrong_type(path, "a list", value)
+    return value
+
+
+def _flag(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _wrong_type(path, "true or false", value)
+    return value
+
+
+def _text(value: object, path: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(path, what, value)
+    return value
+
+
+def _wrong_type(path: str, what: str, value: object) -> InvalidSpec:
+    return InvalidSpec(path, f"must be {what}, not {type(value).__name__}")
 
 
 def _integer(value: object, path: str, low: int, high: int) -> int:
@@ -214,7 +235,7 @@ def _rate(value: object, path: str) -> int:
 
 
 def _ifname(value: object, path: str) -> str:
-    name = _typed(value, str, path, "an interface name") if value is not None else ""
+    name = _text(value, path, "an interface name") if value is not None else ""
     if not name:
         raise InvalidSpec(path, "is required")
     if len(name) >= IFNAMSIZ or name in (".", "..") or any(c in name for c in "/:") or _has_space(name):
@@ -225,7 +246,7 @@ def _ifname(value: object, path: str) -> str:
 
 
 def _netns(value: object, path: str) -> str:
-    name = _typed(value, str, path, "a namespace name")
+    name = _text(value, path, "a namespace name")
     if name == OWN_NETNS_KEY or name in (".", "..") or "/" in name or _has_space(name) or len(name) > 255:
         raise InvalidSpec(path, f"{name!r} is not a valid namespace name")
     return name

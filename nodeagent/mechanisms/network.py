@@ -33,12 +33,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nodeagent.errors import HostError, InvalidSpec
-from nodeagent.mechanisms.base import Capabilities, MechanismContext, Value, Write
-from nodeagent.mechanisms.netport import Feature, Link, NetPort, Qdisc, RootState, TbfParams
+from nodeagent.host.netvalues import Feature, Link, Qdisc, RootState, TbfParams
+from nodeagent.mechanisms.base import Capabilities, MechanismContext, Plan, Snapshot, Value, Write
+from nodeagent.mechanisms.netport import NetPort
 from nodeagent.mechanisms.netspec import Entry, Target, parse_section
 from nodeagent.mechanisms.tcmodel import (
     ForeignRoot,
@@ -60,31 +61,22 @@ QDISC_KINDS = ("htb", "tbf", "netem", "fq_codel", "fq", "sfq", "prio", "cake", "
 LINK_KINDS = ("veth", "dummy", "bridge", "ifb", "vlan", "macvlan", "vxlan")
 _OPTIONS = {"qdisc_kinds", "link_kinds"}
 
-PortFactory = Callable[[MechanismContext], NetPort]
-
-
-def _default_port(context: MechanismContext) -> NetPort:
-    from nodeagent.host.netlink import NetlinkHost  # the adapter (and pyroute2) only when used
-
-    return NetlinkHost(context.netns_dir)
-
 
 class NetworkMechanism:
-    """Traffic shaping per interface. Construct as NetworkMechanism(context[, port_factory=...])."""
+    """Traffic shaping per interface, through the netlink adapter in `context.netlink`."""
 
     name = "network"
 
-    def __init__(self, context: MechanismContext, *, port_factory: PortFactory = _default_port) -> None:
+    def __init__(self, context: MechanismContext) -> None:
+        if context.netlink is None:
+            raise ValueError("needs the netlink adapter (MechanismContext.netlink) that the bootstrap builds")
         self._context = context
         _check_options(context.options)
         self._qdisc_kinds = _kinds(context.options, "qdisc_kinds", QDISC_KINDS, required=("htb", "tbf"))
         self._link_kinds = _kinds(context.options, "link_kinds", LINK_KINDS)
         self._clock = PschedClock.parse(context.fs.read_optional("proc/net/psched"))
-        self._port = port_factory(context)
+        self._port: NetPort = context.netlink
         self._features: dict[str, Feature] | None = None
-
-    def close(self) -> None:
-        self._port.close()
 
     # ------------------------------------------------------------ probe
 
@@ -141,7 +133,7 @@ class NetworkMechanism:
 
     # ------------------------------------------------------------ validate
 
-    def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
+    def validate(self, section: Mapping[str, Any], field: str) -> Plan:
         """Syntax and ranges first (netspec), then the host: namespace, interface, MTU, kernel
         support, and no foreign root qdisc in the way. Reads only; errors in section order."""
         entries = parse_section(section, field, self._clock)
@@ -156,7 +148,7 @@ class NetworkMechanism:
                 names = [e.target.ifname for e in entries if e.target.netns == netns]
                 states[netns] = self._port.roots(netns, names, None)
             self._check_on_host(entry, states[netns].get(entry.target.ifname))
-        return {e.target.key: dumps(e.root) for e in entries}
+        return Plan({e.target.key: dumps(e.root) for e in entries})
 
     def _check_on_host(self, entry: Entry, state: RootState | None) -> None:
         target, path = entry.target, entry.field
@@ -184,7 +176,7 @@ class NetworkMechanism:
 
     # ------------------------------------------------------------ read
 
-    def read(self, keys: Iterable[str]) -> dict[str, Value]:
+    def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
         targets = {key: _target(key) for key in keys}
         by_netns: dict[str, list[str]] = {}
         for target in targets.values():

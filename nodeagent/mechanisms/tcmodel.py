@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from nodeagent.host.netvalues import HtbClassParams, TbfParams
 from nodeagent.mechanisms import tcunits
-from nodeagent.mechanisms.netport import HtbClassParams, TbfParams
 
 U32_MAX = 2**32 - 1
 _HTB_MTU = 1600  # tc's default when deriving an HTB class burst

@@ -15,98 +15,23 @@ this module owns the life cycle, TuneD-style:
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported
-from nodeagent.mechanisms.base import Value, Write
+from nodeagent.errors import HostError, NodeAgentError, Unsupported
+from nodeagent.mechanisms.base import Mechanism, Plan, Snapshot, Value, Write
 from nodeagent.service.desired import DesiredState, DesiredStore
 from nodeagent.service.events import Event, EventBus, EventKind
 from nodeagent.service.journal import Journal
 from nodeagent.service.ports import AgentMetricsPort, NullMetrics
+from nodeagent.service.profile import copy_json, split_profile
 from nodeagent.service.registry import MechanismSet
+from nodeagent.service.reports import ApplyResult, DriftReport, KnobView, ResetResult, StateReport
 
 log = logging.getLogger(__name__)
-
-#: Profile fields owned by the mechanisms of the same name; anything else goes in `extensions`.
-BUILTIN_SECTIONS = ("cpufreq", "cgroups", "network")
-EXTENSIONS = "extensions"
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    writes: tuple[Write, ...]  # planned (dry run) or performed, in order
-    writes_performed: int
-    generation: int
-    duration_ms: float
-
-
-@dataclass(frozen=True)
-class ResetResult:
-    writes: tuple[Write, ...]
-    writes_performed: int
-
-
-@dataclass(frozen=True)
-class KnobView:
-    mechanism: str
-    key: str
-    desired: Value
-    has_desired: bool
-    actual: Value
-    original: Value
-    has_original: bool
-
-    @property
-    def drifted(self) -> bool:
-        return self.has_desired and self.actual != self.desired
-
-
-@dataclass(frozen=True)
-class StateReport:
-    profile: Mapping[str, Any]
-    generation: int
-    knobs: tuple[KnobView, ...]
-    last_apply: float | None
-    last_drift_check: float | None
-
-    @property
-    def drifted(self) -> int:
-        return sum(k.drifted for k in self.knobs)
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    drifted: tuple[Write, ...]  # actual → desired, per drifted knob
-    enforced: bool
-
-
-def split_profile(profile: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """(mechanism, field path, section) for every section the profile sets."""
-    sections: list[tuple[str, str, Mapping[str, Any]]] = []
-    for name, section in profile.items():
-        if name == EXTENSIONS:
-            if not isinstance(section, Mapping):
-                raise InvalidSpec(EXTENSIONS, "must be a map of plugin name to settings")
-            for ext, ext_section in section.items():
-                field = f"{EXTENSIONS}.{ext}"
-                if ext in BUILTIN_SECTIONS:
-                    raise InvalidSpec(field, f"{ext!r} is a built-in section: use the top-level field")
-                sections.append((ext, field, ext_section))
-        elif name in BUILTIN_SECTIONS:
-            sections.append((name, name, section))
-        else:
-            known = ", ".join((*BUILTIN_SECTIONS, EXTENSIONS))
-            raise InvalidSpec(name, f"unknown profile section (known: {known})")
-    for _, field, section in sections:
-        if not isinstance(section, Mapping):
-            raise InvalidSpec(field, "must be an object")
-    return sections
 
 
 class Engine:
@@ -138,12 +63,13 @@ class Engine:
         outcome, performed = "invalid", 0
         try:
             with self._lock:
-                desired = self._validate(profile)
+                plans = self._validate(profile)
                 outcome = "failed"
-                writes = self._plan(desired)
+                writes = self._plan(plans)
                 if not dry_run:
                     self._journal.record(writes)
                     performed = self._execute(writes)
+                    desired = {name: plan.desired for name, plan in plans.items()}
                     self._commit(profile, desired, performed, requester)
                 outcome = "ok"
                 return ApplyResult(tuple(writes), performed, self._state.generation, _ms_since(started))
@@ -157,27 +83,30 @@ class Engine:
                 time.perf_counter() - started, performed, dry_run=dry_run, outcome=outcome
             )
 
-    def _validate(self, profile: Mapping[str, Any]) -> dict[str, dict[str, Value]]:
-        desired: dict[str, dict[str, Value]] = {}
+    def _validate(self, profile: Mapping[str, Any]) -> dict[str, Plan]:
+        plans: dict[str, Plan] = {}
         for name, field, section in split_profile(profile):
-            desired[name] = self._mechanisms.require(name, field).validate(section, field)
-        return desired
+            plans[name] = self._mechanisms.require(name, field).validate(section, field)
+        return plans
 
-    def _plan(self, desired: Mapping[str, Mapping[str, Value]]) -> list[Write]:
-        """Ordered writes that take the node from its actual state to `desired`."""
+    def _plan(self, plans: Mapping[str, Plan]) -> list[Write]:
+        """Ordered writes that take the node from its actual state to the plans' desired knobs.
+
+        Each diff reads with its plan's snapshot: still true, as nothing was written since
+        validate() under this same lock, and cheaper than reading the host again."""
         writes: list[Write] = []
-        for name in self._mechanisms.in_order(desired):
-            writes.extend(self._diff(name, desired[name]))
+        for name in self._mechanisms.in_order(plans):
+            writes.extend(self._diff(name, plans[name].desired, plans[name].snapshot))
         return writes
 
-    def _diff(self, name: str, target: Mapping[str, Value]) -> list[Write]:
+    def _diff(self, name: str, target: Mapping[str, Value], snapshot: Snapshot | None = None) -> list[Write]:
         """The mechanism's ordered writes for the knobs of `target` whose actual value differs.
 
         order() may add writes a change needs (e.g. a v1 cpuset copied from the parent into a
         new group): they are planned, journaled and undone like the others.
         """
         mechanism = self._loaded(name)
-        actual = mechanism.read(target)
+        actual = mechanism.read(target, snapshot)
         changed = [Write(name, k, actual.get(k), v) for k, v in target.items() if actual.get(k) != v]
         return mechanism.order(changed) if changed else []
 
@@ -219,7 +148,7 @@ class Engine:
         for name, values in desired.items():  # applies add up: earlier knobs stay desired
             knobs.setdefault(name, {}).update(values)
         state = DesiredState(
-            profile=_copy_json(profile) if changed else self._state.profile,
+            profile=copy_json(profile) if changed else self._state.profile,
             knobs=knobs,
             generation=self._state.generation + (1 if changed else 0),
             last_apply=self._clock(),
@@ -389,7 +318,7 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _loaded(self, name: str) -> Any:
+    def _loaded(self, name: str) -> Mechanism:
         mechanism = self._mechanisms.loaded(name)
         if mechanism is None:
             raise Unsupported(f"mechanism {name!r} is not loaded")
@@ -427,22 +356,6 @@ def _knob_event(kind: EventKind, write: Write, generation: int) -> Event:
         generation=generation,
         details={"actual": str(write.before), "desired": str(write.after)},
     )
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy of a JSON value (the committed profile, which nobody may mutate afterwards).
-
-    Profiles are dicts, lists and scalars: copying those directly costs a fraction of
-    copy.deepcopy's memo bookkeeping, on every apply that changes the profile. Anything else
-    falls back to copy.deepcopy.
-    """
-    if isinstance(value, Mapping):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return copy.deepcopy(value)
 
 
 def _ms_since(started: float) -> float:

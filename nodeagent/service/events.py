@@ -103,11 +103,6 @@ class EventBus:
             if sub in self._subscribers:
                 self._subscribers.remove(sub)
 
-    @property
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return len(self._subscribers)
-
     def publish(self, event: Event) -> None:
         with self._lock:
             subscribers = tuple(self._subscribers)

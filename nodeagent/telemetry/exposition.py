@@ -45,21 +45,34 @@ class ExposedView:
 
     def exposition(self) -> bytes:
         """The Prometheus text format of this view, as a scrape would return it."""
-        return generate_latest(self)  # type: ignore[arg-type]
+        return generate_latest(self)
 
 
 class MetricsServer:
-    """client_python's threaded HTTP server, kept so it can be stopped (tests, shutdown)."""
+    """client_python's threaded HTTP server, kept so it can be stopped (tests, shutdown).
+
+    Constructed idle; start() binds (port 0 picks a free port) and serves, raising OSError when
+    the address cannot be had.
+    """
 
     def __init__(self, view: ExposedView, host: str, port: int) -> None:
-        server, thread = start_http_server(port, addr=host, registry=view)  # type: ignore[arg-type]
-        self._server: WSGIServer = server
-        self._thread: Thread = thread
-        bound_port = server.server_address[1]
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{bound_port}/metrics"
+        self._view = view
+        self._host = host
+        self._port = port
+        self._running: tuple[WSGIServer, Thread] | None = None
+        self.url = ""  # set by start()
+
+    def start(self) -> None:
+        server, thread = start_http_server(self._port, addr=self._host, registry=self._view)
+        self._running = (server, thread)
+        shown = f"[{self._host}]" if ":" in self._host else self._host
+        self.url = f"http://{shown}:{server.server_address[1]}/metrics"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        if self._running is None:
+            return
+        server, thread = self._running
+        self._running = None
+        server.shutdown()
+        server.server_close()
+        thread.join(5.0)

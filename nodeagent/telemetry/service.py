@@ -92,11 +92,17 @@ class Telemetry:
     def serve_http(self, host: str, port: int) -> str:
         """Start /metrics (port 0 picks a free port) and return its URL; idempotent."""
         if self._server is None:
+            server = MetricsServer(self._view, host, port)
             try:
-                self._server = MetricsServer(self._view, host, port)
+                server.start()
             except OSError as exc:
                 raise InvalidSpec("telemetry.listen", f"cannot listen on {host}:{port}: {exc}") from exc
+            self._server = server
         return self._server.url
+
+    def metrics_url(self) -> str:
+        """Where /metrics is served; "" while it is not."""
+        return "" if self._server is None else self._server.url
 
     def exposition(self) -> bytes:
         """What a scrape of /metrics returns right now (without HTTP)."""

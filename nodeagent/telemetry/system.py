@@ -8,7 +8,7 @@ psutil.Process), tests pass small fakes with the same attributes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -34,13 +34,14 @@ _NET_FIELDS: tuple[tuple[str, str, str], ...] = (
 
 
 class SystemSource(Protocol):
-    """The subset of the psutil module these collectors use."""
+    """The subset of the psutil module these collectors use, as they call it (always per CPU
+    and per NIC: psutil's overloads tell those calls apart by the literal flag)."""
 
-    def cpu_times(self, percpu: bool = False) -> Any: ...
+    def cpu_times(self, percpu: Literal[True]) -> Sequence[Any]: ...
     def getloadavg(self) -> tuple[float, float, float]: ...
     def virtual_memory(self) -> Any: ...
     def swap_memory(self) -> Any: ...
-    def net_io_counters(self, pernic: bool = False, nowrap: bool = True) -> Any: ...
+    def net_io_counters(self, pernic: Literal[True], nowrap: bool = True) -> Mapping[str, Any]: ...
 
 
 class ProcessSource(Protocol):

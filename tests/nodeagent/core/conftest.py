@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nodeagent.errors import HostError, InvalidSpec
-from nodeagent.mechanisms.base import Capabilities, Value, Write
+from nodeagent.mechanisms.base import Capabilities, Plan, Snapshot, Value, Write
 from nodeagent.service.desired import DesiredStore
 from nodeagent.service.engine import Engine
 from nodeagent.service.events import EventBus
@@ -33,21 +33,23 @@ class FakeMechanism:
         self.fail_on: set[str] = set()
         self.unreadable = False
         self.log: list[Write] = []
+        self.snapshots: list[Snapshot | None] = []  # what each read() was handed
 
     def probe(self) -> Capabilities:
         reason = "" if self.available else "no such hardware"
         return Capabilities(self.available, reason, {"knobs": len(self.knobs)})
 
-    def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
+    def validate(self, section: Mapping[str, Any], field: str) -> Plan:
         values = section.get("values", {})
         for key, value in values.items():
             if value is not None and not isinstance(value, str):
                 raise InvalidSpec(f"{field}.values.{key}", "must be a string or null")
             if value == "bad":
                 raise InvalidSpec(f"{field}.values.{key}", "'bad' is not allowed")
-        return dict(values)
+        return Plan(dict(values), snapshot=("planned", self.name, len(self.snapshots)))
 
-    def read(self, keys: Iterable[str]) -> dict[str, Value]:
+    def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
+        self.snapshots.append(snapshot)
         if self.unreadable:
             raise HostError("knobs", "cannot read", 5)
         return {k: self.knobs.get(k) for k in keys}

@@ -16,6 +16,7 @@ from nodeagent.bootstrap import (
     managed_cgroups,
 )
 from nodeagent.config import ConfigError, parse_config
+from nodeagent.host.cgroupfs import discover
 from nodeagent.host.fs import HostFS
 
 
@@ -66,9 +67,11 @@ def test_managed_cgroups_are_the_desired_groups_in_every_hierarchy_that_has_them
         (tmp_path / "sys/fs/cgroup" / hierarchy / "cgroup.procs").write_text("")
     (tmp_path / "sys/fs/cgroup/pids/mlsysops/app").rmdir()
     profile = {"cgroups": {"groups": [{"path": "app"}, {"path": "gone"}]}}
-    found = managed_cgroups(HostFS(tmp_path), parse_config({}), profile)
+    fs = HostFS(tmp_path)
+    layout = discover(fs, "sys/fs/cgroup")
+    found = managed_cgroups(fs, layout, "mlsysops", profile)
     assert found == ["sys/fs/cgroup/cpu/mlsysops/app", "sys/fs/cgroup/memory/mlsysops/app"]
-    assert managed_cgroups(HostFS(tmp_path), parse_config({}), {}) == []
+    assert managed_cgroups(fs, layout, "mlsysops", {}) == []
 
 
 def simulate_cpufreq(tmp_path: Path) -> tuple[Path, dict[str, object]]:
@@ -109,4 +112,19 @@ def test_the_cpufreq_mechanism_and_collector_share_the_simulated_tree(tmp_path: 
         exposition = agent.telemetry.exposition().decode()
         assert 'cpu_scaling_frequency_hertz{cpu="1"}' in exposition
     finally:
-        agent.server.stop(0)
+        agent.stop()
+
+
+def test_building_an_agent_binds_nothing_until_it_is_started(tmp_path: Path) -> None:
+    _, raw = simulate_cpufreq(tmp_path)
+    raw["telemetry"] = {"metrics_listen": "127.0.0.1:0"}
+    sock = tmp_path / "agent.sock"
+    agent = build_agent(parse_config(raw), PLUGINS)
+    assert not sock.exists() and agent.server.addresses == [] and agent.metrics_url == ""
+    agent.start()
+    try:
+        assert sock.exists() and agent.server.addresses == [f"unix:{sock}"]
+        assert agent.metrics_url.startswith("http://127.0.0.1:")
+    finally:
+        agent.stop()
+    assert not sock.exists()

@@ -25,6 +25,18 @@ def profile(**sections: dict[str, str | None]) -> dict[str, dict[str, dict[str, 
 # ---------------------------------------------------------------- apply
 
 
+def test_the_diff_of_an_apply_reads_with_its_plan_s_snapshot_and_no_other_read_does(
+    fake: Fake, make_engine: MakeEngine
+) -> None:
+    cg = fake("cgroups", {"a/weight": "100"})
+    engine = make_engine(cg)
+    engine.apply(profile(cgroups={"a/weight": "50"}))
+    engine.check_drift()
+    engine.state()
+    engine.reset()
+    assert cg.snapshots == [("planned", "cgroups", 0), None, None, None]
+
+
 def test_apply_writes_only_what_differs_in_mechanism_order(fake: Fake, make_engine: MakeEngine) -> None:
     cpu = fake("cpufreq", {"gov": "performance", "max": "2000"})
     cg = fake("cgroups", {"a/weight": "100"})

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nodeagent.errors import InvalidSpec
-from nodeagent.mechanisms.base import Capabilities, MechanismContext, Value, Write
+from nodeagent.mechanisms.base import Capabilities, MechanismContext, Plan, Snapshot, Value, Write
 
 HANG = "hang"
 
@@ -24,14 +24,14 @@ class HangFilesMechanism:
     def probe(self) -> Capabilities:
         return Capabilities(True, "", {"files": self._fs.listdir("files")})
 
-    def validate(self, section: Mapping[str, Any], field: str) -> dict[str, Value]:
+    def validate(self, section: Mapping[str, Any], field: str) -> Plan:
         values = section.get("values", {})
         for key, value in values.items():
             if not isinstance(value, str) or not self._fs.exists(f"files/{key}"):
                 raise InvalidSpec(f"{field}.values.{key}", "must be a string for an existing file")
-        return dict(values)
+        return Plan(dict(values))
 
-    def read(self, keys: Iterable[str]) -> dict[str, Value]:
+    def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
         return {k: self._fs.read(f"files/{k}") for k in keys}
 
     def order(self, writes: Sequence[Write]) -> list[Write]:

@@ -26,8 +26,9 @@ class Engine:
         self.history: list[Write] = []
 
     def plan(self, section: Mapping[str, Any]) -> list[Write]:
-        desired = self.mechanism.validate(section, self.mechanism.name)
-        actual = self.mechanism.read(desired.keys())
+        plan = self.mechanism.validate(section, self.mechanism.name)
+        desired = plan.desired
+        actual = self.mechanism.read(desired.keys(), plan.snapshot)
         writes = [Write(self.mechanism.name, k, actual[k], v) for k, v in desired.items() if actual[k] != v]
         return self.mechanism.order(writes)
 

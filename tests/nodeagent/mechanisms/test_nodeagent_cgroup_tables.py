@@ -17,13 +17,19 @@ from nodeagent.mechanisms.cgroup_keys import (
 )
 
 
+def shares_to_weight(shares: int) -> int:
+    """The oracle: runc/crun's conversion (libcontainer/cgroups ConvertCPUSharesToCgroupV2Value)."""
+    low, high = knobs.WEIGHT
+    return low + ((shares - knobs.SHARES[0]) * (high - low)) // (knobs.SHARES[1] - knobs.SHARES[0])
+
+
 @given(st.integers(min_value=1, max_value=10000))
 def test_weight_to_shares_is_the_exact_inverse_of_runcs_conversion(weight: int) -> None:
     shares = knobs.weight_to_shares(weight)
     assert knobs.SHARES[0] <= shares <= knobs.SHARES[1]
-    assert knobs.shares_to_weight(shares) == weight
+    assert shares_to_weight(shares) == weight
     if weight > 1:  # the smallest such shares: one less maps to a lower weight
-        assert knobs.shares_to_weight(shares - 1) == weight - 1
+        assert shares_to_weight(shares - 1) == weight - 1
 
 
 @pytest.mark.parametrize(("weight", "shares"), [(1, 2), (100, 2598), (10000, 262144)])
@@ -32,7 +38,8 @@ def test_weight_to_shares_known_points(weight: int, shares: int) -> None:
 
 
 def test_default_v1_shares_are_weight_39_for_runc() -> None:
-    assert knobs.shares_to_weight(1024) == 39
+    assert shares_to_weight(1024) == 39
+    assert knobs.weight_to_shares(39) <= 1024 < knobs.weight_to_shares(40)  # and back
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_hybrid_layout_from_mountinfo(tmp_path: Path) -> None:
     )
     assert layout.hierarchy_of("cpuset") == Hierarchy("v1", "sys/fs/cgroup/cpuset", frozenset({"cpuset"}))
     assert layout.hierarchy_of("memory") == Hierarchy("v1", "sys/fs/cgroup/memory", frozenset({"memory"}))
-    assert layout.unified == Hierarchy("v2", "sys/fs/cgroup/unified", frozenset({"hugetlb"}))
+    assert layout.hierarchy_of("hugetlb") == Hierarchy("v2", "sys/fs/cgroup/unified", frozenset({"hugetlb"}))
     assert layout.hierarchy_of("systemd") is None  # a named hierarchy holds no controller
     assert [h.path for h in layout.group_hierarchies()] == [
         "sys/fs/cgroup/cpu,cpuacct",

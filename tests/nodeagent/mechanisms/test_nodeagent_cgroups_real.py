@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodeagent.errors import InvalidSpec, Unsupported
+from nodeagent.host import cpulist
 from nodeagent.host.fs import HostFS
-from nodeagent.mechanisms import cpulist
 from nodeagent.mechanisms.base import MechanismContext
 from nodeagent.mechanisms.cgroup_knobs import weight_to_shares
 from nodeagent.mechanisms.cgroups import CgroupsMechanism

@@ -335,7 +335,7 @@ def test_any_profile_sequence_is_all_or_nothing_idempotent_and_resettable(
         assert snapshot(fs.root) == original
 
 
-def test_the_read_after_validate_reuses_its_snapshot_once_and_only_for_its_plan(
+def test_the_read_that_diffs_a_plan_answers_from_its_snapshot(
     sim_host: SimulatedKernelFS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = mech(sim_host)
@@ -347,13 +347,13 @@ def test_the_read_after_validate_reuses_its_snapshot_once_and_only_for_its_plan(
     real_read = SimulatedKernelFS.read
     monkeypatch.setattr(SimulatedKernelFS, "read", lambda fs, rel: reads.append(rel) or real_read(fs, rel))
 
-    def counted(keys: dict[str, str | None]) -> tuple[dict[str, str | None], int]:
+    def counted(keys: dict[str, str | None], snapshot: object) -> tuple[dict[str, str | None], int]:
         reads.clear()
-        return m.read(keys), len(reads)
+        return m.read(keys, snapshot), len(reads)
 
-    desired = m.validate({"groups": [{"path": "solo", "cpu_quota_us": 20000}]}, "cgroups")
-    planned, from_snapshot = counted(desired)  # the engine's diff, right after validate
-    fresh, from_host = counted(dict(desired))  # an equal map is not the plan: the host is read
-    again, second_time = counted(desired)  # the snapshot served one read() and is gone
-    assert planned == fresh == again and planned["mlsysops/solo/"] == "present"
-    assert from_snapshot < from_host == second_time
+    plan = m.validate({"groups": [{"path": "solo", "cpu_quota_us": 20000}]}, "cgroups")
+    planned, from_snapshot = counted(plan.desired, plan.snapshot)  # the engine's diff
+    fresh, from_host = counted(plan.desired, None)  # any other read: the host is read
+    foreign, not_ours = counted(plan.desired, object())  # a snapshot it did not make is ignored
+    assert planned == fresh == foreign and planned["mlsysops/solo/"] == "present"
+    assert from_snapshot < from_host == not_ours

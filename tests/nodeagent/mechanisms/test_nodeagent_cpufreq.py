@@ -58,13 +58,14 @@ def test_reset_restores_the_originals(sim_host: SimulatedKernelFS, engine: Any, 
 
 
 def test_empty_cpus_selects_every_online_cpu(sim_host: SimulatedKernelFS) -> None:
-    desired = mech(sim_host).validate({"settings": [{"cpus": "", "governor": "performance"}]}, "cpufreq")
+    plan = mech(sim_host).validate({"settings": [{"cpus": "", "governor": "performance"}]}, "cpufreq")
+    desired = plan.desired
     assert desired == {f"cpu{c}/scaling_governor": "performance" for c in range(4)}
 
 
 def test_cpus_sharing_a_policy_get_one_knob_named_after_its_first_cpu(tmp_path: Path) -> None:
     fs = build_simulated_host(tmp_path, cpufreq=CpuFreqSpec(cpus_per_policy=2))
-    desired = mech(fs).validate({"settings": [{"cpus": "1,3", "governor": "performance"}]}, "cpufreq")
+    desired = mech(fs).validate({"settings": [{"cpus": "1,3", "governor": "performance"}]}, "cpufreq").desired
     assert desired == {"cpu0/scaling_governor": "performance", "cpu2/scaling_governor": "performance"}
 
 
@@ -152,7 +153,7 @@ def test_vm_without_cpufreq_is_unsupported_and_probe_says_why(tmp_path: Path) ->
     }
     with pytest.raises(Unsupported, match="no cpufreq"):
         mech(fs).validate({"settings": [{"governor": "powersave"}]}, "cpufreq")
-    assert mech(fs).validate({"settings": []}, "cpufreq") == {}
+    assert mech(fs).validate({"settings": []}, "cpufreq").desired == {}
 
 
 def test_probe_details_carry_the_proto_cpu_fields(tmp_path: Path) -> None:
@@ -272,4 +273,4 @@ def test_a_cpu_without_a_policy_is_refused_while_the_others_work(sim_host: Simul
         mech(sim_host).validate({"settings": [{"cpus": "2-3", "governor": "powersave"}]}, "cpufreq")
     assert err.value.field == "cpufreq.settings[0].cpus"
     everywhere = mech(sim_host).validate({"settings": [{"cpus": "", "governor": "powersave"}]}, "cpufreq")
-    assert sorted(everywhere) == [f"cpu{c}/scaling_governor" for c in range(3)]  # "" skips cpu3
+    assert sorted(everywhere.desired) == [f"cpu{c}/scaling_governor" for c in range(3)]  # "" skips cpu3

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeagent.mechanisms import cpulist
+from nodeagent.host import cpulist
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 
 from nodeagent.errors import HostError
 from nodeagent.host.fs import HostFS
+from nodeagent.host.netvalues import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
 from nodeagent.mechanisms.base import MechanismContext, Write
-from nodeagent.mechanisms.netport import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
 from nodeagent.mechanisms.network import NetworkMechanism
 
 # ---------------------------------------------------------------- in-memory netlink
@@ -41,7 +41,6 @@ class FakeNetlink:
         self.calls: list[tuple[Any, ...]] = []
         self.fail: str | None = None
         self.unsupported = set(unsupported)
-        self.closed = False
         self.probe_runs = True
         self.reads = 0  # roots() calls: reading a profile must batch per namespace
 
@@ -139,7 +138,7 @@ class FakeNetlink:
         ]
 
     def close(self) -> None:
-        self.closed = True
+        return None  # the bootstrap closes the real adapter; a fake holds nothing
 
 
 @pytest.fixture
@@ -153,21 +152,20 @@ def fake_netlink() -> FakeNetlink:
 
 @pytest.fixture
 def make_mechanism(tmp_path: Any) -> Callable[..., NetworkMechanism]:
-    """Build a mechanism over a fake port (or the real adapter when port is None)."""
+    """Build a mechanism over a (fake) netlink port."""
 
-    def build(port: Any = None, netns_dir: str = "/run/netns", **options: Any) -> NetworkMechanism:
-        context = MechanismContext(fs=HostFS(tmp_path), netns_dir=netns_dir, options=options)
-        if port is None:
-            return NetworkMechanism(context)
-        return NetworkMechanism(context, port_factory=lambda _ctx: port)
+    def build(port: Any, netns_dir: str = "/run/netns", **options: Any) -> NetworkMechanism:
+        context = MechanismContext(fs=HostFS(tmp_path), netns_dir=netns_dir, netlink=port, options=options)
+        return NetworkMechanism(context)
 
     return build
 
 
 def engine_apply(mech: NetworkMechanism, section: dict[str, Any]) -> list[Write]:
     """What the apply engine does with a mechanism (see base.py); returns the writes made."""
-    desired = mech.validate(section, "network")
-    actual = mech.read(desired)
+    plan = mech.validate(section, "network")
+    desired = plan.desired
+    actual = mech.read(desired, plan.snapshot)
     writes = mech.order([Write("network", k, actual[k], v) for k, v in desired.items() if actual[k] != v])
     for write in writes:
         mech.write(write)

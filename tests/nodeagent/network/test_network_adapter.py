@@ -14,7 +14,7 @@ import pytest
 
 from nodeagent.errors import HostError
 from nodeagent.host.netlink import NetlinkHost
-from nodeagent.mechanisms.netport import HtbClassParams, TbfParams
+from nodeagent.host.netvalues import HtbClassParams, TbfParams
 
 MAJOR = 0x7E57
 

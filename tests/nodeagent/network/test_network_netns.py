@@ -27,11 +27,11 @@ TC_H_ROOT = 0xFFFFFFFF
 
 @pytest.fixture
 def mech(veth_netns: Any) -> Iterator[NetworkMechanism]:
-    mechanism = NetworkMechanism(MechanismContext(fs=HostFS("/"), netns_dir="/run/netns"))
+    netlink = NetlinkHost("/run/netns")
     try:
-        yield mechanism
+        yield NetworkMechanism(MechanismContext(fs=HostFS("/"), netns_dir="/run/netns", netlink=netlink))
     finally:
-        mechanism.close()
+        netlink.close()
 
 
 def spec(ns: Any, a: dict[str, Any] | None = None, b: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def test_a_change_replaces_classes_and_drops_the_unwanted(
     apply(mech, spec(veth_netns, HTB))
     changed = {"htb": {"default_class": 16, "classes": [{"minor": 16, "rate": "5mbit", "ceil": "1gbit"}]}}
     (write,) = apply(mech, spec(veth_netns, changed))
-    assert write.before == mech.validate(spec(veth_netns, HTB), "network")[write.key]
+    assert write.before == mech.validate(spec(veth_netns, HTB), "network").desired[write.key]
     assert kernel_view(veth_netns)[veth_netns.a]["classes"] == {16: (625_000, 125_000_000)}
 
 
@@ -205,7 +205,8 @@ def test_a_recreated_namespace_is_not_served_by_a_stale_socket(
 
 def test_the_agents_own_namespace_is_addressed_as_dash(mech: NetworkMechanism) -> None:
     # read-only on purpose: tests never write to the host's interfaces
-    assert mech.validate({"interfaces": [{"name": "lo", "remove": True}]}, "network") == {"-/lo/root": None}
+    plan = mech.validate({"interfaces": [{"name": "lo", "remove": True}]}, "network")
+    assert plan.desired == {"-/lo/root": None}
     assert mech.read(["-/lo/root"]) == {"-/lo/root": None}  # loopback runs the kernel default
 
 
@@ -272,8 +273,8 @@ class FailingDeletes:
 
 def test_a_write_failing_half_way_leaves_the_kernel_as_before(veth_netns: Any, apply: Callable) -> None:
     real = NetlinkHost("/run/netns")
-    context = MechanismContext(fs=HostFS("/"), netns_dir="/run/netns")
-    mech = NetworkMechanism(context, port_factory=lambda _ctx: FailingDeletes(real))  # type: ignore[arg-type,return-value]
+    context = MechanismContext(fs=HostFS("/"), netns_dir="/run/netns", netlink=FailingDeletes(real))
+    mech = NetworkMechanism(context)
     try:
         apply(mech, spec(veth_netns, HTB))
         before = kernel_view(veth_netns)

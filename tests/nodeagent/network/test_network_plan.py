@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from nodeagent.errors import HostError
+from nodeagent.host.netvalues import Qdisc
 from nodeagent.mechanisms.base import Mechanism, Write
-from nodeagent.mechanisms.netport import Qdisc
 from nodeagent.mechanisms.network import HTB_MAJOR, TBF_MAJOR, NetworkMechanism
 
 HTB = {
@@ -61,14 +61,14 @@ def test_first_apply_builds_the_tree_and_a_second_writes_nothing(
 def test_a_whole_profile_is_read_in_one_batch_per_namespace(
     mech: NetworkMechanism, fake_netlink: Any
 ) -> None:
-    desired = mech.validate(section(veth0=HTB, veth1=TBF), "network")
+    desired = mech.validate(section(veth0=HTB, veth1=TBF), "network").desired
     assert fake_netlink.reads == 1
     mech.read([*desired, "-/eth0/root"])
     assert fake_netlink.reads == 3  # one for "demo", one for the agent's namespace
 
 
 def test_reading_back_gives_exactly_the_validated_values(mech: NetworkMechanism, apply: Callable) -> None:
-    desired = mech.validate(section(veth0=HTB, veth1=TBF), "network")
+    desired = mech.validate(section(veth0=HTB, veth1=TBF), "network").desired
     apply(mech, section(veth0=HTB, veth1=TBF))
     assert mech.read(desired) == desired
 
@@ -147,7 +147,7 @@ def test_a_failed_write_puts_the_previous_tree_back(
 
 
 def test_writes_never_touch_a_foreign_root(mech: NetworkMechanism, fake_netlink: Any) -> None:
-    desired = mech.validate(section(veth0=TBF), "network")
+    desired = mech.validate(section(veth0=TBF), "network").desired
     fake_netlink.ifaces[("demo", "veth0")].root = Qdisc("fq_codel", 0x10000, {})
     (key,) = desired
     assert mech.read([key]) == {key: '{"foreign":true,"handle":"1:","kind":"fq_codel"}'}
@@ -231,17 +231,12 @@ def test_a_probe_that_could_not_run_does_not_block_requests(
     caps = mech.probe()
     assert not caps.available  # nothing is known to work...
     assert caps.reason == "not probed"
-    assert mech.validate(section(veth1=TBF), "network")  # ...but nothing is known to fail either
+    assert mech.validate(section(veth1=TBF), "network").desired  # ...but nothing is known to fail either
 
 
 def test_order_keeps_the_plan(mech: NetworkMechanism) -> None:
     writes = [Write("network", f"demo/veth{i}/root", None, None) for i in (1, 0)]
     assert mech.order(writes) == writes
-
-
-def test_close_releases_the_port(mech: NetworkMechanism, fake_netlink: Any) -> None:
-    mech.close()
-    assert fake_netlink.closed
 
 
 def test_kernel_features_are_probed_once_while_interfaces_are_listed_every_time(

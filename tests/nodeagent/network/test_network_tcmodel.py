@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodeagent.mechanisms.netport import TbfParams
+from nodeagent.host.netvalues import TbfParams
 from nodeagent.mechanisms.tcmodel import (
     ForeignRoot,
     HtbClass,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nodeagent.errors import InvalidSpec
-from nodeagent.mechanisms.netport import Qdisc
+from nodeagent.host.netvalues import Qdisc
 from nodeagent.mechanisms.netspec import Target
 
 GOOD: dict[str, Any] = {
@@ -52,7 +52,7 @@ C1 = [*I0, "htb", "classes", 1]
 def test_a_good_section_yields_one_canonical_knob_per_interface(
     fake_netlink: Any, make_mechanism: Callable
 ) -> None:
-    desired = make_mechanism(fake_netlink).validate(GOOD, "network")
+    desired = make_mechanism(fake_netlink).validate(GOOD, "network").desired
     assert desired == {
         "demo/veth0/root": '{"classes":[{"ceil":"20mbit","minor":10,"rate":"10mbit"},'
         '{"ceil":"1mbit","minor":20,"rate":"1mbit"}],"default_class":10,"kind":"htb"}',
@@ -66,7 +66,7 @@ def test_equivalent_spellings_give_identical_knobs(fake_netlink: Any, make_mecha
     spelled = with_change([*C1, "rate"], "125000bps")
     spelled["interfaces"][0]["htb"]["classes"][0]["ceil"] = "20000KBIT"
     mech = make_mechanism(fake_netlink)
-    assert mech.validate(spelled, "network") == mech.validate(GOOD, "network")
+    assert mech.validate(spelled, "network").desired == mech.validate(GOOD, "network").desired
 
 
 @pytest.mark.parametrize(
@@ -165,11 +165,11 @@ def test_a_foreign_root_qdisc_is_never_taken_over(fake_netlink: Any, make_mechan
 
 def test_the_kernel_default_root_is_not_foreign(fake_netlink: Any, make_mechanism: Callable) -> None:
     fake_netlink.ifaces[("demo", "veth1")].root = Qdisc("mq", 0, {})
-    assert make_mechanism(fake_netlink).validate(GOOD, "network")["demo/veth1/root"] is not None
+    assert make_mechanism(fake_netlink).validate(GOOD, "network").desired["demo/veth1/root"] is not None
 
 
 def test_an_empty_section_means_no_knobs(fake_netlink: Any, make_mechanism: Callable) -> None:
-    assert make_mechanism(fake_netlink).validate({}, "network") == {}
+    assert make_mechanism(fake_netlink).validate({}, "network").desired == {}
 
 
 def test_knob_keys_round_trip_and_reject_other_shapes() -> None:
