@@ -73,7 +73,9 @@ class LiveTable:
 
     def record(self, tel: Telemetry, transport: str, now: float) -> Live:
         """Take in one telemetry message (the hot path: one lookup, plain attribute writes)."""
-        live = self._of(tel.id)
+        live = self._live.get(tel.id)
+        if live is None:
+            live = self._live[tel.id] = Live()
         live.last_seen = now
         live.seq = tel.seq
         live.messages += 1

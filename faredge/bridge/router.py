@@ -114,7 +114,8 @@ class Router:
 
     def _dispatch(self, msg: Inbound) -> None:
         parsed = parse_message(msg.kind, msg.payload, max_bytes=self._max_bytes)
-        check_identity(parsed, msg.identity, msg.kind)
+        if parsed.id != msg.identity:  # the same id needs no further look (hot path: no call)
+            check_identity(parsed, msg.identity, msg.kind)
         if type(parsed) is Birth:
             self._presence.birth(parsed, msg.transport, msg.port)
             return
@@ -136,7 +137,8 @@ class Router:
         live = self.live.record(tel, transport, self._clock())
         if not device.online:
             self._presence.set_online(device, True, "telemetry")
-        self._emit.telemetry(device.id, tel.seq, live.readings)
+        if self.events.subscribers:  # checked here too: the event is built for listeners only
+            self._emit.telemetry(device.id, tel.seq, live.readings)
 
     # ------------------------------------------------------------------ from other threads
     def mark_offline(self, device_id: str, reason: str) -> None:
