@@ -4,7 +4,7 @@ Nothing happens at import time anywhere in the agent, and nothing is started or 
 is built: `build_agent(config)` creates the host adapters (the file layer, the netlink adapter
 when the network mechanism is enabled), loads the mechanism plugins from their entry-point group
 (each with its own MechanismContext), the journal, the engine, telemetry and the gRPC server, and
-returns them wired together in an `Agent`. `Agent.start()` (called by `__main__`) binds the
+returns them wired together in an `Agent`. `Agent.start()` (called by `daemon`) binds the
 listeners and starts the threads; `Agent.stop()` ends them and closes the adapters.
 """
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from faredge.__main__ import main
 from faredge.config import EXAMPLE, load_config, parse_config
+from faredge.daemon import main
 from faredge.errors import Invalid
 
 DOC = Path(__file__).parents[2] / "docs" / "faredge-bridge.md"

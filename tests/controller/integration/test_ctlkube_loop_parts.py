@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from controller.__main__ import main, parse_agent
+from controller.daemon import main, parse_agent
 from controller.reconcile.nodesync import AgentTarget
 from controller.reconcile.queue import Backoff, WorkQueue
 from controller.reconcile.status import Condition, conditions

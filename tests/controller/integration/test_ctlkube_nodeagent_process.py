@@ -26,7 +26,7 @@ from mlsysops.testing import wait_for
 
 simulated = pytest.importorskip("nodeagent.host.simulated", reason="the node agent package is missing")
 try:
-    import nodeagent.__main__  # noqa: F401
+    import nodeagent.daemon  # noqa: F401
 except ImportError as exc:  # written in parallel by the node agent engineers
     pytest.skip(f"the node agent daemon (python -m nodeagent) is missing: {exc}", allow_module_level=True)
 

@@ -185,8 +185,8 @@ BENCH = Path(__file__).resolve().parents[3] / "bench" / "nodeagent.py"
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     """bench/nodeagent.py as a module (its agent and cgroup helpers), when a real agent can run."""
-    if importlib.util.find_spec("nodeagent.__main__") is None:
-        pytest.skip("the agent daemon (nodeagent/__main__.py) is not in the tree yet")
+    if importlib.util.find_spec("nodeagent.daemon") is None:
+        pytest.skip("the agent daemon (nodeagent/daemon.py) is not in the tree yet")
     if os.geteuid() != 0:
         pytest.skip("needs root: the agent writes a private subtree of the real cgroupfs")
     if not Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists():
