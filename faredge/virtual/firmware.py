@@ -1,8 +1,9 @@
 """Staging our MicroPython firmware onto a board's flash directory, as source or as .mpy.
 
-The firmware lives in the repository (`firmware/micropython/`); `MLSYSOPS_FIRMWARE` points
-elsewhere (an installed package ships the host tooling, not the device code). `main.py` always
-stays source: MicroPython runs `main.py` at boot and imports the rest, from .mpy when present.
+The firmware lives in the repository (`firmware/micropython/`), and the wheel ships the same
+files as the package `faredge.firmware` (see setup.py); `MLSYSOPS_FIRMWARE` points elsewhere.
+`main.py` always stays source: MicroPython runs `main.py` at boot and imports the rest, from
+.mpy when present.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ class FirmwareError(RuntimeError):
 
 
 def firmware_dir() -> Path:
+    """$MLSYSOPS_FIRMWARE, else the source tree's firmware, else the installed `faredge.firmware`."""
     env = os.environ.get("MLSYSOPS_FIRMWARE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "firmware" / "micropython"
-    if not (path / BOOT_MODULE).is_file():
-        raise FirmwareError(f"no MicroPython firmware at {path} (set MLSYSOPS_FIRMWARE)")
-    return path
+    if env:
+        candidates = [Path(env)]
+    else:
+        candidates = [Path(__file__).resolve().parents[2] / "firmware" / "micropython"]
+        installed = importlib.util.find_spec("faredge.firmware")
+        candidates += [Path(p) for p in (installed.submodule_search_locations or [])] if installed else []
+    for path in candidates:
+        if (path / BOOT_MODULE).is_file():
+            return path
+    raise FirmwareError(f"no MicroPython firmware at {candidates[0]} (set MLSYSOPS_FIRMWARE)")
 
 
 def modules(src: Path | None = None) -> list[Path]:

@@ -181,3 +181,18 @@ def test_the_controller_role_plans_an_application(role_venvs: dict[str, Any]) ->
     )
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert json.loads(planned.stdout)
+
+
+def test_an_installed_bridge_finds_the_firmware_it_ships(role_venvs: dict[str, Any]) -> None:
+    found = subprocess.run(
+        [
+            str(role_venvs["bridge"].python),
+            "-c",
+            "from faredge.virtual.firmware import firmware_dir as f; print(f())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+    )
+    assert found.stdout.strip().endswith("site-packages/faredge/firmware")
