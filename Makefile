@@ -23,3 +23,4 @@ bench: setup
 	.venv/bin/python bench/nodeagent.py
 	.venv/bin/python bench/bridge.py
 	.venv/bin/python bench/placement.py
+	.venv/bin/python bench/install.py
