@@ -29,6 +29,7 @@ from nodeagent.host.cgroupfs import CgroupLayout, discover
 from nodeagent.host.fs import HostFS
 from nodeagent.mechanisms.base import Capabilities, MechanismContext
 from nodeagent.mechanisms.netport import NetPort
+from nodeagent.mechanisms.runtime_handlers import standard_handlers
 from nodeagent.service.desired import DesiredStore
 from nodeagent.service.devices import DeviceRegistry
 from nodeagent.service.drift import DriftMonitor
@@ -37,6 +38,8 @@ from nodeagent.service.events import EventBus
 from nodeagent.service.journal import Journal
 from nodeagent.service.profile import BUILTIN_SECTIONS
 from nodeagent.service.registry import MechanismEntry, MechanismSet, probe
+from nodeagent.service.runtime_handlers import HandlerCatalog
+from nodeagent.service.workloads import WorkloadService, WorkloadSettings
 from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSettings, Telemetry
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Agent:
     server: ApiServer
     drift: DriftMonitor
     netlink: NetPort | None = None  # owned here: closed by stop()
+    workloads: WorkloadService | None = None  # runtimes.enabled: its containerd client is closed by stop()
 
     @property
     def metrics_url(self) -> str:
@@ -73,6 +77,8 @@ class Agent:
         try:
             if self.config.telemetry.metrics_listen:
                 self._serve_metrics(self.config.telemetry.metrics_listen)
+            if self.workloads is not None:
+                self.workloads.start_up()  # drop-in, re-adopt workloads, discover handlers
             self.server.start()
         except BaseException:
             self.telemetry.stop()
@@ -99,6 +105,8 @@ class Agent:
             self.telemetry.stop()
             if self.netlink is not None:
                 self.netlink.close()
+            if self.workloads is not None:
+                self.workloads.client.close()
 
 
 def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None) -> Agent:
@@ -140,10 +148,39 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         events=events,
         telemetry=telemetry,
         max_watchers=config.listen.max_watchers,
+        workloads=(workloads := workload_service(config, events)),
     )
     server = ApiServer(servicer, config.listen)
     drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
-    return Agent(config, engine, events, telemetry, server, drift, netlink)
+    return Agent(config, engine, events, telemetry, server, drift, netlink, workloads)
+
+
+def workload_service(config: AgentConfig, events: EventBus) -> WorkloadService | None:
+    """The runtime handlers and workloads (runtimes.enabled): containerd's client opens nothing
+    until used; start_up() writes the drop-in and discovers."""
+    settings = config.runtimes
+    if not settings.enabled:
+        return None
+    wrapper = settings.runsc_wrapper
+    catalog = HandlerCatalog(
+        config_path=Path(settings.containerd_config),
+        dropin_path=Path(settings.dropin) if settings.dropin else None,
+        wrapper_path=Path(wrapper),
+        runsc=settings.runsc,
+        wanted=standard_handlers(wrapper),
+    )
+    workload_settings = WorkloadSettings(
+        namespace=settings.namespace,
+        log_dir=Path(config.runtime_dir) / "workloads",
+        allowed_mount_roots=tuple(r for r in settings.allowed_mount_roots.split(":") if r),
+        cgroup_root=config.host.cgroup_root,
+        netns_dir=config.host.netns_dir,
+        probe_image=settings.probe_image,
+    )
+    from nodeagent.host.containerd import ContainerdClient  # its stubs load only when runtimes are enabled
+
+    client = ContainerdClient(settings.containerd_socket, settings.namespace)
+    return WorkloadService(client, catalog, workload_settings, events)
 
 
 # ---------------------------------------------------------------- host

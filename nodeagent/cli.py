@@ -317,6 +317,130 @@ def set_collector(
     show_message(config, output_format, render_telemetry)
 
 
+# ------------------------------------------------------------------------------- runtimes, workloads
+
+
+@node.command()
+@click.option("--refresh", is_flag=True, help="Run the probe containers again.")
+@output_option
+@pass_connection
+def runtimes(conn: Connection, refresh: bool, output_format: str) -> None:
+    """Runtime handlers (runc, runsc, crun, kata, ...): available or why not, proven by a probe."""
+    with conn.client() as client:
+        found = client.runtimes(refresh=refresh)
+    show_message(
+        pb.ListRuntimesResponse(runtimes=found), output_format, lambda r: render_runtimes(r.runtimes)
+    )
+
+
+@node.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("args", nargs=-1, required=True)
+@click.option(
+    "--image", required=True, help="Image reference (in containerd, or imported with --image-tarball)."
+)
+@click.option("--handler", default="runc", show_default=True, help="Runtime handler (see `node runtimes`).")
+@click.option("--image-tarball", help="OCI layout or docker save tarball on the node to import first.")
+@click.option("--env", "env", multiple=True, help="KEY=value; repeatable.")
+@click.option(
+    "--mount", "mounts", multiple=True, help="SOURCE:TARGET[:rw] (read-only by default); repeatable."
+)
+@click.option(
+    "--cgroup", default="", help="Parent cgroup below the agent's root (limits applied there follow)."
+)
+@click.option("--netns", default="", help="Named network namespace to join.")
+@click.option("--cpu-quota-us", type=click.IntRange(min=0), default=0, help="0: unlimited.")
+@click.option("--memory-max-bytes", type=click.IntRange(min=0), default=0, help="0: unlimited.")
+@output_option
+@pass_connection
+def run(
+    conn: Connection,
+    name: str,
+    args: Sequence[str],
+    image: str,
+    handler: str,
+    image_tarball: str | None,
+    env: Sequence[str],
+    mounts: Sequence[str],
+    cgroup: str,
+    netns: str,
+    cpu_quota_us: int,
+    memory_max_bytes: int,
+    output_format: str,
+) -> None:
+    """Run a workload NAME with ARGS (after --) on this node, verified running."""
+    spec = pb.WorkloadSpec(
+        name=name,
+        image=image,
+        handler=handler,
+        args=list(args),
+        env=list(env),
+        mounts=[parse_mount(m) for m in mounts],
+        cgroup=cgroup,
+        netns=netns,
+        cpu_quota_us=cpu_quota_us,
+        memory_max_bytes=memory_max_bytes,
+    )
+    with conn.client() as client:
+        workload = client.run_workload(spec, image_tarball=image_tarball or "")
+    show_message(workload, output_format, lambda w: render_workloads([w]))
+
+
+def parse_mount(text: str) -> pb.WorkloadMount:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise click.BadParameter(f"{text!r}: use SOURCE:TARGET or SOURCE:TARGET:rw", param_hint="--mount")
+    return pb.WorkloadMount(source=parts[0], target=parts[1], readonly=len(parts) == 2 or parts[2] == "ro")
+
+
+@node.command(name="stop")
+@click.argument("name")
+@output_option
+@pass_connection
+def stop_workload(conn: Connection, name: str, output_format: str) -> None:
+    """Stop a workload and remove it."""
+    with conn.client() as client:
+        workload = client.stop_workload(name)
+    show_message(workload, output_format, lambda w: f"{w.spec.name}: {w.status}")
+
+
+@node.command()
+@output_option
+@pass_connection
+def ps(conn: Connection, output_format: str) -> None:
+    """The workloads the agent runs, their handler and status."""
+    with conn.client() as client:
+        found = client.workloads()
+    show_message(
+        pb.ListWorkloadsResponse(workloads=found), output_format, lambda r: render_workloads(r.workloads)
+    )
+
+
+@node.command()
+@click.argument("name")
+@click.option("--tail-bytes", type=click.IntRange(min=0), default=0, help="0: the last 64 KiB.")
+@pass_connection
+def logs(conn: Connection, name: str, tail_bytes: int) -> None:
+    """A workload's output (stdout and stderr)."""
+    with conn.client() as client:
+        click.echo(client.workload_logs(name, tail_bytes=tail_bytes), nl=False)
+
+
+@node.command(name="switch-runtime")
+@click.argument("name")
+@click.argument("handler")
+@click.option("--force", is_flag=True, help="Try a handler reported unavailable (rollback still protects).")
+@output_option
+@pass_connection
+def switch_runtime(conn: Connection, name: str, handler: str, force: bool, output_format: str) -> None:
+    """Move workload NAME to HANDLER, verified; on failure it is back on its old handler (exit 1)."""
+    with conn.client() as client:
+        result = client.switch_runtime(name, handler, force=force)
+    show_message(result, output_format, render_switch)
+    if result.outcome not in ("switched", "unchanged") or result.error:
+        raise CliError(f"{name}: switch to {handler} {result.outcome}: {result.error}", 1)
+
+
 EVENT_KINDS: dict[str, pb.Event.Kind] = {
     name.lower(): cast("pb.Event.Kind", number)
     for name, number in pb.Event.Kind.items()
@@ -473,11 +597,34 @@ def render_inventory(inv: pb.Inventory) -> str:
     sections.append(table(mechanisms, ["mechanism", "available", "reason"]))
     sections.append(table(features, ["feature", "supported", "reason"]))
     if inv.runtimes:
-        runtimes = [(r.handler, "yes" if r.available else "no", r.version, r.reason) for r in inv.runtimes]
-        sections.append(table(runtimes, ["runtime", "available", "version", "reason"]))
+        sections.append(render_runtimes(inv.runtimes))
     if inv.devices:
         devices = [
             (d.id, d.kind, d.transport, "yes" if d.online else "no", ",".join(d.sensors)) for d in inv.devices
         ]
         sections.append(table(devices, ["device", "kind", "transport", "online", "sensors"]))
     return "\n\n".join(sections)
+
+
+def render_runtimes(runtimes: Sequence[pb.Runtime]) -> str:
+    rows = [
+        (r.handler, "yes" if r.available else "no", r.runtime_class_name, r.version, r.reason)
+        for r in runtimes
+    ]
+    return table(rows, ["runtime", "available", "runtimeclass", "version", "reason"])
+
+
+def render_workloads(workloads: Sequence[pb.Workload]) -> str:
+    rows = [
+        (w.spec.name, w.spec.handler, w.status, w.pid or "-", w.spec.image, " ".join(w.spec.args))
+        for w in workloads
+    ]
+    return (
+        table(rows, ["workload", "handler", "status", "pid", "image", "command"]) if rows else "no workloads"
+    )
+
+
+def render_switch(result: pb.SwitchRuntimeResponse) -> str:
+    lines = [f"{result.outcome}: now on {result.handler or 'nothing (down)'}"]
+    lines += [f"  {step}" for step in result.steps]
+    return "\n".join(lines + ([f"error: {result.error}"] if result.error else []))

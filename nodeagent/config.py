@@ -216,6 +216,39 @@ class MechanismConfig:
 
 
 @dataclass(frozen=True)
+class RuntimesConfig:
+    """Runtime handlers (in a drop-in containerd imports; config.toml is never rewritten) and workloads."""
+
+    enabled: bool = field(
+        default=False, metadata=doc("Talk to containerd: discover handlers, run and switch workloads.")
+    )
+    containerd_socket: str = field(
+        default="/run/containerd/containerd.sock", metadata=doc("containerd's gRPC socket.", absolute)
+    )
+    containerd_config: str = field(
+        default="/etc/containerd/config.toml",
+        metadata=doc("containerd's config; handlers are read from it and the files it imports.", absolute),
+    )
+    dropin: str = field(
+        default="/etc/containerd/conf.d/mlsysops-runtimes.toml",
+        metadata=doc("The drop-in the agent writes its handlers to (config.toml must import it); "
+                     "'' writes none.", absolute_or_empty),
+    )
+    runsc_wrapper: str = field(
+        default="/var/lib/mlsysops/runsc-wrapper",
+        metadata=doc("The wrapper the agent writes for gVisor's handler (adds --platform=ptrace).", absolute),
+    )
+    runsc: str = field(default="/usr/bin/runsc", metadata=doc("gVisor's runsc binary.", absolute))
+    namespace: str = field(default="mlsysops", metadata=doc("containerd namespace of the agent's workloads."))
+    allowed_mount_roots: str = field(
+        default="", metadata=doc("Host directories workloads may mount, ':'-separated; '' for none.")
+    )
+    probe_image: str = field(
+        default="", metadata=doc("Image probe containers run `true` from; '' for the first workload's image.")
+    )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The node agent (`mlsysops-nodeagent`)."""
 
@@ -238,6 +271,9 @@ class AgentConfig:
     mechanisms: dict[str, MechanismConfig] = field(
         default_factory=dict,
         metadata=doc("Per mechanism plugin (cpufreq, cgroups, network, ...): `enabled`, `options`."),
+    )
+    runtimes: RuntimesConfig = field(
+        default_factory=RuntimesConfig, metadata=doc("Runtime handlers and workloads.")
     )
 
 

@@ -68,6 +68,31 @@ class NodeAgentClient:
         response = self._unary("ReportDevices", request, pb.ReportDevicesResponse)
         return int(response.accepted)
 
+    def runtimes(self, *, refresh: bool = False) -> list[pb.Runtime]:
+        """The node's runtime handlers; `refresh` runs the probe containers again."""
+        reply = self._unary("ListRuntimes", pb.ListRuntimesRequest(refresh=refresh), pb.ListRuntimesResponse)
+        return list(reply.runtimes)
+
+    def run_workload(self, spec: pb.WorkloadSpec, *, image_tarball: str = "") -> pb.Workload:
+        request = pb.RunWorkloadRequest(spec=spec, image_tarball=image_tarball)
+        return self._unary("RunWorkload", request, pb.Workload)
+
+    def stop_workload(self, name: str) -> pb.Workload:
+        return self._unary("StopWorkload", pb.StopWorkloadRequest(name=name), pb.Workload)
+
+    def workloads(self) -> list[pb.Workload]:
+        reply = self._unary("ListWorkloads", pb.ListWorkloadsRequest(), pb.ListWorkloadsResponse)
+        return list(reply.workloads)
+
+    def workload_logs(self, name: str, *, tail_bytes: int = 0) -> str:
+        request = pb.GetWorkloadLogsRequest(name=name, tail_bytes=tail_bytes)
+        return str(self._unary("GetWorkloadLogs", request, pb.WorkloadLogs).text)
+
+    def switch_runtime(self, name: str, handler: str, *, force: bool = False) -> pb.SwitchRuntimeResponse:
+        """Move a workload to `handler`; a failed switch is an answer (outcome rolled_back), not an error."""
+        request = pb.SwitchRuntimeRequest(name=name, handler=handler, force=force)
+        return self._unary("SwitchRuntime", request, pb.SwitchRuntimeResponse)
+
     def watch_events(self, kinds: Iterable[pb.Event.Kind] = ()) -> Generator[pb.Event, None, None]:
         """Events from now on, until the caller stops iterating (the stream is then cancelled)."""
         stream = self._call("WatchEvents", lambda stub: stub.WatchEvents(pb.WatchEventsRequest(kinds=kinds)))
@@ -89,25 +114,22 @@ class NodeAgentClient:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise Unreachable(
-                f"the node agent at {self.target} did not come up within {timeout:g} s",
-                target=self.target,
-                method="Health.Check",
-                code="UNAVAILABLE",
-                details="not ready",
-            ) from None
+            raise self._not_ready(f"did not come up within {timeout:g} s") from None
         health = health_pb2_grpc.HealthStub(channel)
         reply = self._translated(
             "Health.Check", lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         )
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unreachable(
-                f"the node agent at {self.target} is not serving",
-                target=self.target,
-                method="Health.Check",
-                code="UNAVAILABLE",
-                details="not serving",
-            )
+            raise self._not_ready("is not serving")
+
+    def _not_ready(self, why: str) -> Unreachable:
+        return Unreachable(
+            f"the node agent at {self.target} {why}",
+            target=self.target,
+            method="Health.Check",
+            code="UNAVAILABLE",
+            details=why,
+        )
 
     # ------------------------------------------------------------------ life cycle
 

@@ -12,11 +12,13 @@ from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
 from nodeagent.api import convert
 from nodeagent.api.errors import TooManyWatchers, grpc_errors, grpc_stream_errors
+from nodeagent.api.workloads import WorkloadRpcs
 from nodeagent.errors import Unsupported
 from nodeagent.service.devices import DeviceRegistry
 from nodeagent.service.engine import Engine
 from nodeagent.service.events import Event, EventBus, EventKind
 from nodeagent.service.registry import MechanismSet
+from nodeagent.service.workloads import WorkloadService
 from nodeagent.telemetry.settings import CollectorSettings
 
 #: Backstop for an idle WatchEvents stream to notice a vanished client (a cancel wakes it at once).
@@ -48,7 +50,7 @@ class WatchSlots:
         self._free.release()
 
 
-class NodeConfigServicer(pb_grpc.NodeConfigServicer):
+class NodeConfigServicer(WorkloadRpcs, pb_grpc.NodeConfigServicer):
     def __init__(
         self,
         *,
@@ -59,7 +61,9 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
         events: EventBus,
         telemetry: TelemetryPort | None,
         max_watchers: int,
+        workloads: WorkloadService | None = None,
     ) -> None:
+        self._workloads = workloads
         self._node_name = node_name
         self._engine = engine
         self._mechanisms = mechanisms
@@ -70,7 +74,9 @@ class NodeConfigServicer(pb_grpc.NodeConfigServicer):
 
     @grpc_errors
     def GetInventory(self, request: pb.GetInventoryRequest, context: grpc.ServicerContext) -> pb.Inventory:
-        return convert.inventory(self._node_name, self._mechanisms.reprobe(), self._devices.devices())
+        inventory = convert.inventory(self._node_name, self._mechanisms.reprobe(), self._devices.devices())
+        inventory.runtimes.extend(self.runtimes_for_inventory())
+        return inventory
 
     @grpc_errors
     def GetState(self, request: pb.GetStateRequest, context: grpc.ServicerContext) -> pb.NodeState:

@@ -54,7 +54,7 @@ class HandlerCatalog:
         self,
         *,
         config_path: Path,
-        dropin_path: Path,
+        dropin_path: Path | None,
         wrapper_path: Path,
         runsc: str = "/usr/bin/runsc",
         wanted: Sequence[HandlerConfig] = (),
@@ -76,6 +76,8 @@ class HandlerCatalog:
         disruptive step, the caller records it) only when the drop-in changed."""
         if any(h.binary_name == str(self.wrapper_path) for h in self.wanted):
             runtimefiles.write_if_changed(self.wrapper_path, runsc_wrapper(self.runsc), 0o755)
+        if self.dropin_path is None:
+            return DropinResult(False, False)
         changed = runtimefiles.write_if_changed(self.dropin_path, render_dropin(self.wanted))
         if changed and restart is not None:
             restart()

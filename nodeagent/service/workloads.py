@@ -23,17 +23,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported
 from nodeagent.host import runtimefiles
-from nodeagent.host.containerd import ContainerdClient, ContainerInfo, TaskInfo
 from nodeagent.host.ocitar import read_tarball
 from nodeagent.mechanisms.runtime_handlers import HandlerConfig
 from nodeagent.mechanisms.runtime_switch import SwitchResult, switch
 from nodeagent.mechanisms.workload_spec import WorkloadSpec, oci_spec, validate
 from nodeagent.service.events import Event, EventBus, EventKind
 from nodeagent.service.runtime_handlers import HandlerCatalog, HandlerStatus
+
+if TYPE_CHECKING:  # the adapter (and containerd's stubs) load only when the bootstrap builds one
+    from nodeagent.host.containerd import ContainerdClient, ContainerInfo, TaskInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +55,7 @@ class WorkloadSettings:
     netns_dir: str = "/run/netns"
     probe_image: str = ""  # the image probe containers run `true` from ("" : the first workload image)
     stop_grace_s: float = 5.0
-    verify_window_s: float = 0.3  # a started task must still run after this long
+    verify_window_s: float = 0.1  # a started task must still run after this long
     retry_s: float = 30.0  # how long calls wait for a restarting containerd
 
 
@@ -87,6 +89,28 @@ class WorkloadService:
 
     # ------------------------------------------------------------------ handlers
 
+    def start_up(self) -> None:
+        """At agent start: write our handler drop-in (a change is recorded: containerd reads it
+        only when restarted, which interrupts its API), then, if containerd answers, re-adopt
+        the workloads and discover the handlers. An unreachable containerd is logged, not fatal:
+        the inventory then says why no handler is available."""
+        try:
+            if self.catalog.ensure_dropin(restart=None).changed:
+                self._event(
+                    "runtime handler drop-in written: restart containerd to load it (disruptive)",
+                    "dropin",
+                    error=True,
+                )
+            self.client.version()
+        except HostError as exc:
+            log.warning("runtimes: %s", exc)
+            return
+        try:
+            self.adopt()
+            self.discover()
+        except NodeAgentError as exc:
+            log.warning("runtimes: start-up incomplete: %s", exc)
+
     def discover(self) -> list[HandlerStatus]:
         """Prove each configured handler with a probe container (`true`, exit code 0)."""
         with self._lock:
@@ -95,6 +119,29 @@ class WorkloadService:
 
     def handlers(self) -> list[HandlerStatus]:
         return self.catalog.statuses() or self.discover()
+
+    def handler_statuses(self) -> list[HandlerStatus]:
+        """What the last discovery found, without probing (inventory reads must stay cheap);
+        before any discovery, the configured handlers as unavailable with the reason."""
+        found = self.catalog.statuses()
+        if found:
+            return found
+        try:
+            configured = self.catalog.configured()
+        except HostError as exc:
+            return [HandlerStatus("containerd", "", "", False, str(exc), "", "containerd")]
+        return [
+            HandlerStatus(
+                h.name,
+                h.runtime_type,
+                h.binary_name,
+                False,
+                "not probed yet (containerd unreachable?)",
+                "",
+                h.runtime_class_name,
+            )
+            for h in configured
+        ]
 
     def _probe(self, handler: HandlerConfig) -> None:
         image = self.settings.probe_image or next((s.spec.image for s in self.workloads()), "")

@@ -120,16 +120,22 @@ class Feature(_message.Message):
     def __init__(self, name: _Optional[str] = ..., supported: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Runtime(_message.Message):
-    __slots__ = ("handler", "available", "reason", "version")
+    __slots__ = ("handler", "available", "reason", "version", "runtime_type", "binary", "runtime_class_name")
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BINARY_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     handler: str
     available: bool
     reason: str
     version: str
-    def __init__(self, handler: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    runtime_type: str
+    binary: str
+    runtime_class_name: str
+    def __init__(self, handler: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., version: _Optional[str] = ..., runtime_type: _Optional[str] = ..., binary: _Optional[str] = ..., runtime_class_name: _Optional[str] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("id", "kind", "transport", "online", "sensors", "firmware_version", "last_seen", "attributes")
@@ -453,3 +459,129 @@ class ReportDevicesResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+
+class ListRuntimesRequest(_message.Message):
+    __slots__ = ("refresh",)
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
+    refresh: bool
+    def __init__(self, refresh: _Optional[bool] = ...) -> None: ...
+
+class ListRuntimesResponse(_message.Message):
+    __slots__ = ("runtimes",)
+    RUNTIMES_FIELD_NUMBER: _ClassVar[int]
+    runtimes: _containers.RepeatedCompositeFieldContainer[Runtime]
+    def __init__(self, runtimes: _Optional[_Iterable[_Union[Runtime, _Mapping]]] = ...) -> None: ...
+
+class WorkloadMount(_message.Message):
+    __slots__ = ("source", "target", "readonly")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    readonly: bool
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ...) -> None: ...
+
+class WorkloadSpec(_message.Message):
+    __slots__ = ("name", "image", "handler", "args", "env", "mounts", "cgroup", "netns", "cpu_quota_us", "cpu_period_us", "memory_max_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    NETNS_FIELD_NUMBER: _ClassVar[int]
+    CPU_QUOTA_US_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERIOD_US_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    image: str
+    handler: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    mounts: _containers.RepeatedCompositeFieldContainer[WorkloadMount]
+    cgroup: str
+    netns: str
+    cpu_quota_us: int
+    cpu_period_us: int
+    memory_max_bytes: int
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., handler: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[WorkloadMount, _Mapping]]] = ..., cgroup: _Optional[str] = ..., netns: _Optional[str] = ..., cpu_quota_us: _Optional[int] = ..., cpu_period_us: _Optional[int] = ..., memory_max_bytes: _Optional[int] = ...) -> None: ...
+
+class RunWorkloadRequest(_message.Message):
+    __slots__ = ("spec", "image_tarball")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TARBALL_FIELD_NUMBER: _ClassVar[int]
+    spec: WorkloadSpec
+    image_tarball: str
+    def __init__(self, spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., image_tarball: _Optional[str] = ...) -> None: ...
+
+class Workload(_message.Message):
+    __slots__ = ("spec", "status", "pid", "exit_status", "runtime", "previous_handler")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_HANDLER_FIELD_NUMBER: _ClassVar[int]
+    spec: WorkloadSpec
+    status: str
+    pid: int
+    exit_status: int
+    runtime: str
+    previous_handler: str
+    def __init__(self, spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., status: _Optional[str] = ..., pid: _Optional[int] = ..., exit_status: _Optional[int] = ..., runtime: _Optional[str] = ..., previous_handler: _Optional[str] = ...) -> None: ...
+
+class StopWorkloadRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListWorkloadsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkloadsResponse(_message.Message):
+    __slots__ = ("workloads",)
+    WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    workloads: _containers.RepeatedCompositeFieldContainer[Workload]
+    def __init__(self, workloads: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ...) -> None: ...
+
+class GetWorkloadLogsRequest(_message.Message):
+    __slots__ = ("name", "tail_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tail_bytes: int
+    def __init__(self, name: _Optional[str] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
+
+class WorkloadLogs(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class SwitchRuntimeRequest(_message.Message):
+    __slots__ = ("name", "handler", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    handler: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., handler: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class SwitchRuntimeResponse(_message.Message):
+    __slots__ = ("outcome", "handler", "steps", "error", "workload")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    handler: str
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    workload: Workload
+    def __init__(self, outcome: _Optional[str] = ..., handler: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., workload: _Optional[_Union[Workload, _Mapping]] = ...) -> None: ...

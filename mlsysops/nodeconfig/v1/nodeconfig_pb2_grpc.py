@@ -74,6 +74,36 @@ class NodeConfigStub:
                 request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesRequest.SerializeToString,
                 response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesResponse.FromString,
                 _registered_method=True)
+        self.ListRuntimes = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/ListRuntimes',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesResponse.FromString,
+                _registered_method=True)
+        self.RunWorkload = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/RunWorkload',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.RunWorkloadRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.FromString,
+                _registered_method=True)
+        self.StopWorkload = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/StopWorkload',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.StopWorkloadRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.FromString,
+                _registered_method=True)
+        self.ListWorkloads = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/ListWorkloads',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkloadLogs = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/GetWorkloadLogs',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.GetWorkloadLogsRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.WorkloadLogs.FromString,
+                _registered_method=True)
+        self.SwitchRuntime = channel.unary_unary(
+                '/mlsysops.nodeconfig.v1.NodeConfig/SwitchRuntime',
+                request_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeRequest.SerializeToString,
+                response_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeResponse.FromString,
+                _registered_method=True)
 
 
 class NodeConfigServicer:
@@ -136,6 +166,48 @@ class NodeConfigServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRuntimes(self, request, context):
+        """Runtime handlers of this node: configured in containerd, installed, and proven by a probe
+        container (`refresh` probes again). FAILED_PRECONDITION when runtimes are disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunWorkload(self, request, context):
+        """Run a workload in the agent's containerd namespace (nodes without Kubernetes); validated
+        whole first; the image comes from containerd's content store or an OCI/Docker tarball.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopWorkload(self, request, context):
+        """Stop a workload's task and remove it (container, snapshot).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkloads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkloadLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwitchRuntime(self, request, context):
+        """Move a running workload to another handler, verified; on failure it is back on the old one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeConfigServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +250,36 @@ def add_NodeConfigServicer_to_server(servicer, server):
                     servicer.ReportDevices,
                     request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesRequest.FromString,
                     response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesResponse.SerializeToString,
+            ),
+            'ListRuntimes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuntimes,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesResponse.SerializeToString,
+            ),
+            'RunWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunWorkload,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.RunWorkloadRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.SerializeToString,
+            ),
+            'StopWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopWorkload,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.StopWorkloadRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.SerializeToString,
+            ),
+            'ListWorkloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkloads,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsResponse.SerializeToString,
+            ),
+            'GetWorkloadLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkloadLogs,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.GetWorkloadLogsRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.WorkloadLogs.SerializeToString,
+            ),
+            'SwitchRuntime': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchRuntime,
+                    request_deserializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeRequest.FromString,
+                    response_serializer=mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +498,168 @@ class NodeConfig:
             '/mlsysops.nodeconfig.v1.NodeConfig/ReportDevices',
             mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesRequest.SerializeToString,
             mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ReportDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuntimes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/ListRuntimes',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListRuntimesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/RunWorkload',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.RunWorkloadRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/StopWorkload',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.StopWorkloadRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.Workload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/ListWorkloads',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.ListWorkloadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkloadLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/GetWorkloadLogs',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.GetWorkloadLogsRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.WorkloadLogs.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchRuntime(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlsysops.nodeconfig.v1.NodeConfig/SwitchRuntime',
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeRequest.SerializeToString,
+            mlsysops_dot_nodeconfig_dot_v1_dot_nodeconfig__pb2.SwitchRuntimeResponse.FromString,
             options,
             channel_credentials,
             insecure,
