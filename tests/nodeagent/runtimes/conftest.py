@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from agentproc import IMAGE, NAMESPACE, Agent
 from ociimage import write_oci_tarball
 from privated import PrivateContainerd
 
@@ -25,9 +26,6 @@ from nodeagent.host.ocitar import read_tarball
 from nodeagent.mechanisms.runtime_handlers import standard_handlers
 from nodeagent.service.runtime_handlers import HandlerCatalog
 from nodeagent.service.workloads import WorkloadService, WorkloadSettings
-
-NAMESPACE = "mlsysops-test"
-IMAGE = "mlsysops.test/busybox:1"
 
 
 def _skip_unless_ready() -> None:
@@ -100,3 +98,14 @@ def workload_name(request: pytest.FixtureRequest, service: WorkloadService) -> I
     with contextlib.suppress(Exception):  # most tests stop it themselves
         service.stop(name)
     shutil.rmtree(service.settings.log_dir / name, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(containerd: PrivateContainerd, service: WorkloadService, tmp_path: Path) -> Iterator[Agent]:
+    running = Agent(containerd, tmp_path)
+    running.start()
+    yield running
+    running.stop()
+    for status in service.workloads():
+        if status.spec.name.startswith(("cli-", "shop.")):
+            service.stop(status.spec.name)
