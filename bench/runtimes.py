@@ -32,7 +32,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "nodeagent" / "runtimes"))  # the private containerd and test image
 
 from ociimage import write_oci_tarball  # noqa: E402
-from privated import PrivateContainerd  # noqa: E402
+from privated import PrivateContainerd, remove_cgroups  # noqa: E402
 
 from nodeagent.host.containerd import ContainerdClient  # noqa: E402
 from nodeagent.host.ocitar import read_tarball  # noqa: E402
@@ -40,7 +40,7 @@ from nodeagent.mechanisms.runtime_handlers import standard_handlers  # noqa: E40
 from nodeagent.service.runtime_handlers import HandlerCatalog  # noqa: E402
 from nodeagent.service.workloads import WorkloadService, WorkloadSettings  # noqa: E402
 
-NAMESPACE = "mlsysops-bench"
+NAMESPACE = f"mlsysops-bench-{os.getpid()}"  # runc state and cgroup root of its own
 IMAGE = "mlsysops.bench/busybox:1"
 #: Exits at once on SIGTERM (a shell waiting in `wait` is interrupted by the trap).
 WORKLOAD = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
@@ -104,7 +104,7 @@ def main() -> None:
     catalog.ensure_dropin(restart=None)
     daemon.start()
     settings = WorkloadSettings(
-        namespace=NAMESPACE, log_dir=daemon.base / "logs", cgroup_root="mlsysops-bench", probe_image=IMAGE
+        namespace=NAMESPACE, log_dir=daemon.base / "logs", cgroup_root=NAMESPACE, probe_image=IMAGE
     )
     service = WorkloadService(ContainerdClient(daemon.address, NAMESPACE), catalog, settings)
     try:
@@ -142,6 +142,7 @@ def main() -> None:
     finally:
         service.client.close()
         daemon.destroy([NAMESPACE])
+        remove_cgroups(NAMESPACE)
     switch_p50 = statistics.median(switches)
     ctr_p50 = statistics.median(ctr_runs)
     figures = {

@@ -104,3 +104,27 @@ def unmount(target: str) -> None:
     if libc.umount2(target.encode(), 2) != 0:
         err = ctypes.get_errno()
         raise HostError(target, f"umount: {os.strerror(err)}", err)
+
+
+def kill_processes_mentioning(*fragments: str) -> list[int]:
+    """SIGKILL every process whose command line (NUL-separated) contains one of `fragments` (a
+    task's bundle path): a failed gVisor start leaves its gofer and sandbox running with no shim
+    to reap them."""
+    import signal
+
+    killed: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue  # gone, or a kernel thread
+        if any(f.encode() in cmdline for f in fragments):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return killed

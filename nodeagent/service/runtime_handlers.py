@@ -96,10 +96,7 @@ class HandlerCatalog:
         for handler in self.configured():
             reason = missing_binaries(handler, self._which)
             if not reason:
-                try:
-                    probe(handler)
-                except Exception as exc:  # the probe's failure is the handler's reason, whatever it was
-                    reason = f"probe container failed: {exc}"
+                reason = _probe_twice(probe, handler)
             found[handler.name] = HandlerStatus(
                 handler.name,
                 handler.runtime_type,
@@ -133,3 +130,18 @@ class HandlerCatalog:
             binary = self.runsc
         path = self._which(binary) if binary else self._which(handler.shim)
         return self._version_of(path) if path else ""
+
+
+def _probe_twice(probe: Probe, handler: HandlerConfig) -> str:
+    """ "" when the probe container ran; else the reason of its second failure. One retry, since
+    a start can fail once for a passing reason on a loaded machine (seen: runc's "unable to store
+    init state"); a handler that cannot run fails the same way twice."""
+    reason = ""
+    for _attempt in range(2):
+        try:
+            probe(handler)
+            return ""
+        except Exception as exc:  # the probe's failure is the handler's reason, whatever it was
+            reason = f"probe container failed: {exc}"
+            log.info("runtime handler=%s probe failed: %s", handler.name, exc)
+    return reason

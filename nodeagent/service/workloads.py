@@ -375,6 +375,9 @@ class WorkloadService:
                 self._wait_stopped(spec.name, 10.0)
             self._retry(lambda: self.client.delete_task(spec.name))
         self._retry(lambda: self.client.delete_container(spec.name))
+        bundle = f"io.containerd.runtime.v2.task/{self.settings.namespace}/{spec.name}"
+        for pid in runtimefiles.kill_processes_mentioning(bundle + "\0", bundle + "/"):
+            log.warning("killed pid %d left behind by a failed start of %s", pid, spec.name)
         for target in runtimefiles.mounts_containing(f"/{self.settings.namespace}/{spec.name}/rootfs"):
             log.warning("unmounting %s left behind by a failed start", target)
             runtimefiles.unmount(target)

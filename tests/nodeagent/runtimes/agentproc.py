@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from privated import PrivateContainerd
@@ -13,7 +14,9 @@ from privated import PrivateContainerd
 from mlsysops.nodeapi import NodeAgentClient
 
 IMAGE = "mlsysops.test/busybox:1"
-NAMESPACE = "mlsysops-test"
+#: Per test session: containerd namespace, runc/runsc state root and cgroup root of our tasks, so
+#: two sessions on one machine (or a full run beside a focused one) never share an id.
+NAMESPACE = f"mlsysops-test-{uuid.uuid4().hex[:8]}"
 MLSYSOPS = str(Path(sys.executable).with_name("mlsysops"))
 COMMAND = [
     "/bin/sh",
@@ -31,6 +34,8 @@ class Agent:
         self.config.write_text(
             f"""mechanisms:
   network: {{enabled: false}}
+host:
+  cgroup_root: {NAMESPACE}
 telemetry:
   metrics_listen: ""
 runtimes:

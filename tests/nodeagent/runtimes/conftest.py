@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from agentproc import IMAGE, NAMESPACE, Agent
 from ociimage import write_oci_tarball
-from privated import PrivateContainerd
+from privated import PrivateContainerd, remove_cgroups
 
 from nodeagent.host.containerd import ContainerdClient
 from nodeagent.host.ocitar import read_tarball
@@ -48,6 +48,7 @@ def containerd() -> Iterator[PrivateContainerd]:
         yield daemon
     finally:
         daemon.destroy([NAMESPACE, "default"])
+        remove_cgroups(NAMESPACE)
 
 
 def make_catalog(daemon: PrivateContainerd) -> HandlerCatalog:
@@ -70,7 +71,7 @@ def make_service(daemon: PrivateContainerd, **overrides: object) -> WorkloadServ
         namespace=NAMESPACE,
         log_dir=daemon.base / "logs",
         allowed_mount_roots=(str(daemon.base / "data"),),
-        cgroup_root="mlsysops-test",
+        cgroup_root=NAMESPACE,
         probe_image=IMAGE,
         **overrides,  # type: ignore[arg-type]
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -116,6 +117,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.stop()
         _unmount_below(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        for ns in namespaces:  # the runc shim's state root of each namespace (empty by now)
+            with contextlib.suppress(OSError):
+                os.rmdir(f"/run/containerd/runc/{ns}")
 
 
 def _unmount_below(base: Path) -> None:
@@ -124,3 +128,15 @@ def _unmount_below(base: Path) -> None:
         targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
     for target in sorted(targets, key=len, reverse=True):
         subprocess.run(["umount", "-l", target], check=False)
+
+
+def remove_cgroups(root: str) -> None:
+    """The (empty) parent cgroups our tasks were created in, in every hierarchy."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / root
+        if top.is_dir():
+            for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()

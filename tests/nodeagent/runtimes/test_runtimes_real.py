@@ -261,3 +261,21 @@ def test_a_failed_start_leaves_no_tasks_shims_mounts_or_snapshots(
     with pytest.raises(Exception, match=r"not running|no such file|executable"):
         service.run(spec(workload_name, handler=handler, args=["/no/such/binary"]))
     assert_no_debris(containerd, service, workload_name)
+
+
+def _cgroup_dirs(pid: int) -> set[str]:
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as handle:
+        return {line.strip().split(":", 2)[2] for line in handle if line.strip()}
+
+
+def test_the_workloads_cgroup_parent_follows_it_to_the_new_task(
+    containerd: PrivateContainerd, service: WorkloadService, workload_name: str
+) -> None:
+    """Limits applied (through a profile) to the parent group stay in force after a switch."""
+    parent = f"/{NAMESPACE}/apps/{workload_name}"
+    status = service.run(spec(workload_name, cgroup="apps"))
+    assert any(d.startswith(parent) for d in _cgroup_dirs(status.pid))
+    assert service.switch(workload_name, "runsc").outcome is Outcome.SWITCHED
+    after = service.get(workload_name)
+    assert after.spec.cgroup == "apps" and after.pid != status.pid
+    assert Path(f"/sys/fs/cgroup/memory{parent}").is_dir() or Path(f"/sys/fs/cgroup{parent}").is_dir()
