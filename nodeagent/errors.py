@@ -19,6 +19,7 @@ class InvalidSpec(NodeAgentError):
     """
 
     def __init__(self, field: str, reason: str) -> None:
+        field, reason = bounded(field), bounded(reason, 2 * QUOTE_CHARS)  # input quoted may be huge
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
@@ -35,6 +36,19 @@ class HostError(NodeAgentError):
     """
 
     def __init__(self, key: str, message: str, errno: int | None = None) -> None:
+        key, message = bounded(key), bounded(message, 2 * QUOTE_CHARS)
         super().__init__(f"{key}: {message}")
         self.key = key
         self.errno = errno
+
+
+#: How much of a caller's input an error or log line quotes at most.
+QUOTE_CHARS = 200
+
+
+def bounded(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text`, cut to a prefix of `limit` characters that says how long the whole was: errors
+    and logs quote input, and input may be megabytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

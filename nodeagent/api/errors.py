@@ -16,13 +16,18 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported
+from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported, bounded
 from nodeagent.service.store import CorruptState
 
 log = logging.getLogger(__name__)
 
-#: errno values after which the same call may well succeed: the caller should retry.
-TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT})
+#: errno values after which the same call may well succeed: the caller should retry. ENOENT is a
+#: file or group that vanished between the plan and its write (removed by someone else): the
+#: next apply plans it anew.
+TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ENOENT})
+
+#: Characters of a status message at most: gRPC sends it as trailing metadata (16 KiB in all).
+MAX_STATUS_CHARS = 2048
 
 
 class TooManyWatchers(NodeAgentError):
@@ -51,7 +56,7 @@ STATUS_TABLE: tuple[Row, ...] = (
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for row in STATUS_TABLE:
         if isinstance(exc, row.error) and row.when(exc):
-            return row.code, str(exc)
+            return row.code, bounded(str(exc), MAX_STATUS_CHARS)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the agent's log"
 
 

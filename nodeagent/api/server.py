@@ -21,7 +21,9 @@ from grpc_reflection.v1alpha import reflection
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
+from nodeagent.api.guard import RequestGuard
 from nodeagent.config import ConfigError, ListenConfig
+from nodeagent.service.limits import RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,18 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["NodeConfig"].full_name
 class ApiServer:
     """The agent's gRPC server: built idle, bound and started by start(), ended by stop()."""
 
-    def __init__(self, servicer: pb_grpc.NodeConfigServicer, listen: ListenConfig) -> None:
+    def __init__(
+        self, servicer: pb_grpc.NodeConfigServicer, listen: ListenConfig, limits: RequestLimits | None = None
+    ) -> None:
         self._listen = listen
+        limits = limits or RequestLimits()
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=listen.workers, thread_name_prefix="grpc"),
-            options=[("grpc.so_reuseport", 0)],  # a second agent on the same port must fail, not share it
+            interceptors=[RequestGuard(f"/{SERVICE_NAME}/")],
+            options=[
+                ("grpc.so_reuseport", 0),  # a second agent on the same port must fail, not share it
+                ("grpc.max_receive_message_length", limits.max_message_bytes),  # limits.max_message_bytes
+            ],
         )
         pb_grpc.add_NodeConfigServicer_to_server(servicer, self._server)
         self._health = health.HealthServicer()

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 MAX_CPUS = 8192
 """NR_CPUS upper bound of common distribution kernels; rejects typos like "0-100000" early."""
 
-_GROUP = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
+#: ASCII digits only: Arabic-Indic or full-width digits are not cpu ids (int() would read them).
+_GROUP = re.compile(r"([0-9]+)(?:-([0-9]+)(?::([0-9]+)/([0-9]+))?)?", re.ASCII)
 
 
 class CpuListError(ValueError):
@@ -29,17 +30,29 @@ def parse(text: str, limit: int = MAX_CPUS) -> frozenset[int]:
     """Parse "0-3,6" (also "0-7:2/4": the first 2 of every group of 4) into a set of ids.
 
     Whitespace around the list and around commas is tolerated, as the kernel strips it; the
-    empty string is the empty set. Ids must be below `limit`.
+    empty string is the empty set. Ids must be below `limit`. Groups are combined as ranges
+    (bit masks), never expanded one id at a time: "0-8191" repeated thousands of times costs
+    one mask operation each, and the set built at the end holds at most `limit` ids.
     """
-    text = text.strip()
+    return frozenset(_ids(mask(text, limit)))
+
+
+def mask(text: str, limit: int = MAX_CPUS) -> int:
+    """The list as a bit mask (bit i set for cpu i); CpuListError as parse()."""
+    text = text.strip(" \t\n")
     if not text:
-        return frozenset()
-    ids: set[int] = set()
+        return 0
+    bits = 0
+    seen: set[str] = set()
     for raw in text.split(","):
-        group = raw.strip()
-        match = _GROUP.match(group)
+        group = raw.strip(" \t\n")
+        if group in seen:
+            continue  # the same group again adds nothing
+        seen.add(group)
+        match = _GROUP.fullmatch(group)
         if match is None:
-            raise CpuListError(f"{group!r} is not a cpu id, a range 'a-b' or 'a-b:used/size'")
+            shown = group if len(group) <= 40 else f"{group[:40]}..."
+            raise CpuListError(f"{shown!r} is not a cpu id, a range 'a-b' or 'a-b:used/size'")
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         used = int(match.group(3)) if match.group(3) is not None else 1
@@ -50,8 +63,29 @@ def parse(text: str, limit: int = MAX_CPUS) -> frozenset[int]:
             raise CpuListError(f"range {group!r}: stride needs 0 < used <= group size")
         if last >= limit:
             raise CpuListError(f"id {last} is out of range (ids must be below {limit})")
-        ids.update(i for i in range(first, last + 1) if (i - first) % size < used)
-    return frozenset(ids)
+        bits |= _range_mask(first, last, used, size)
+    return bits
+
+
+def _range_mask(first: int, last: int, used: int, size: int) -> int:
+    span = last - first + 1
+    if used == size:
+        return ((1 << span) - 1) << first
+    pattern = (1 << used) - 1  # the first `used` of every `size`, repeated by doubling
+    width = size
+    while width < span:
+        pattern |= pattern << width
+        width *= 2
+    return (pattern & ((1 << span) - 1)) << first
+
+
+def _ids(bits: int) -> list[int]:
+    ids: list[int] = []
+    while bits:
+        low = bits & -bits
+        ids.append(low.bit_length() - 1)
+        bits ^= low
+    return ids
 
 
 def format(ids: Iterable[int]) -> str:

@@ -21,8 +21,9 @@ DIR_PRESENT = "present"
 ENABLED, DISABLED = "enabled", "disabled"
 SUBTREE_CONTROL = "cgroup.subtree_control"
 
-_TOGGLE = re.compile(r"^cgroup\.subtree_control\[([a-z_]+)\]$")
-_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]*$")
+# fullmatch, ASCII: `$` would accept a trailing newline ("app\n"), `\w` or `\d` Unicode letters.
+_TOGGLE = re.compile(r"cgroup\.subtree_control\[([a-z_]+)\]", re.ASCII)
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:-]*", re.ASCII)
 _RESERVED_PREFIXES = (
     "cgroup.", "cpu.", "cpuacct.", "cpuset.", "memory.", "io.", "blkio.", "pids.", "hugetlb.",
     "rdma.", "misc.", "devices.", "freezer.", "net_cls.", "net_prio.", "perf_event.",
@@ -30,6 +31,9 @@ _RESERVED_PREFIXES = (
 _RESERVED_NAMES = frozenset({"tasks", "notify_on_release", "release_agent"})
 MAX_DEPTH = 32
 MAX_NAME = 255
+MAX_PATH = 1024
+"""Characters of a whole group path: with the mount and the agent's root in front it must stay
+well below PATH_MAX (4096), or the dry run would plan what mkdir then refuses (ENAMETOOLONG)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def parse_key(key: str) -> CgroupKey:
     if key.endswith("/"):
         return CgroupKey(key.rstrip("/"))
     directory, _, last = key.rpartition("/")
-    toggle = _TOGGLE.match(last)
+    toggle = _TOGGLE.fullmatch(last)
     if toggle:
         return CgroupKey(directory, SUBTREE_CONTROL, toggle.group(1))
     return CgroupKey(directory, last)
@@ -106,6 +110,8 @@ def check_group_path(path: str) -> list[str]:
         raise ValueError("must not be empty")
     if path.startswith("/"):
         raise ValueError("must be relative to the cgroup root, not absolute")
+    if len(path) > MAX_PATH:
+        raise ValueError(f"is {len(path)} characters long (at most {MAX_PATH})")
     parts = path.rstrip("/").split("/")
     if len(parts) > MAX_DEPTH:
         raise ValueError(f"is nested {len(parts)} deep (at most {MAX_DEPTH})")
@@ -116,10 +122,11 @@ def check_group_path(path: str) -> list[str]:
             raise ValueError("must not contain empty or '.' components")
         if len(part) > MAX_NAME:
             raise ValueError(f"component {part[:20]!r}... is longer than {MAX_NAME} characters")
-        if not _COMPONENT.match(part):
+        if not _COMPONENT.fullmatch(part):
             raise ValueError(
-                f"component {part!r} must use only [A-Za-z0-9_.@:-] and start with a letter, digit or '_'"
+                f"component {part[:40]!r} must use only [A-Za-z0-9_.@:-] "
+                "and start with a letter, digit or '_'"
             )
         if part in _RESERVED_NAMES or part.startswith(_RESERVED_PREFIXES):
-            raise ValueError(f"component {part!r} would collide with cgroup interface files")
+            raise ValueError(f"component {part[:40]!r} would collide with cgroup interface files")
     return parts

@@ -7,10 +7,15 @@ by the cpufreq and cgroups mechanisms (the generic name `fields.py` belongs to n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nodeagent.errors import InvalidSpec
+from nodeagent.errors import InvalidSpec, bounded
+
+#: A 64-bit integer as the proto JSON mapping prints it: ASCII digits only (isdigit() would take
+#: Arabic-Indic or full-width digits, which int() then reads as 0).
+_DECIMAL = re.compile(r"-?[0-9]{1,20}", re.ASCII)
 
 
 def mapping(value: Any, field: str, allowed: Sequence[str]) -> Mapping[str, Any]:
@@ -40,10 +45,10 @@ def optional_int(entry: Mapping[str, Any], name: str, field: str) -> int | None:
     value = entry.get(name)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
         value = int(value)  # the proto JSON mapping prints 64-bit integers as strings
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSpec(f"{field}.{name}", f"must be an integer, not {value!r}")
+        raise InvalidSpec(f"{field}.{name}", f"must be an integer, not {bounded(repr(value))}")
     return value
 
 
@@ -53,5 +58,5 @@ def optional_str(entry: Mapping[str, Any], name: str, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidSpec(f"{field}.{name}", f"must be a string, not {value!r}")
+        raise InvalidSpec(f"{field}.{name}", f"must be a string, not {bounded(repr(value))}")
     return value

@@ -10,15 +10,22 @@ this module owns the life cycle, TuneD-style:
 - applies add up: a knob set by an earlier profile keeps its value until a Reset restores the
   originals (a mechanism's desired knobs may depend on the host, e.g. a v1 cpuset copied from
   its parent only when a group is created, so "absent from this plan" does not mean "undo it");
-- one lock serialises applies, resets and drift checks, so plans never race with writes.
+- one lock serialises the writers (applies, resets, drift checks), and is never held while a
+  request is validated: limits (service/limits.py) and every mechanism's validate() run before
+  it is taken, so a huge or hostile request cannot stall other callers or the watchdog. A plan
+  whose validation overlapped another writer's writes is validated again under the lock (on a
+  host that no longer changes under it), so a plan is never diffed on a stale snapshot;
+- reads (state(), and the inventory, which never comes here) take no lock: they see the
+  committed state swapped in one assignment and the host as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nodeagent.errors import HostError, NodeAgentError, Unsupported
@@ -26,6 +33,7 @@ from nodeagent.mechanisms.base import Mechanism, Plan, Snapshot, Value, Write
 from nodeagent.service.desired import DesiredState, DesiredStore
 from nodeagent.service.events import Event, EventBus, EventKind
 from nodeagent.service.journal import Journal
+from nodeagent.service.limits import RequestLimits, check_profile, clean_label
 from nodeagent.service.ports import AgentMetricsPort, NullMetrics
 from nodeagent.service.profile import copy_json, split_profile
 from nodeagent.service.registry import MechanismSet
@@ -43,7 +51,9 @@ class Engine:
         events: EventBus,
         metrics: AgentMetricsPort | None = None,
         clock: Callable[[], float] = time.time,
+        limits: RequestLimits | None = None,
     ) -> None:
+        self._limits = limits or RequestLimits()
         self._mechanisms = mechanisms
         self._journal = journal
         self._store = store
@@ -51,6 +61,8 @@ class Engine:
         self._metrics: AgentMetricsPort = metrics or NullMetrics()
         self._clock = clock
         self._lock = threading.Lock()
+        self._epoch = 0  # writing sections so far: a plan validated across one is stale
+        self._max_hold_s = 0.0
         self._state = store.load()
         self._drifted: set[tuple[str, str]] = set()
         self._last_drift_check: float | None = None
@@ -61,12 +73,18 @@ class Engine:
         """Make the node match `profile` (a Profile as a JSON object); see the module docstring."""
         started = time.perf_counter()
         outcome, performed = "invalid", 0
+        requester = clean_label(requester, self._limits)
         try:
-            with self._lock:
-                plans = self._validate(profile)
+            check_profile(profile, self._limits)
+            epoch = self._epoch
+            plans = self._validate(profile)  # outside the lock: bounded by the limits, yet no writer waits
+            with self._held():
+                if self._epoch != epoch:  # written meanwhile: the snapshots may be stale
+                    plans = self._validate(profile)
                 outcome = "failed"
                 writes = self._plan(plans)
                 if not dry_run:
+                    self._epoch += 1
                     self._journal.record(writes)
                     performed = self._execute(writes)
                     desired = {name: plan.desired for name, plan in plans.items()}
@@ -83,6 +101,21 @@ class Engine:
                 time.perf_counter() - started, performed, dry_run=dry_run, outcome=outcome
             )
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The engine lock, measuring how long it is held (max_lock_hold_s)."""
+        with self._lock:
+            taken = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._max_hold_s = max(self._max_hold_s, time.perf_counter() - taken)
+
+    @property
+    def max_lock_hold_s(self) -> float:
+        """The longest the engine lock was held so far (what a waiting caller or the watchdog saw)."""
+        return self._max_hold_s
+
     def _validate(self, profile: Mapping[str, Any]) -> dict[str, Plan]:
         plans: dict[str, Plan] = {}
         for name, field, section in split_profile(profile):
@@ -92,8 +125,8 @@ class Engine:
     def _plan(self, plans: Mapping[str, Plan]) -> list[Write]:
         """Ordered writes that take the node from its actual state to the plans' desired knobs.
 
-        Each diff reads with its plan's snapshot: still true, as nothing was written since
-        validate() under this same lock, and cheaper than reading the host again."""
+        Each diff reads with its plan's snapshot: still true, as no writer ran since validate()
+        (apply() validates again under the lock otherwise), and cheaper than reading the host again."""
         writes: list[Write] = []
         for name in self._mechanisms.in_order(plans):
             writes.extend(self._diff(name, plans[name].desired, plans[name].snapshot))
@@ -134,8 +167,11 @@ class Engine:
                     failures.append(f"{write.mechanism}:{write.key} ({exc})")
         if failures:
             self._events.publish(
-                Event(EventKind.ERROR, f"undo after {cause} failed for {', '.join(failures)}; "
-                      "the journal keeps their originals: Reset restores them")
+                Event(
+                    EventKind.ERROR,
+                    f"undo after {cause} failed for {', '.join(failures)}; "
+                    "the journal keeps their originals: Reset restores them",
+                )
             )
 
     def _commit(
@@ -177,10 +213,11 @@ class Engine:
         read or is not loaded) does not stop the others. Such knobs keep their originals in
         the journal, so a later Reset can retry, and the call raises HostError naming them.
         """
-        with self._lock:
+        with self._held():
             writes, unrestorable = self._restore_plan()
             if dry_run:
                 return ResetResult(tuple(writes), 0)
+            self._epoch += 1
             failed: list[str] = []
             kept: set[tuple[str, str]] = set()
             for write in writes:
@@ -225,7 +262,7 @@ class Engine:
 
     def check_drift(self, *, enforce: bool = False) -> DriftReport:
         """Compare desired with actual; report new drift once per knob, and correct it if `enforce`."""
-        with self._lock:
+        with self._held():
             drifted: list[Write] = []
             for name in self._mechanisms.in_order(self._state.knobs):
                 if self._mechanisms.loaded(name) is None:
@@ -248,6 +285,7 @@ class Engine:
             return DriftReport(tuple(drifted), enforce and bool(drifted))
 
     def _enforce(self, drifted: Sequence[Write]) -> None:
+        self._epoch += 1
         try:
             self._journal.record(drifted)
             self._execute(drifted)
@@ -262,30 +300,42 @@ class Engine:
     # ------------------------------------------------------------------ state
 
     def state(self) -> StateReport:
-        """Desired, actual and original value of every knob the agent manages or has touched."""
-        with self._lock:
-            desired = self._state.knobs
-            originals = self._journal.originals()
-            keys: dict[str, dict[str, None]] = {}
-            for name, values in desired.items():
-                keys.setdefault(name, {}).update(dict.fromkeys(values))
-            for name, key in originals:
-                keys.setdefault(name, {})[key] = None
-            views: list[KnobView] = []
-            for name in self._mechanisms.in_order(keys):
-                actual = self._read_for_state(name, keys[name])
-                for key in keys[name]:
-                    want = desired.get(name, {})
-                    views.append(
-                        KnobView(
-                            name, key, want.get(key), key in want, actual.get(key),
-                            originals.get((name, key)), (name, key) in originals,
-                        )
+        """Desired, actual and original value of every knob the agent manages or has touched.
+
+        Takes no lock (a reader never waits for a writer): the committed state is read once
+        (swapped whole by a writer), the journal's originals are a copy, and the actual values
+        are what the host holds now, mid-apply or not."""
+        state = self._state
+        desired = state.knobs
+        originals = self._journal.originals()
+        keys: dict[str, dict[str, None]] = {}
+        for name, values in desired.items():
+            keys.setdefault(name, {}).update(dict.fromkeys(values))
+        for name, key in originals:
+            keys.setdefault(name, {})[key] = None
+        views: list[KnobView] = []
+        for name in self._mechanisms.in_order(keys):
+            actual = self._read_for_state(name, keys[name])
+            for key in keys[name]:
+                want = desired.get(name, {})
+                views.append(
+                    KnobView(
+                        name,
+                        key,
+                        want.get(key),
+                        key in want,
+                        actual.get(key),
+                        originals.get((name, key)),
+                        (name, key) in originals,
                     )
-            return StateReport(
-                self._state.profile, self._state.generation, tuple(views),
-                self._state.last_apply, self._last_drift_check,
-            )
+                )
+        return StateReport(
+            state.profile,
+            state.generation,
+            tuple(views),
+            state.last_apply,
+            self._last_drift_check,
+        )
 
     def _read_for_state(self, name: str, keys: Iterable[str]) -> Mapping[str, Value]:
         """Actual values for GetState; a mechanism that cannot read shows them as unknown
