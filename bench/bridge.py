@@ -28,14 +28,14 @@ from typing import Any
 
 from faredge.bootstrap import Bridge, build
 from faredge.bridge.events import EventHub
-from faredge.broker import BRIDGE_USER, BrokerLayout
+from faredge.broker import BrokerLayout
 from faredge.channels.mosquitto import MosquittoProcess, free_port, private_settings
 from faredge.channels.mqtt import make_client
 from faredge.config import Config, MqttSettings
 from faredge.protocol.frames import Frame, FrameType, encode_frame
 from faredge.protocol.link import SerialLink
 from faredge.protocol.topics import topic
-from faredge.provision import init_broker, provision_device
+from faredge.provision import add_bridge_user, init_broker, provision_device
 from faredge.testing import DeviceClient, can_login
 from mlsysops.testing import wait_for
 
@@ -73,8 +73,9 @@ def publish_backlog(port: int, password: str, n: int) -> None:
 
 
 def bare_client(port: int, password: str, client_id: str, clean_session: bool = False) -> Any:
+    """A client of the bridge's kind; its user is named like its session (the broker binds them)."""
     return make_client(
-        MqttSettings(port=port, client_id=client_id, username=BRIDGE_USER, password=password),
+        MqttSettings(port=port, client_id=client_id, username=client_id, password=password),
         clean_session=clean_session,
     )
 
@@ -130,7 +131,7 @@ def start_bridge(workdir: Path, port: int, bridge_password: str, client_id: str)
         nodeagent_target="",
         queue_size=100000,
         mqtt=MqttSettings(
-            port=port, client_id=client_id, username=BRIDGE_USER, password=bridge_password, reconnect_max_s=1
+            port=port, client_id=client_id, username=client_id, password=bridge_password, reconnect_max_s=1
         ),
     )
     bridge = build(config, events=EventHub(queue_size=1_000_000))  # the QoS 1 check reads every event
@@ -219,7 +220,10 @@ def main() -> None:
         workdir = Path(tmp)
         layout = BrokerLayout(workdir / "broker")
         port = free_port()
-        bridge_password = init_broker(layout, private_settings(port))
+        init_broker(layout, private_settings(port))
+        client_id, bare_id = f"bench-{uuid.uuid4().hex[:6]}", f"bare-{uuid.uuid4().hex[:6]}"
+        # each phase has a user (and so a session) of its own: the broker names sessions by user
+        pw = {cid: add_bridge_user(layout, cid) for cid in (client_id, bare_id)}
         # Benchmark only: queue QoS 0 for offline sessions too, so a backlog can wait for the
         # subscriber and the drain rate is measured without the publisher in the loop.
         layout.conf.write_text(layout.conf.read_text() + "queue_qos0_messages true\n")
@@ -231,8 +235,7 @@ def main() -> None:
         bridge = None
         try:
             wait_for(lambda: can_login(port, DEVICE, device_password), what="device login")
-            client_id, bare_id = f"bench-{uuid.uuid4().hex[:6]}", f"bare-{uuid.uuid4().hex[:6]}"
-            bridge = start_bridge(workdir, port, bridge_password, client_id)  # its session, and the birth
+            bridge = start_bridge(workdir, port, pw[client_id], client_id)  # its session, and the birth
             assert bridge.mqtt is not None
             wait_for(bridge.mqtt.connected.is_set, what="bridge connected")
             dev = DeviceClient(port, DEVICE, device_password).start()
@@ -242,15 +245,15 @@ def main() -> None:
             bridge.stop()
             bare, through_bridge = 0.0, 0.0
             for _ in range(ROUNDS):  # alternate, keep the best of each: the machine is shared
-                session(port, bridge_password, client_id, keep=False)
-                session(port, bridge_password, bare_id, keep=True)
-                bare = max(bare, bare_drain(port, bridge_password, device_password, bare_id))
-                session(port, bridge_password, bare_id, keep=False)
-                session(port, bridge_password, client_id, keep=True)
+                session(port, pw[client_id], client_id, keep=False)
+                session(port, pw[bare_id], bare_id, keep=True)
+                bare = max(bare, bare_drain(port, pw[bare_id], device_password, bare_id))
+                session(port, pw[bare_id], bare_id, keep=False)
+                session(port, pw[client_id], client_id, keep=True)
                 through_bridge = max(
-                    through_bridge, bridge_drain(workdir, port, bridge_password, device_password, client_id)
+                    through_bridge, bridge_drain(workdir, port, pw[client_id], device_password, client_id)
                 )
-            bridge = start_bridge(workdir, port, bridge_password, client_id)
+            bridge = start_bridge(workdir, port, pw[client_id], client_id)
             wait_for(
                 lambda b=bridge: b.mqtt is not None and b.mqtt.connected.is_set(), what="bridge connected"
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -20,6 +21,7 @@ from faredge.bridge.router import Router
 from faredge.bridge.serialports import Port, SerialManager
 from faredge.bridge.worker import Worker
 from faredge.channels import serial as serial_adapter
+from faredge.channels.brokerlog import BrokerLogWatcher
 from faredge.channels.mqtt import MqttChannel
 from faredge.channels.nodeagent import GrpcInventorySink
 from faredge.config import Config, PortSpec, SerialSettings
@@ -68,6 +70,7 @@ class Bridge:
     inventory: InventoryReporter | None = None
     control: ControlServer | None = None
     metrics_server: MetricsServer | None = None
+    broker_log: BrokerLogWatcher | None = None
     _stoppers: list[Callable[[], Any]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -77,6 +80,7 @@ class Bridge:
             self.inventory,
             self.serial,
             self.mqtt,
+            self.broker_log,
             self.control,
             self.metrics_server,
         )
@@ -125,6 +129,11 @@ def build(
             config.mqtt, worker.offer, lambda device, drop: router.drop("mqtt", device, drop)
         )
         router.downlinks["mqtt"] = bridge.mqtt
+        if config.mqtt.broker_log:
+            denials = metrics.broker_denials
+            bridge.broker_log = BrokerLogWatcher(
+                Path(config.mqtt.broker_log), lambda event, client: _denied(denials, event, client)
+            )
     if config.serial is not None:
         bridge.serial = _serial_manager(config.serial, router, worker, resolve_port, open_port)
         router.downlinks["serial"] = bridge.serial
@@ -140,6 +149,11 @@ def build(
         router.set_inventory(bridge.inventory)
     bridge.control = ControlServer(config.control_socket, router)
     return bridge
+
+
+def _denied(counter: Any, event: str, client: str) -> None:
+    counter.labels(event).inc()
+    log.warning("broker: %s by client %s", event.replace("_", " "), client)
 
 
 def _serial_manager(

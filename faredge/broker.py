@@ -13,6 +13,10 @@ Why each queue setting (Mosquitto 2.0 defaults in brackets):
 - `persistent_client_expiration 7d`: a bridge gone for a week does not pin memory forever.
 - `allow_anonymous false`, `password_file`, `acl_file`: every device has its own credentials and
   may write only its own topics (`device_acl`).
+- `use_username_as_clientid true` on every listener: the broker replaces the client id a client
+  asks for with its username, so a session can only be taken over with that user's own
+  credentials. Without it any device could connect as `mlsysops-faredge` (kicking the bridge
+  off and discarding the QoS 1 messages queued for it) or as another device's id.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from faredge.protocol.messages import check_device_id
 from faredge.protocol.topics import DEVICE_READS, DEVICE_WRITES, PREFIX
 
 BRIDGE_USER = "faredge"
+# Per listener: the client id is the username, so nobody can take over another user's session.
+BIND_CLIENT_ID = "use_username_as_clientid true"
 QUEUE_SETTINGS = {
     "max_queued_messages": "100000",
     "max_queued_bytes": "67108864",
@@ -118,11 +124,12 @@ def render_conf(layout: BrokerLayout, settings: BrokerSettings) -> str:
     ]
     if user:
         lines.append(f"user {user}")
-    lines += ["", f"listener {port} {host}"]
+    lines += ["", f"listener {port} {host}", BIND_CLIENT_ID]
     if tls is not None and tls_port is not None:
         lines += [
             "",
             f"listener {tls_port} {host}",
+            BIND_CLIENT_ID,
             f"cafile {tls.ca_file}",
             f"certfile {tls.cert_file}",
             f"keyfile {tls.key_file}",

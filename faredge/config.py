@@ -30,10 +30,11 @@ metrics:
 mqtt:                                     # omit (or null) for a serial-only bridge
   host: 127.0.0.1
   port: 1883
-  client_id: mlsysops-faredge             # fixed: it names the persistent session
+  client_id: mlsysops-faredge             # the broker replaces it with the username (the session name)
   username: faredge
   password_file: /etc/mlsysops/faredge/bridge.password
   keepalive_s: 30
+  broker_log: /var/log/mosquitto/mosquitto.log  # optional: count takeovers and refused logins
   tls:                                    # optional
     ca_file: /etc/mlsysops/faredge/ca.crt
     cert_file: /etc/mlsysops/faredge/bridge.crt   # optional client certificate
@@ -71,6 +72,7 @@ class MqttSettings:
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    broker_log: str = ""  # the broker's log file: takeovers and refused logins are counted from it
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ def _mqtt(s: _Section, base: Path) -> MqttSettings:
         password=password,
         tls=tls,
         keepalive_s=s.get("keepalive_s", int, 30, _range(5, 3600)),
+        broker_log=str(base / b) if (b := s.get("broker_log", str, "")) else "",
     )
     s.done()
     return settings

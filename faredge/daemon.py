@@ -35,4 +35,3 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     bridge.stop()
     return 0
-

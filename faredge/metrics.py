@@ -136,6 +136,13 @@ class BridgeMetrics:
         self.serial_gave_up = Counter(
             f"{ns}_serial_gave_up", "Reliable frames never acknowledged", registry=registry
         )
+        self.broker_denials = Counter(
+            f"{ns}_broker_denials",
+            "What the broker refused or ended, from its log: takeover (a second connection with the"
+            " same credentials replaced a session), auth_denied (a refused login)",
+            ["event"],
+            registry=registry,
+        )
 
     def watch_devices(self, snapshot: Snapshot) -> None:
         """Export per-device state read from `snapshot` at scrape time.

@@ -55,6 +55,29 @@ def _set_acl(layout: BrokerLayout, user: str, rules: list[str]) -> None:
     _write_secret(layout.acl, render_acl(blocks))
 
 
+def _bridge_users(layout: BrokerLayout) -> set[str]:
+    """Users whose ACL block is the bridge's: their names are never device ids."""
+    blocks = parse_acl(layout.acl.read_text()) if layout.acl.exists() else {}
+    rules = bridge_acl()
+    return {BRIDGE_USER} | {user for user, block in blocks.items() if block == rules}
+
+
+def add_bridge_user(layout: BrokerLayout, user: str) -> str:
+    """Give a bridge (another instance, a test, the benchmark) its own user; return its password.
+
+    The broker names sessions by username (`use_username_as_clientid`), so each bridge that
+    keeps a persistent session of its own needs a user of its own.
+    """
+    check_device_id(user, "user")
+    blocks = parse_acl(layout.acl.read_text()) if layout.acl.exists() else {}
+    if user in blocks and blocks[user] != bridge_acl():
+        raise Invalid("user", f"{user!r} is already a provisioned device")
+    password = secrets.token_urlsafe(24)
+    set_password(layout.passwd, user, password)
+    _set_acl(layout, user, bridge_acl())
+    return password
+
+
 def init_broker(layout: BrokerLayout, settings: BrokerSettings) -> str:
     """Write mosquitto.conf and the bridge's own user (once); return the bridge's password."""
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -62,9 +85,7 @@ def init_broker(layout: BrokerLayout, settings: BrokerSettings) -> str:
         layout.conf.write_text(render_conf(layout, settings))
     if layout.bridge_password.exists():
         return layout.bridge_password.read_text().strip()
-    password = secrets.token_urlsafe(24)
-    set_password(layout.passwd, BRIDGE_USER, password)
-    _set_acl(layout, BRIDGE_USER, bridge_acl())
+    password = add_bridge_user(layout, BRIDGE_USER)
     _write_secret(layout.bridge_password, password + "\n")
     return password
 
@@ -75,6 +96,8 @@ def provision_device(
     check_device_id(device_id, "device")
     if board not in BOARDS:
         raise Invalid("board", f"{board!r} is not one of {', '.join(BOARDS)}")
+    if device_id in _bridge_users(layout):
+        raise Invalid("device", f"{device_id!r} is the bridge's user: a device cannot have its name")
     password = secrets.token_urlsafe(18)
     set_password(layout.passwd, device_id, password)
     _set_acl(layout, device_id, device_acl(device_id))

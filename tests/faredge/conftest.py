@@ -23,13 +23,19 @@ from faredge.bootstrap import Bridge, build
 from faredge.bridge.downlink import Downlink
 from faredge.bridge.router import Router
 from faredge.broker import BRIDGE_USER, BrokerLayout
-from faredge.channels.mosquitto import MosquittoProcess, free_port, mosquitto_binary, private_settings
+from faredge.channels.mosquitto import (
+    MosquittoProcess,
+    free_port,
+    mosquitto_binary,
+    private_settings,
+    reload_broker,
+)
 from faredge.config import Config, MqttSettings
 from faredge.metrics import BridgeMetrics
-from faredge.provision import init_broker, provision_device
+from faredge.provision import add_bridge_user, init_broker, provision_device
 from faredge.ratelimit import RateLimitedLog
 from faredge.registry import Device, Registry
-from faredge.testing import can_login
+from faredge.testing import DeviceClient, can_login
 
 # ------------------------------------------------------------------ pure router fixtures
 from mlsysops.testing import wait_for
@@ -96,13 +102,33 @@ class Broker:
         wait_for(lambda: can_login(self.port, device_id, result.password), what=f"login of {device_id}")
         return device_id, result.password
 
-    def bridge_settings(self, client_id: str | None = None) -> MqttSettings:
+    def bridge_user(self, user: str) -> str:
+        """A bridge user of its own (the broker names sessions by username); its password.
+
+        The login probe runs only for a new user: it would connect under the session's name
+        (clean) and wipe a persistent session the user already has."""
+        if user == BRIDGE_USER:
+            return self.bridge_password
+        with self.lock:
+            new = user not in self.passwords
+            if new:
+                self.passwords[user] = add_bridge_user(self.layout, user)
+                reload_broker(self.layout)
+        password = self.passwords[user]
+        if new:
+            wait_for(lambda: can_login(self.port, user, password), what=f"login of {user}")
+        return password
+
+    def bridge_settings(self, client_id: str | None = None, **kw: Any) -> MqttSettings:
+        """Settings of a test bridge: its own user named like its (persistent) session."""
+        user = client_id or f"bridge-{uuid.uuid4().hex[:8]}"
         return MqttSettings(
             port=self.port,
-            client_id=client_id or f"bridge-{uuid.uuid4().hex[:8]}",
-            username=BRIDGE_USER,
-            password=self.bridge_password,
+            client_id=user,
+            username=user,
+            password=self.bridge_user(user),
             reconnect_max_s=1,
+            **kw,
         )
 
 
@@ -119,6 +145,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield Broker(layout, port, process, password)
     finally:
         process.stop()
+
+
+@pytest.fixture
+def device(broker: Broker) -> Iterator[Callable[..., DeviceClient]]:
+    """Provisioned devices connected with paho under their own credentials; closed at teardown."""
+    clients: list[DeviceClient] = []
+
+    def make(device_id: str | None = None) -> DeviceClient:
+        dev_id, password = broker.device(device_id)
+        client = DeviceClient(broker.port, dev_id, password).start()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.close()
 
 
 @pytest.fixture
@@ -161,8 +203,9 @@ def mqtt_bridge(
 ) -> Callable[..., Bridge]:
     """Start a bridge on the session broker and wait until it is subscribed."""
 
-    def make(client_id: str | None = None, **config: Any) -> Bridge:
-        bridge = make_bridge(new_config(mqtt=broker.bridge_settings(client_id), **config))
+    def make(client_id: str | None = None, broker_log: str = "", **config: Any) -> Bridge:
+        mqtt = broker.bridge_settings(client_id, broker_log=broker_log)
+        bridge = make_bridge(new_config(mqtt=mqtt, **config))
         assert bridge.mqtt is not None
         wait_for(bridge.mqtt.connected.is_set, what="bridge connected")
         return bridge

@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from faredge.bootstrap import Bridge
 from faredge.testing import DeviceClient, sample
 from mlsysops.testing import wait_for
-
-
-@pytest.fixture
-def device(broker: Any) -> Callable[..., DeviceClient]:
-    clients: list[DeviceClient] = []
-
-    def make(device_id: str | None = None) -> DeviceClient:
-        dev_id, password = broker.device(device_id)
-        client = DeviceClient(broker.port, dev_id, password).start()
-        clients.append(client)
-        return client
-
-    yield make  # type: ignore[misc]
-    for c in clients:
-        c.close()
 
 
 def processed(bridge: Bridge, device_id: str, kind: str = "telemetry") -> float:
