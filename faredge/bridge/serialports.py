@@ -59,8 +59,17 @@ class _Session:
             self.port.write(self.link.take_output())
         self._m.metrics.serial_frames.labels("out").inc()
 
+    def _sync(self) -> None:
+        """First frame of the session: the device resets its de-duplication and sends its
+        BIRTH and TWIN_GET, so identity and twin are resynchronised (protocol.link)."""
+        with self._lock:
+            self.link.sync()
+            self.port.write(self.link.take_output())
+        self._m.metrics.serial_frames.labels("out").inc()
+
     def _run(self) -> None:
         try:
+            self._sync()
             while not self.stop.is_set():
                 self._step()
         except Unavailable as exc:

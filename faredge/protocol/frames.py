@@ -32,6 +32,7 @@ class FrameType(enum.IntEnum):
     TWIN_REPORTED = 0x05
     ACK = 0x06
     PING = 0x07
+    SYNC = 0x08  # bridge → device: a new bridge session (epoch) begins; see SerialLink.sync
 
     @property
     def reliable(self) -> bool:
@@ -39,7 +40,9 @@ class FrameType(enum.IntEnum):
         return self in _RELIABLE
 
 
-_RELIABLE = frozenset({FrameType.BIRTH, FrameType.TWIN_GET, FrameType.TWIN_DESIRED, FrameType.TWIN_REPORTED})
+_RELIABLE = frozenset(
+    {FrameType.BIRTH, FrameType.TWIN_GET, FrameType.TWIN_DESIRED, FrameType.TWIN_REPORTED, FrameType.SYNC}
+)
 _TYPES = {t.value: t for t in FrameType}
 
 

@@ -4,17 +4,24 @@ Pure and clock-driven (the clock is injected): the port session feeds it bytes a
 it produces, tests drive it with a fake clock. Rules from docs/faredge-protocol.md: reliable frames
 are acknowledged (duplicates again) and processed once; our reliable frames are retransmitted
 after 200 ms, doubling, up to 5 tries.
+
+Sessions: each side de-duplicates on (type, seq) and numbers its frames from 0 when it starts, so
+a new session on either side would look like a run of duplicates to the other. The bridge opens
+every session with a SYNC frame carrying a random epoch: the device forgets what it has seen,
+and answers with BIRTH and TWIN_GET, which resynchronises the twin. A new (not duplicate) BIRTH
+does the same here: the device rebooted and counts from 0 again.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from faredge.errors import Dropped
-from faredge.protocol.frames import Frame, FrameType, StreamDecoder, encode_frame
-from faredge.protocol.messages import peek_id
+from faredge.protocol.frames import MAX_PAYLOAD, Frame, FrameType, StreamDecoder, encode_frame
+from faredge.protocol.messages import parse_message
 
 KIND_OF = {
     FrameType.BIRTH: "birth",
@@ -47,8 +54,10 @@ class SerialLink:
         identity: str | None = None,
         retry_s: float = 0.2,
         max_tries: int = 5,
+        epoch: int | None = None,
     ) -> None:
         self._clock = clock
+        self.epoch = random.getrandbits(31) if epoch is None else epoch
         self.identity = identity  # configured, or learned from the first birth
         self._configured = identity is not None
         self._retry = retry_s
@@ -94,19 +103,29 @@ class SerialLink:
             key = (frame.type, frame.seq, frame.payload)
             if key in self._seen:
                 return None  # a retransmission of something already processed
+            if frame.type is FrameType.BIRTH:
+                self._seen.clear()  # the device (re)started: its numbering starts again
             self._seen.append(key)
         if frame.type is FrameType.BIRTH:
             self._learn_identity(frame.payload)
         return Received(kind, frame.payload)
 
     def _learn_identity(self, payload: bytes) -> None:
+        """Only a birth that passes validation names the link: a malformed one (noise that
+        happens to decode, a buggy or hostile board) must not take the port from its device."""
         if self._configured:
             return  # the router checks the birth's id against the configured one
-        device_id = peek_id(payload)
-        if device_id is not None:
-            self.identity = device_id
+        try:
+            birth = parse_message("birth", payload, max_bytes=MAX_PAYLOAD)
+        except Dropped:
+            return  # the router drops and counts it
+        self.identity = birth.id
 
     # ------------------------------------------------------------------ send
+    def sync(self) -> int:
+        """Open this bridge session: the device resets its de-duplication and re-announces."""
+        return self.send(FrameType.SYNC, b'{"epoch":%d}' % self.epoch)
+
     def send(self, ftype: FrameType, payload: bytes = b"") -> int:
         seq = self._seq
         self._seq = (self._seq + 1) & 0xFFFF

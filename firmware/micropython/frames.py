@@ -12,7 +12,8 @@ TWIN_DESIRED = 4
 TWIN_REPORTED = 5
 ACK = 6
 PING = 7
-RELIABLE = (BIRTH, TWIN_GET, TWIN_DESIRED, TWIN_REPORTED)
+SYNC = 8
+RELIABLE = (BIRTH, TWIN_GET, TWIN_DESIRED, TWIN_REPORTED, SYNC)
 MAX_PAYLOAD = 1024
 # Longest legal wire frame: body (3 + 1024 + 2) plus one COBS code byte per 254 bytes, plus one.
 MAX_WIRE = 1029 + 1029 // 254 + 1
@@ -104,7 +105,7 @@ def decode(wire):
         return None
     if crc16(body) != 0:  # the CRC over body||crc of a CRC without xorout is zero
         return None
-    if not BIRTH <= body[0] <= PING:
+    if not BIRTH <= body[0] <= SYNC:
         return None
     return body[0], (body[1] << 8) | body[2], bytes(body[3:-2])
 

@@ -6,6 +6,10 @@ device sends BIRTH and TWIN_GET again later (backing off up to 30 s), which is h
 restarted learns about the device. Received reliable frames are ACKed every time and handled
 once per (type, seq) within a small window. PING fills silences longer than the interval so
 the bridge can tell "quiet" from "gone".
+
+A bridge opens each session with SYNC `{"epoch": n}`: a new epoch means a new numbering on the
+other side, so the de-duplication window is cleared (else its first TWIN_DESIRED, seq 0 again,
+would be taken for a duplicate) and BIRTH and TWIN_GET are sent again to resync the twin.
 """
 
 import asyncio
@@ -39,6 +43,7 @@ class SerialLink:
         self.bad = 0
         self.rebirth = None
         self.backoff = 1000
+        self.epoch = None
 
     def _write(self, wire, now):
         self.uart.write(wire)
@@ -65,6 +70,9 @@ class SerialLink:
             if ftype in frames.RELIABLE:
                 self._write(frames.encode(frames.ACK, seq), now)
                 key = (ftype << 16) | seq
+                if ftype == frames.SYNC:
+                    self._sync(payload, key)
+                    continue
                 if key in self.seen:
                     continue
                 self.seen.append(key)
@@ -77,6 +85,17 @@ class SerialLink:
                     self.bad += 1
                     continue
                 self.dev.on_message("twin/desired", msg)
+
+    def _sync(self, payload, key):
+        try:
+            epoch = json.loads(payload)["epoch"]
+        except (ValueError, KeyError, TypeError):
+            self.bad += 1
+            return
+        if epoch != self.epoch:  # a retransmitted SYNC of this epoch changes nothing
+            self.epoch = epoch
+            self.seen = []
+            self.dev.on_connect()
 
     def tick(self, now):
         """Retransmit what is due, give up after TRIES, heartbeat, re-announce when lost."""

@@ -278,3 +278,48 @@ def test_a_deeply_nested_birth_does_not_break_the_link() -> None:
     nested = b'{"id":' + b"[" * 500 + b"]" * 500 + b"}"  # hostile: deep nesting, no id
     assert link.feed(encode_frame(Frame(FrameType.BIRTH, 1, nested))) == [Received("birth", nested)]
     assert link.identity is None  # the router then drops it as unidentified/schema
+
+
+# ------------------------------------------------------------------ sessions and identity (issue 9)
+def test_a_malformed_birth_does_not_rekey_an_unconfigured_link() -> None:
+    link = SerialLink(Clock())
+    link.feed(encode_frame(Frame(FrameType.BIRTH, 0, birth("s1"))))
+    bad = json.dumps({"id": "evil", "fw": 1}).encode()  # decodes, has an id, fails the schema
+    assert link.feed(encode_frame(Frame(FrameType.BIRTH, 1, bad))) == [Received("birth", bad)]
+    assert link.identity == "s1"
+
+
+def test_a_new_birth_resets_deduplication_so_a_rebooted_device_is_heard() -> None:
+    link = SerialLink(Clock())
+    get = encode_frame(Frame(FrameType.TWIN_GET, 1, b'{"id":"s1"}'))
+    link.feed(encode_frame(Frame(FrameType.BIRTH, 0, birth(boot=1))) + get)
+    assert link.feed(encode_frame(Frame(FrameType.BIRTH, 0, birth(boot=2))) + get) == [
+        Received("birth", birth(boot=2)),
+        Received("twin/get", b'{"id":"s1"}'),
+    ]
+
+
+def test_every_session_opens_with_a_reliable_sync_carrying_its_epoch() -> None:
+    link = SerialLink(Clock(), epoch=1234)
+    link.sync()
+    (frame,) = frames_in(link.take_output())
+    assert (frame.type, frame.seq, json.loads(frame.payload)) == (FrameType.SYNC, 0, {"epoch": 1234})
+    assert link.unacknowledged == 1 and FrameType.SYNC.reliable
+
+
+def test_a_malformed_birth_on_an_id_less_port_keeps_the_device_online(rig: Rig) -> None:
+    dev = Device(rig.ports.plug("mem0"))
+    router = rig.start()
+    assert any(f.type is FrameType.SYNC for f in wait_for(dev.poll, what="the session's SYNC"))
+    dev.send(FrameType.BIRTH, json.loads(birth()))
+    wait_for(lambda: "s1" in router.registry, what="birth")
+    dev.send(FrameType.BIRTH, {"id": "evil", "fw": 1})  # schema-invalid
+    dev.send(FrameType.TELEMETRY, {"id": "s1", "seq": 5, "r": {"t": 1.0}})
+    wait_for(lambda: router.view("s1")["live"]["seq"] == 5, what="the real device's telemetry")
+    assert router.registry.get("s1").online and "evil" not in router.registry
+    assert (
+        sample(router.metrics, "faredge_dropped_total", device="s1", transport="serial", reason="identity")
+        == 0
+    )
+    router.set_desired("s1", {"interval_ms": 1000})
+    wait_for(lambda: [f for f in dev.poll() if f.type is FrameType.TWIN_DESIRED], what="desired still sent")

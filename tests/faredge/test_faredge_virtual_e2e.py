@@ -75,3 +75,22 @@ def test_virtual_board_over_mqtt_with_its_own_credentials(
     wait_for(
         lambda: not bridge.registry.get(dev_id).online, what="offline after the device stopped", timeout=30
     )
+
+
+def test_after_a_bridge_restart_the_first_set_converges_on_the_serial_firmware(
+    serial_board: Any, make_bridge: Any, new_config: Any
+) -> None:
+    """Issue 9, defect 3: every bridge session numbers its frames from 0; without the session's
+    SYNC the device took the new session's first TWIN_DESIRED for a duplicate and ignored it."""
+    dev_id = serial_board.config["id"]
+    settings = SerialSettings(ports=(PortSpec(path=serial_board.port),), scan_interval_s=0.05)
+    first = make_bridge(new_config(serial=settings))
+    wait_for(lambda: dev_id in first.registry, what="birth", timeout=20)
+    first.router.set_desired(dev_id, {"interval_ms": 300})
+    wait_for(lambda: first.router.view(dev_id)["in_sync"], what="first set applied", timeout=20)
+    first.stop()
+    second = make_bridge(new_config(serial=settings))  # same state dir: a restarted daemon
+    wait_for(lambda: second.registry.get(dev_id).online, what="device back", timeout=20)
+    second.router.set_desired(dev_id, {"interval_ms": 400})
+    wait_for(lambda: second.router.view(dev_id)["in_sync"], what="converged without another set", timeout=20)
+    assert second.registry.get(dev_id).twin.reported["interval_ms"] == 400

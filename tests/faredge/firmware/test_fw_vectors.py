@@ -33,10 +33,11 @@ VALID: list[tuple[str, int, int, bytes]] = [
     ("zeros-in-payload", 2, 0x0100, b"\x00a\x00\x00b\x00"),
     ("run-of-254-nonzero", 2, 5, bytes(range(1, 255))),
     ("max-payload-1024", 2, 6, bytes((i % 255) + 1 for i in range(1024))),
+    ("sync", 8, 0, b'{"epoch":1234}'),
 ]
 # Encoded by the same codec but illegal for a receiver: (name, type, seq, payload).
 ILLEGAL: list[tuple[str, int, int, bytes]] = [
-    ("unknown-type-8", 8, 1, b""),
+    ("unknown-type-9", 9, 1, b""),
     ("payload-1025", 2, 7, b"y" * 1025),
 ]
 
@@ -69,7 +70,7 @@ def _invalid(wires: dict[str, str]) -> list[dict[str, str]]:
     return [
         {"name": "bad-crc", "wire_hex": bytes(bad_crc).hex() + "00", "reason": "crc"},
         {"name": "truncated", "wire_hex": birth[:20].hex() + "00", "reason": "cobs"},
-        {"name": "unknown-type-8", "wire_hex": wires["unknown-type-8"], "reason": "type"},
+        {"name": "unknown-type-9", "wire_hex": wires["unknown-type-9"], "reason": "type"},
         {"name": "payload-1025", "wire_hex": wires["payload-1025"], "reason": "length"},
         {"name": "too-short", "wire_hex": "03010100", "reason": "length"},
     ]

@@ -23,7 +23,7 @@ def test_cobs_examples_from_the_cobs_paper():
 
 
 def test_round_trip_every_type_and_seq_edges():
-    for t in range(1, 8):
+    for t in range(1, 9):
         for seq in (0, 1, 255, 256, 65535):
             wire = frames.encode(t, seq, b'{"id": "d\x00x"}')
             assert wire.find(b"\x00") == len(wire) - 1
@@ -40,7 +40,7 @@ def test_bad_crc_type_length_and_cobs_are_rejected():
     bad = bytearray(wire)
     bad[3] ^= 0x01
     assert frames.decode(bad) is None
-    assert frames.decode(frames.encode(8, 1, b"")[:-1]) is None  # unknown type
+    assert frames.decode(frames.encode(9, 1, b"")[:-1]) is None  # unknown type
     assert frames.decode(frames.cobs_encode(b"\x01\x00")) is None  # too short
     assert frames.decode(b"\x05\x01") is None  # code runs past the end
     assert frames.decode(frames.encode(2, 1, b"y" * 1025)[:-1]) is None

@@ -100,3 +100,21 @@ def test_ping_after_silence_and_sequence_wraps():
     link.tick(1000)
     got = u.frames()
     assert [(f[0], f[1]) for f in got] == [(frames.TELEMETRY, 65535), (frames.PING, 0)]
+
+
+def test_sync_of_a_new_bridge_session_resets_dedup_and_re_announces():
+    u, dev, _ = _link()
+    link = SerialLink(u, dev, ping_ms=10**6)
+    desired = json.dumps({"id": "d", "version": 1, "settings": {}}).encode()
+    link.receive(frames.encode(frames.SYNC, 0, b'{"epoch": 7}'), 0)
+    link.receive(frames.encode(frames.TWIN_DESIRED, 1, desired), 0)
+    assert dev.connects == 1 and len(dev.msgs) == 1
+    link.receive(frames.encode(frames.SYNC, 0, b'{"epoch": 7}'), 5)  # retransmitted: no effect
+    assert dev.connects == 1
+    link.receive(frames.encode(frames.SYNC, 0, b'{"epoch": 8}'), 10)  # the bridge restarted
+    link.receive(frames.encode(frames.TWIN_DESIRED, 1, desired), 10)  # same (type, seq) again
+    assert dev.connects == 2 and len(dev.msgs) == 2  # heard, not taken for a duplicate
+    acks = [f for f in u.frames() if f[0] == frames.ACK]
+    assert len(acks) == 5
+    link.receive(frames.encode(frames.SYNC, 0, b"[1]"), 20)  # malformed: counted, ignored
+    assert link.bad == 1 and dev.connects == 2
