@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -351,6 +352,7 @@ def runtimes(conn: Connection, refresh: bool, output_format: str) -> None:
 @click.option("--netns", default="", help="Named network namespace to join.")
 @click.option("--cpu-quota-us", type=click.IntRange(min=0), default=0, help="0: unlimited.")
 @click.option("--memory-max-bytes", type=click.IntRange(min=0), default=0, help="0: unlimited.")
+@click.option("--readiness", default="", help="Command run in the task (shell words); ready when it exits 0.")
 @output_option
 @pass_connection
 def run(
@@ -366,9 +368,10 @@ def run(
     netns: str,
     cpu_quota_us: int,
     memory_max_bytes: int,
+    readiness: str,
     output_format: str,
 ) -> None:
-    """Run a workload NAME with ARGS (after --) on this node, verified running."""
+    """Run a workload NAME with ARGS (after --) on this node, verified running (and ready)."""
     spec = pb.WorkloadSpec(
         name=name,
         image=image,
@@ -380,6 +383,7 @@ def run(
         netns=netns,
         cpu_quota_us=cpu_quota_us,
         memory_max_bytes=memory_max_bytes,
+        readiness=shlex.split(readiness),
     )
     with conn.client() as client:
         workload = client.run_workload(spec, image_tarball=image_tarball or "")

@@ -58,6 +58,8 @@ def spec_to_pb(spec: WorkloadSpec) -> pb.WorkloadSpec:
         cpu_quota_us=spec.cpu_quota_us,
         cpu_period_us=spec.cpu_period_us,
         memory_max_bytes=spec.memory_max_bytes,
+        readiness=list(spec.readiness),
+        readiness_timeout_s=spec.readiness_timeout_s,
     )
 
 

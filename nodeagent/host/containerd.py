@@ -47,6 +47,7 @@ from nodeagent.host.ocitar import Blob, TarImage, chain_ids, open_blob
 T = TypeVar("T")
 
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"  # typeurl's name for runc v2 shim options
 SNAPSHOTTER = "overlayfs"
 CHAIN_LABEL = "mlsysops.eu/chain-id"  # on our image records: the snapshot of its top layer
@@ -514,6 +515,52 @@ class ContainerdClient:
             f"task/{container_id}",
             lambda ch: tasks_grpc.TasksStub(ch).Delete(request, metadata=self._meta(), timeout=self.timeout),
         )
+
+    def run_exec(
+        self, container_id: str, exec_id: str, process: bytes, log_path: str, timeout: float
+    ) -> int | None:
+        """Run one more process (OCI process JSON) in the task; its exit status, None when it did
+        not exit within `timeout` (it is then killed). The process is deleted either way."""
+        key = f"task/{container_id}/exec/{exec_id}"
+        meta = self._meta()
+        spec = any_pb2.Any(type_url=PROCESS_TYPE_URL, value=process)
+        request = tasks.ExecProcessRequest(
+            container_id=container_id,
+            exec_id=exec_id,
+            spec=spec,
+            stdout=f"file://{log_path}",
+            stderr=f"file://{log_path}",
+        )
+
+        def run(ch: grpc.Channel) -> int | None:
+            stub = tasks_grpc.TasksStub(ch)
+            stub.Exec(request, metadata=meta, timeout=self.timeout)
+            try:
+                stub.Start(
+                    tasks.StartRequest(container_id=container_id, exec_id=exec_id),
+                    metadata=meta,
+                    timeout=self.timeout,
+                )
+                wait = tasks.WaitRequest(container_id=container_id, exec_id=exec_id)
+                try:
+                    return int(stub.Wait(wait, metadata=meta, timeout=timeout).exit_status)
+                except grpc.RpcError as exc:
+                    if _code(exc) != grpc.StatusCode.DEADLINE_EXCEEDED:
+                        raise
+                    kill = tasks.KillRequest(container_id=container_id, exec_id=exec_id, signal=9)
+                    stub.Kill(kill, metadata=meta, timeout=self.timeout)
+                    stub.Wait(wait, metadata=meta, timeout=self.timeout)
+                    return None
+            finally:
+                delete = tasks.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
+                self._lookup(
+                    key,
+                    lambda c: tasks_grpc.TasksStub(c).DeleteProcess(
+                        delete, metadata=meta, timeout=self.timeout
+                    ),
+                )
+
+        return self._call(key, run)
 
     def _ignore_missing(self, key: str, call: Callable[[grpc.Channel], object]) -> None:
         """Deletes are idempotent: NOT_FOUND means done."""

@@ -35,6 +35,8 @@ SPEC_FIELDS = (
     "cpu_quota_us",
     "cpu_period_us",
     "memory_max_bytes",
+    "readiness",
+    "readiness_timeout_s",
 )
 
 
@@ -59,6 +61,8 @@ class WorkloadSpec:
     cpu_period_us: int = 100_000
     memory_max_bytes: int = 0  # 0: unlimited
     labels: Mapping[str, str] = field(default_factory=dict)
+    readiness: tuple[str, ...] = ()  # a command run in the task; ready when it exits 0 ("": running is ready)
+    readiness_timeout_s: float = 10.0
 
     def with_handler(self, handler: str) -> WorkloadSpec:
         return replace(self, handler=handler)
@@ -78,6 +82,7 @@ class WorkloadSpec:
                 "args": tuple(raw["args"]),
                 "env": tuple(raw.get("env", ())),
                 "mounts": mounts,
+                "readiness": tuple(raw.get("readiness", ())),
                 "labels": dict(raw.get("labels", {})),
             }
         )
@@ -133,7 +138,25 @@ def validate(
     memory = _int(data, "memory_max_bytes", 0, 0, 1 << 50)
     if memory and memory < 4 << 20:
         raise InvalidSpec("memory_max_bytes", f"{memory} is below 4 MiB: no container starts in that")
-    return WorkloadSpec(name, image, handler, args, env, mounts, cgroup, netns, quota, period, memory)
+    readiness = _strings(data, "readiness")
+    timeout = data.get("readiness_timeout_s", 10.0) or 10.0
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 600:
+        raise InvalidSpec("readiness_timeout_s", f"{timeout!r} is not a number of seconds in 0.1..600")
+    return WorkloadSpec(
+        name,
+        image,
+        handler,
+        args,
+        env,
+        mounts,
+        cgroup,
+        netns,
+        quota,
+        period,
+        memory,
+        readiness=readiness,
+        readiness_timeout_s=float(timeout),
+    )
 
 
 def _mount(raw: Any, i: int, roots: Sequence[str], resolve: Callable[[str], str]) -> MountSpec:
@@ -273,6 +296,12 @@ def oci_spec(
             "readonlyPaths": READONLY,
         },
     }
+
+
+def readiness_process(spec: WorkloadSpec) -> dict[str, Any]:
+    """The OCI process of the readiness command: the task's own user, env and capabilities."""
+    task = oci_spec(spec, cgroup_root="", netns_dir="")["process"]
+    return {**task, "args": list(spec.readiness)}
 
 
 def _default_mounts() -> list[dict[str, Any]]:

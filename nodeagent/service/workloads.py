@@ -15,6 +15,8 @@ workload on its old handler.
 from __future__ import annotations
 
 import errno
+import functools
+import json
 import logging
 import os
 import signal
@@ -30,7 +32,7 @@ from nodeagent.host import runtimefiles
 from nodeagent.host.ocitar import read_tarball
 from nodeagent.mechanisms.runtime_handlers import HandlerConfig
 from nodeagent.mechanisms.runtime_switch import SwitchResult, switch
-from nodeagent.mechanisms.workload_spec import WorkloadSpec, oci_spec, validate
+from nodeagent.mechanisms.workload_spec import WorkloadSpec, oci_spec, readiness_process, validate
 from nodeagent.service.events import Event, EventBus, EventKind
 from nodeagent.service.runtime_handlers import HandlerCatalog, HandlerStatus
 
@@ -313,8 +315,6 @@ class WorkloadService:
         if image is None:
             raise InvalidSpec("image", f"{spec.image} is not in containerd's content store")
         config = oci_spec(spec, cgroup_root=self.settings.cgroup_root, netns_dir=self.settings.netns_dir)
-        import json
-
         self._retry(
             lambda: self.client.create_container(
                 spec.name,
@@ -341,18 +341,48 @@ class WorkloadService:
         self._retry(lambda: self.client.start_task(spec.name))
 
     def _verify(self, spec: WorkloadSpec) -> None:
+        """The task runs through the verify window and, when the spec has one, its readiness
+        command exits 0 (retried until readiness_timeout_s)."""
         deadline = self._clock() + self.settings.verify_window_s
         while True:
-            task = self._retry(lambda: self.client.task(spec.name))
-            if task is None or task.status != "running":
-                state = "no task" if task is None else f"{task.status}, exit status {task.exit_status}"
+            self._require_running(spec)
+            if self._clock() >= deadline:
+                break
+            time.sleep(0.05)
+        if spec.readiness:
+            self._await_ready(spec)
+
+    def _require_running(self, spec: WorkloadSpec) -> None:
+        task = self._retry(lambda: self.client.task(spec.name))
+        if task is None or task.status != "running":
+            state = "no task" if task is None else f"{task.status}, exit status {task.exit_status}"
+            raise HostError(
+                f"workload/{spec.name}", f"not running on {spec.handler} ({state}){self._log_tail(spec.name)}"
+            )
+
+    def _await_ready(self, spec: WorkloadSpec) -> None:
+        process = json.dumps(readiness_process(spec)).encode()
+        log_path = str(self._log_path(f"{spec.name}.readiness"))
+        deadline = self._clock() + spec.readiness_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            left = max(0.1, deadline - self._clock())
+            run = functools.partial(
+                self.client.run_exec, spec.name, f"ready-{attempt}", process, log_path, left
+            )
+            status = self._retry(run)
+            if status == 0:
+                return
+            self._require_running(spec)
+            if self._clock() >= deadline:
+                outcome = "did not exit in time" if status is None else f"exited with {status}"
                 raise HostError(
                     f"workload/{spec.name}",
-                    f"not running on {spec.handler} ({state}){self._log_tail(spec.name)}",
+                    f"readiness command {' '.join(spec.readiness)} {outcome} "
+                    f"after {attempt} attempts on {spec.handler}",
                 )
-            if self._clock() >= deadline:
-                return
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     def _stop_task(self, name: str) -> None:
         task = self._retry(lambda: self.client.task(name))

@@ -483,7 +483,7 @@ class WorkloadMount(_message.Message):
     def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ...) -> None: ...
 
 class WorkloadSpec(_message.Message):
-    __slots__ = ("name", "image", "handler", "args", "env", "mounts", "cgroup", "netns", "cpu_quota_us", "cpu_period_us", "memory_max_bytes")
+    __slots__ = ("name", "image", "handler", "args", "env", "mounts", "cgroup", "netns", "cpu_quota_us", "cpu_period_us", "memory_max_bytes", "readiness", "readiness_timeout_s")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -495,6 +495,8 @@ class WorkloadSpec(_message.Message):
     CPU_QUOTA_US_FIELD_NUMBER: _ClassVar[int]
     CPU_PERIOD_US_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
+    READINESS_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     handler: str
@@ -506,7 +508,9 @@ class WorkloadSpec(_message.Message):
     cpu_quota_us: int
     cpu_period_us: int
     memory_max_bytes: int
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., handler: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[WorkloadMount, _Mapping]]] = ..., cgroup: _Optional[str] = ..., netns: _Optional[str] = ..., cpu_quota_us: _Optional[int] = ..., cpu_period_us: _Optional[int] = ..., memory_max_bytes: _Optional[int] = ...) -> None: ...
+    readiness: _containers.RepeatedScalarFieldContainer[str]
+    readiness_timeout_s: float
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., handler: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[WorkloadMount, _Mapping]]] = ..., cgroup: _Optional[str] = ..., netns: _Optional[str] = ..., cpu_quota_us: _Optional[int] = ..., cpu_period_us: _Optional[int] = ..., memory_max_bytes: _Optional[int] = ..., readiness: _Optional[_Iterable[str]] = ..., readiness_timeout_s: _Optional[float] = ...) -> None: ...
 
 class RunWorkloadRequest(_message.Message):
     __slots__ = ("spec", "image_tarball")

@@ -11,7 +11,7 @@ import pytest
 from privated import PrivateContainerd
 
 from mlsysops.testing import wait_for
-from nodeagent.errors import InvalidSpec, Unsupported
+from nodeagent.errors import HostError, InvalidSpec, Unsupported
 from nodeagent.mechanisms.runtime_switch import Outcome
 from nodeagent.service.workloads import WorkloadService
 
@@ -279,3 +279,18 @@ def test_the_workloads_cgroup_parent_follows_it_to_the_new_task(
     after = service.get(workload_name)
     assert after.spec.cgroup == "apps" and after.pid != status.pid
     assert Path(f"/sys/fs/cgroup/memory{parent}").is_dir() or Path(f"/sys/fs/cgroup{parent}").is_dir()
+
+
+@pytest.mark.parametrize("handler", ["runc", "runsc"])
+def test_a_readiness_command_is_waited_for_and_a_failing_one_fails_the_start_cleanly(
+    containerd: PrivateContainerd, service: WorkloadService, workload_name: str, handler: str
+) -> None:
+    slow = ["/bin/sh", "-c", "sleep 0.5; echo > /tmp/ready; exec sleep 1000"]
+    status = service.run(
+        spec(workload_name, handler=handler, args=slow, readiness=["/bin/sh", "-c", "[ -f /tmp/ready ]"])
+    )
+    assert status.status == "running"
+    service.stop(workload_name)
+    with pytest.raises(HostError, match="readiness command /bin/false exited with 1"):
+        service.run(spec(workload_name, handler=handler, readiness=["/bin/false"], readiness_timeout_s=1))
+    assert_no_debris(containerd, service, workload_name)

@@ -138,6 +138,8 @@ def valid(**extra: object) -> dict[str, object]:
         ({"cpu_quota_us": -1}, "cpu_quota_us"),
         ({"memory_max_bytes": 1024}, "memory_max_bytes"),
         ({"privileged": True}, "privileged"),
+        ({"readiness": "true"}, "readiness"),
+        ({"readiness_timeout_s": 0.01}, "readiness_timeout_s"),
     ],
 )
 def test_every_bad_field_is_named(extra: dict[str, object], field: str) -> None:
