@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import tarfile
 import textwrap
 import zipfile
@@ -196,3 +197,58 @@ def test_an_installed_bridge_finds_the_firmware_it_ships(role_venvs: dict[str, A
         check=True,
     )
     assert found.stdout.strip().endswith("site-packages/faredge/firmware")
+
+
+def test_the_controller_role_daemon_deploys_an_app_on_the_standin_api(
+    role_venvs: dict[str, Any], tmp_path: Path
+) -> None:
+    """The daemon from the controller venv, against the stand-in Kubernetes API (served from this
+    process, with the test venv's kubernetes client): an app applied there gets its Deployments."""
+    sys.path.insert(0, str(REPO / "tests" / "controller" / "integration"))
+    from ctlkube_harness import APP, FIXTURES, StandIn, documents
+
+    from controller.kube import resources as R
+    from controller.kube.api import KubeApi
+    from controller.kube.client import api_client_for_host
+
+    with StandIn() as standin:
+        kube = KubeApi(api_client_for_host(standin.host))
+        for doc in documents(FIXTURES / "inventory"):
+            kube.apply(doc, field_manager="test-admin")
+        kubeconfig = tmp_path / "kubeconfig.yaml"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f'clusters: [{{name: s, cluster: {{server: "{standin.host}"}}}}]\n'
+            "users: [{name: t, user: {token: not-checked}}]\n"
+            "contexts: [{name: s, context: {cluster: s, user: t, namespace: default}}]\n"
+            "current-context: s\n"
+        )
+        daemon = subprocess.Popen(
+            [
+                str(role_venvs["controller"].python),
+                "-m",
+                "controller",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--namespace",
+                "default",
+                "--mechanism",
+                "kubernetes",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd="/",
+        )
+        try:
+            kube.apply(documents(FIXTURES / "app.yaml")[0], field_manager="test-user")
+            wait_for(
+                lambda: daemon.poll() is not None or kube.list(R.DEPLOYMENT, "default")[0],
+                timeout=60,
+                what=f"{APP}'s Deployments written by the controller daemon",
+            )
+            assert daemon.poll() is None
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            output, _ = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, output
