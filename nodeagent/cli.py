@@ -1,8 +1,9 @@
 """`mlsysops node`: talk to a node agent (inventory, state, apply, reset, telemetry, events).
 
 Layers: click verbs -> one call each through the shared node-API client (mlsysops.nodeapi) ->
-rendering through mlsysops.output. Its domain errors carry the message; `EXIT_CODES` gives each
-kind its exit code, so every verb fails the same way:
+rendering (nodeagent.cli_render) through mlsysops.output; profile files are read by
+nodeagent.profile_file. Its domain errors carry the message; `EXIT_CODES` gives each
+kind its exit code (nodeagent.cli_connection), so every verb fails the same way:
 
     0 ok · 1 agent-side failure · 2 bad input (file, flag, or INVALID_ARGUMENT from the agent)
     3 agent unreachable or too slow · 4 not possible on this node · 5 refused (auth)
@@ -13,182 +14,32 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import click
 import yaml
-from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
 
 from mlsysops.nodeapi import (
     DEFAULT_TARGET,
     TARGET_ENV,
-    Busy,
-    NodeAgentClient,
-    NodeApiError,
-    NotPossible,
-    Refused,
-    Rejected,
-    TargetError,
     TlsFiles,
-    Unreachable,
 )
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
-from mlsysops.output import emit, output_option, table
-
-# ------------------------------------------------------------------------------- errors
-
-
-class CliError(click.ClickException):
-    """A failure with its exit code (see the module docstring)."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]  # click declares a ClassVar; per error here
-
-
-#: The exit code of each kind of node-API failure; the message is the error's own.
-EXIT_CODES: dict[type[NodeApiError], int] = {
-    TargetError: 2,
-    Rejected: 2,
-    Unreachable: 3,
-    Busy: 3,
-    NotPossible: 4,
-    Refused: 5,
-}
-
-
-def cli_error(exc: NodeApiError) -> CliError:
-    return CliError(str(exc), EXIT_CODES.get(type(exc), 1))
-
-
-# ------------------------------------------------------------------------------- connection
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where the agent is; each verb opens one client for its calls and closes it after."""
-
-    target: str
-    tls: TlsFiles | None
-    timeout: float
-
-    @contextmanager
-    def client(self) -> Iterator[NodeAgentClient]:
-        """A client closed afterwards; node-API errors become CliError (message, exit code) here."""
-        try:
-            with NodeAgentClient(self.target, self.tls, self.timeout) as client:
-                yield client
-        except NodeApiError as exc:
-            raise cli_error(exc) from exc
-
-
-pass_connection = click.make_pass_decorator(Connection)
-
-
-def show_message(message: Message, output_format: str, render_table: Callable[[Any], str]) -> None:
-    """Emit a response: its proto JSON mapping for json/yaml, render_table(message) otherwise."""
-    emit(to_dict(message), output_format, lambda _: render_table(message))
-
-
-def to_dict(message: Message) -> dict[str, Any]:
-    """The proto JSON mapping with proto field names: the same shape as a profile file."""
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
-# ------------------------------------------------------------------------------- profile files
-
-
-class ProfileError(CliError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 2)
-
-
-def load_profile(path: Path) -> pb.Profile:
-    """Read a YAML profile (the proto JSON mapping of Profile); errors name the file and field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path} is not a text file ({exc.reason})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ProfileError(f"{path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
-    if not isinstance(data, dict):
-        found = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise ProfileError(f"{path}: a profile is a YAML mapping (cpufreq, cgroups, network), not {found}")
-    try:
-        return json_format.ParseDict(data, pb.Profile())
-    except json_format.ParseError as exc:
-        descriptor = cast(Descriptor, pb.Profile.DESCRIPTOR)  # the stubs also allow upb's twin class
-        field, reason = locate_parse_error(data, descriptor, "") or ("", _clean(str(exc)))
-        raise ProfileError(f"{path}: {field or 'profile'}: {reason}") from exc
-
-
-def locate_parse_error(data: Any, descriptor: Descriptor, path: str) -> tuple[str, str] | None:
-    """The path (e.g. `cgroups.groups[1].cpu_quota_us`) and reason of the first field of data
-    that the proto JSON mapping rejects; protobuf's own message lacks the list indices."""
-    if not isinstance(data, dict):
-        return path, f"must be a mapping, not {type(data).__name__}"
-    known = {f.name: f for f in descriptor.fields} | {f.json_name: f for f in descriptor.fields}
-    for key, value in data.items():
-        here = f"{path}.{key}" if path else str(key)
-        field = known.get(key)
-        if field is None:
-            names = ", ".join(f.name for f in descriptor.fields)
-            return here, f"unknown field (known: {names})"
-        problem = _check_field(field, value, here)
-        if problem is not None:
-            return problem
-    return _parse_alone(data, descriptor, path)  # e.g. two members of a oneof
-
-
-def _check_field(field: FieldDescriptor, value: Any, here: str) -> tuple[str, str] | None:
-    nested: Descriptor | None = field.message_type
-    if (
-        nested is None
-        or nested.GetOptions().map_entry
-        or nested.file.package == "google.protobuf"
-        or value is None
-    ):  # scalars, enums, maps, Struct: protobuf judges
-        return _parse_alone({field.name: value}, cast(Descriptor, field.containing_type), here)
-    if field.is_repeated:
-        if not isinstance(value, list):
-            return here, f"must be a list, not {type(value).__name__}"
-        for i, item in enumerate(value):
-            problem = locate_parse_error(item, nested, f"{here}[{i}]")
-            if problem is not None:
-                return problem
-        return None
-    return locate_parse_error(value, nested, here)
-
-
-def _parse_alone(data: dict[str, Any], descriptor: Descriptor, here: str) -> tuple[str, str] | None:
-    try:
-        json_format.ParseDict(data, message_factory.GetMessageClass(descriptor)())
-    except json_format.ParseError as exc:
-        return here, _clean(str(exc))
-    return None
-
-
-def _clean(message: str) -> str:
-    """protobuf's reason without its nesting prefixes and the index-less location."""
-    message = re.sub(r"Failed to parse \w+ field: ", "", message)
-    message = re.sub(r' at "?[A-Z][\w.\[\]]*"?(?=\.*$|\n)', "", message)
-    message = re.sub(r"invalid literal for int\(\) with base 10: ", "not an integer: ", message)
-    return message.split("\n")[0].rstrip(". ") or "invalid value"
-
+from mlsysops.output import output_option
+from nodeagent.cli_connection import CliError, Connection, pass_connection, show_message, to_dict
+from nodeagent.cli_render import (
+    render_inventory,
+    render_runtimes,
+    render_state,
+    render_switch,
+    render_telemetry,
+    render_workloads,
+    render_writes,
+)
+from nodeagent.profile_file import ProfileError, load_profile
 
 # ------------------------------------------------------------------------------- verbs
 
@@ -254,7 +105,10 @@ def state(conn: Connection, output_format: str) -> None:
 @pass_connection
 def apply(conn: Connection, profile_file: Path, dry_run: bool, output_format: str) -> None:
     """Apply a profile: validated whole, then only what differs is written (all-or-nothing)."""
-    profile = load_profile(profile_file)
+    try:
+        profile = load_profile(profile_file)
+    except ProfileError as exc:
+        raise CliError(str(exc), 2) from exc
     with conn.client() as client:
         response = client.apply(profile, dry_run=dry_run, requester="cli")
     done = f"{response.writes_performed} writes performed, generation {response.generation}"
@@ -506,129 +360,3 @@ def parse_interval(text: str) -> int:
             param_hint="--interval",
         )
     return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
-
-
-# ------------------------------------------------------------------------------- tables
-
-
-def _opt(message: Message, field: str) -> str:
-    return str(getattr(message, field)) if message.HasField(field) else "-"
-
-
-def render_writes(response: pb.ApplyResponse | pb.ResetResponse, dry_run: bool, done: str) -> str:
-    rows = [(w.mechanism, w.key, _opt(w, "before"), _opt(w, "after")) for w in response.writes]
-    summary = f"dry run: {len(rows)} writes planned, nothing written" if dry_run else done
-    body = table(rows, ["mechanism", "key", "before", "after"]) + "\n" if rows else ""
-    return body + summary
-
-
-def render_state(s: pb.NodeState) -> str:
-    rows = [
-        (
-            k.mechanism,
-            k.key,
-            _opt(k, "desired"),
-            _opt(k, "actual"),
-            _opt(k, "original"),
-            "yes" if k.drifted else "",
-        )
-        for k in s.knobs
-    ]
-    last = s.last_apply.ToDatetime().isoformat(timespec="seconds") if s.HasField("last_apply") else "never"
-    head = f"generation {s.generation}, {s.drifted} drifted, last apply {last}"
-    if not rows:
-        return head + "\nno desired profile: nothing is managed"
-    return head + "\n" + table(rows, ["mechanism", "key", "desired", "actual", "original", "drifted"])
-
-
-def render_telemetry(config: pb.TelemetryConfig) -> str:
-    rows = [(c.name, "on" if c.enabled else "off", _duration(c.interval_ms)) for c in config.collectors]
-    endpoint = config.metrics_endpoint or "off"
-    return table(rows, ["collector", "enabled", "interval"]) + f"\nmetrics endpoint: {endpoint}"
-
-
-def _duration(ms: int) -> str:
-    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def _khz(value: int) -> str:
-    return f"{value / 1e6:g} GHz" if value >= 1_000_000 else f"{value / 1e3:g} MHz"
-
-
-def render_inventory(inv: pb.Inventory) -> str:
-    sections = [
-        table(
-            [
-                (
-                    inv.node_name,
-                    inv.architecture,
-                    f"{inv.memory_bytes / 2**30:.1f} GiB",
-                    inv.agent_version,
-                    inv.api_version,
-                )
-            ],
-            ["node", "arch", "memory", "agent", "api"],
-        )
-    ]
-    cpus = [
-        (
-            c.id,
-            c.governor,
-            _khz(c.scaling_min_khz),
-            _khz(c.scaling_max_khz),
-            _khz(c.current_khz),
-            " ".join(c.available_governors),
-        )
-        if c.cpufreq_available
-        else (c.id, "no cpufreq", "", "", "", "")
-        for c in inv.cpus
-    ]
-    sections.append(table(cpus, ["cpu", "governor", "min", "max", "current", "governors"]))
-    controllers = [(c.name, c.version, c.mount) for c in inv.cgroup.controllers]
-    sections.append(
-        f"cgroup {inv.cgroup.version or '-'}, root {inv.cgroup.root or '-'}\n"
-        + table(controllers, ["controller", "version", "mount"])
-    )
-    interfaces = [
-        (i.name, i.netns or "-", i.state, i.mtu, i.root_qdisc or "-") for i in inv.network.interfaces
-    ]
-    sections.append(table(interfaces, ["interface", "netns", "state", "mtu", "qdisc"]))
-    features = [(f.name, "yes" if f.supported else "no", f.reason) for f in inv.network.features]
-    mechanisms = [(m.name, "yes" if m.available else "no", m.reason) for m in inv.mechanisms]
-    sections.append(table(mechanisms, ["mechanism", "available", "reason"]))
-    sections.append(table(features, ["feature", "supported", "reason"]))
-    if inv.runtimes:
-        sections.append(render_runtimes(inv.runtimes))
-    if inv.devices:
-        devices = [
-            (d.id, d.kind, d.transport, "yes" if d.online else "no", ",".join(d.sensors)) for d in inv.devices
-        ]
-        sections.append(table(devices, ["device", "kind", "transport", "online", "sensors"]))
-    return "\n\n".join(sections)
-
-
-def render_runtimes(runtimes: Sequence[pb.Runtime]) -> str:
-    rows = [
-        (r.handler, "yes" if r.available else "no", r.runtime_class_name, r.version, r.reason)
-        for r in runtimes
-    ]
-    return table(rows, ["runtime", "available", "runtimeclass", "version", "reason"])
-
-
-def render_workloads(workloads: Sequence[pb.Workload]) -> str:
-    rows = [
-        (w.spec.name, w.spec.handler, w.status, w.pid or "-", w.spec.image, " ".join(w.spec.args))
-        for w in workloads
-    ]
-    return (
-        table(rows, ["workload", "handler", "status", "pid", "image", "command"]) if rows else "no workloads"
-    )
-
-
-def render_switch(result: pb.SwitchRuntimeResponse) -> str:
-    lines = [f"{result.outcome}: now on {result.handler or 'nothing (down)'}"]
-    lines += [f"  {step}" for step in result.steps]
-    return "\n".join(lines + ([f"error: {result.error}"] if result.error else []))

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
-from nodeagent.cli import load_profile, node, parse_interval
+from nodeagent.cli import node, parse_interval
+from nodeagent.profile_file import load_profile
 
 
 def run(agent: Any, *args: str) -> Result:
