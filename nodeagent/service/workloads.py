@@ -81,7 +81,9 @@ class WorkloadService:
         settings: WorkloadSettings,
         events: EventBus | None = None,
         clock: Callable[[], float] = time.monotonic,
+        restart_containerd: Callable[[], None] | None = None,
     ) -> None:
+        self._restart_containerd = restart_containerd
         self.client = client
         self.catalog = catalog
         self.settings = settings
@@ -92,12 +94,18 @@ class WorkloadService:
     # ------------------------------------------------------------------ handlers
 
     def start_up(self) -> None:
-        """At agent start: write our handler drop-in (a change is recorded: containerd reads it
-        only when restarted, which interrupts its API), then, if containerd answers, re-adopt
-        the workloads and discover the handlers. An unreachable containerd is logged, not fatal:
-        the inventory then says why no handler is available."""
+        """At agent start: write our handler drop-in, then, if containerd answers, re-adopt the
+        workloads and discover the handlers. containerd reads the drop-in only when it starts:
+        when the drop-in changed, containerd is restarted (with `restart_containerd`; running
+        tasks survive, its API is down meanwhile) or the need to restart it is reported, and
+        either is recorded as an event. An unreachable containerd is logged, not fatal: the
+        inventory then says why no handler is available."""
         try:
-            if self.catalog.ensure_dropin(restart=None).changed:
+            result = self.catalog.ensure_dropin(restart=self._restart_containerd)
+            if result.restarted:
+                self.client.wait_ready(self.settings.retry_s)
+                self._event("containerd restarted to load the runtime handler drop-in (disruptive)", "dropin")
+            elif result.changed:
                 self._event(
                     "runtime handler drop-in written: restart containerd to load it (disruptive)",
                     "dropin",

@@ -10,7 +10,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from privated import PrivateContainerd, remove_cgroups
 from nodeagent.host.containerd import ContainerdClient
 from nodeagent.host.ocitar import read_tarball
 from nodeagent.mechanisms.runtime_handlers import standard_handlers
+from nodeagent.service.events import EventBus
 from nodeagent.service.runtime_handlers import HandlerCatalog
 from nodeagent.service.workloads import WorkloadService, WorkloadSettings
 
@@ -66,7 +67,13 @@ def image_tar(containerd: PrivateContainerd) -> Path:
     return write_oci_tarball(containerd.base / "busybox-oci.tar", IMAGE)
 
 
-def make_service(daemon: PrivateContainerd, **overrides: object) -> WorkloadService:
+def make_service(
+    daemon: PrivateContainerd,
+    *,
+    restart_containerd: Callable[[], None] | None = None,
+    events: EventBus | None = None,
+    **overrides: object,
+) -> WorkloadService:
     settings = WorkloadSettings(
         namespace=NAMESPACE,
         log_dir=daemon.base / "logs",
@@ -75,7 +82,10 @@ def make_service(daemon: PrivateContainerd, **overrides: object) -> WorkloadServ
         probe_image=IMAGE,
         **overrides,  # type: ignore[arg-type]
     )
-    return WorkloadService(ContainerdClient(daemon.address, NAMESPACE), make_catalog(daemon), settings)
+    client = ContainerdClient(daemon.address, NAMESPACE)
+    return WorkloadService(
+        client, make_catalog(daemon), settings, events, restart_containerd=restart_containerd
+    )
 
 
 @pytest.fixture(scope="session")

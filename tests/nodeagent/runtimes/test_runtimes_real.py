@@ -294,3 +294,36 @@ def test_a_readiness_command_is_waited_for_and_a_failing_one_fails_the_start_cle
     with pytest.raises(HostError, match="readiness command /bin/false exited with 1"):
         service.run(spec(workload_name, handler=handler, readiness=["/bin/false"], readiness_timeout_s=1))
     assert_no_debris(containerd, service, workload_name)
+
+
+def test_containerd_is_restarted_only_when_the_handler_set_changes(
+    containerd: PrivateContainerd, service: WorkloadService, workload_name: str
+) -> None:
+    from nodeagent.mechanisms.runtime_handlers import HandlerConfig
+    from nodeagent.service.events import EventBus
+
+    running = service.run(spec(workload_name))
+    events = EventBus()
+    watch = events.subscribe([])
+    restarts = containerd.restarts
+    same = make_service(containerd, restart_containerd=containerd.restart, events=events)
+    same.start_up()  # the drop-in is as it should be: no restart
+    assert containerd.restarts == restarts
+    bigger = make_service(containerd, restart_containerd=containerd.restart, events=events)
+    bigger.catalog.wanted = (
+        *bigger.catalog.wanted,
+        HandlerConfig("runc-debug", "io.containerd.runc.v2", "runc"),
+    )
+    try:
+        bigger.start_up()  # a new handler: containerd restarted, recorded, the workload untouched
+        assert containerd.restarts == restarts + 1
+        messages = [e.message for e in iter(lambda: watch.get(timeout=0.1), None)]
+        assert any("containerd restarted" in m for m in messages), messages
+        assert {h.name for h in bigger.handlers()} >= {"runc", "runsc", "runc-debug"}
+        assert service.get(workload_name).pid == running.pid
+    finally:
+        restore = make_service(containerd, restart_containerd=containerd.restart)
+        restore.start_up()
+        for svc in (same, bigger, restore):
+            svc.client.close()
+    assert containerd.restarts == restarts + 2 and "runc-debug" not in service.catalog.names()
