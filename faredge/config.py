@@ -16,6 +16,7 @@ import yaml
 
 from faredge.errors import Invalid
 from faredge.protocol.messages import check_device_id
+from mlsysops.nodeapi import DEFAULT_TARGET
 
 EXAMPLE = """\
 state_dir: /var/lib/mlsysops/faredge      # registry.json (devices and twins) lives here
@@ -119,7 +120,7 @@ class Config:
     max_device_labels: int = 200
     mqtt: MqttSettings | None = None
     serial: SerialSettings | None = None
-    nodeagent_target: str = "unix:/run/mlsysops/nodeagent.sock"
+    nodeagent_target: str = DEFAULT_TARGET
     nodeagent_debounce_s: float = 0.5
 
 
@@ -275,7 +276,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         max_device_labels=metrics.get("max_device_labels", int, 200, _range(1, 100_000)),
         mqtt=_mqtt(mqtt, base) if mqtt else None,
         serial=_serial(serial) if serial else None,
-        nodeagent_target=agent.get("target", str, "unix:/run/mlsysops/nodeagent.sock"),
+        nodeagent_target=agent.get("target", str, DEFAULT_TARGET),
         nodeagent_debounce_s=agent.get("debounce_s", float, 0.5, _range(0.0, 60)),
     )
     metrics.done()
