@@ -142,6 +142,7 @@ def running_agent(
                 "listen": {"socket": str(socket)},
                 "host": {"fs_root": "/", "cgroup_root": cgroup_root, "simulate": "cpufreq"},
                 "telemetry": {"metrics_listen": "127.0.0.1:0"},
+                "restore_on_shutdown": True,  # the bench leaves the host as it found it
             }
         )
     )

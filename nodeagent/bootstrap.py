@@ -68,11 +68,13 @@ class Agent:
         return self.telemetry.metrics_url()
 
     def start(self) -> None:
-        """Sample, serve /metrics, serve the API, check drift: in that order.
+        """Re-adopt the applied settings, sample, serve /metrics, serve the API, check drift: in
+        that order.
 
         Raises ConfigError when a listener cannot be bound (port taken, socket in use); what
         was started by then is stopped again.
         """
+        self.engine.readopt()  # what an earlier run applied is ours again (restore_on_shutdown: false)
         self.telemetry.start()
         try:
             if self.config.telemetry.metrics_listen:
@@ -129,7 +131,8 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
     mechanisms = load_mechanisms(config, fs, group, freq_fs, netlink)
     registry = CollectorRegistry(auto_describe=True)
     store = DesiredStore(runtime / "desired.json")
-    engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry))
+    limits = config.limits.request_limits()
+    engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry), limits=limits)
     layout = cgroup_layout(fs, config)
     telemetry = Telemetry(
         registry=registry,
@@ -144,13 +147,13 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         node_name=config.node_name or socket.gethostname(),
         engine=engine,
         mechanisms=mechanisms,
-        devices=DeviceRegistry(events),
+        devices=DeviceRegistry(events, limits),
         events=events,
         telemetry=telemetry,
         max_watchers=config.listen.max_watchers,
         workloads=(workloads := workload_service(config, events)),
     )
-    server = ApiServer(servicer, config.listen)
+    server = ApiServer(servicer, config.listen, limits)
     drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
     return Agent(config, engine, events, telemetry, server, drift, netlink, workloads)
 

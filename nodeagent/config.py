@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from nodeagent.service.limits import RequestLimits
+
 DEFAULT_PATH = Path("/etc/mlsysops/nodeagent.yaml")
 
 Check = Callable[[Any], str | None]  # returns the reason a value is wrong, or None
@@ -87,6 +89,23 @@ def absolute_or_empty(value: str) -> str | None:
     return None if value == "" else absolute(value)
 
 
+ROLES = ("read", "apply", "reset", "admin")
+IDENTITY = re.compile(r"\*|(uid|gid):[0-9]+|(cn|san):[^\s]+", re.ASCII)
+
+
+def policy(value: dict[str, str]) -> str | None:
+    for identity, role in value.items():
+        if not IDENTITY.fullmatch(identity):
+            return f"{identity!r}: an identity is uid:N, gid:N, cn:NAME, san:NAME or '*'"
+        if role not in ROLES:
+            return f"{identity!r}: role {role!r} is not one of {', '.join(ROLES)}"
+    return None
+
+
+def positive(value: int) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
 # ---------------------------------------------------------------- the options
 # Each option: field(default..., metadata=doc(what it means, check, what a good value looks like)).
 
@@ -120,6 +139,11 @@ class ListenConfig:
     socket_mode: str = field(
         default="0660",
         metadata=doc("Permissions of the socket: who may configure this node.", octal_mode, OCTAL),
+    )
+    socket_group: str = field(
+        default="",
+        metadata=doc("Group owning the socket (a name or a number), so its members may connect "
+                     "(with socket_mode 0660); '' leaves root's."),
     )
     socket_dir_mode: str = field(
         default="0755",
@@ -248,6 +272,47 @@ class RuntimesConfig:
     )
 
 
+_LIMITS = RequestLimits()
+
+
+def _limit(name: str, text: str) -> Any:
+    """A limit option whose default is RequestLimits' (one place holds the numbers)."""
+    return field(default=getattr(_LIMITS, name), metadata=doc(text, positive))
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What one request may carry (checked before any work; the error names the limit)."""
+
+    max_message_bytes: int = _limit("max_message_bytes", "Serialised size of a request.")
+    max_depth: int = _limit("max_depth", "Nesting of a profile's maps and lists.")
+    max_items: int = _limit("max_items", "Entries of any list or map in a profile.")
+    max_string_chars: int = _limit("max_string_chars", "Characters of any string in a profile.")
+    max_values: int = _limit("max_values", "Values in a whole profile.")
+    max_interfaces_per_netns: int = _limit("max_interfaces_per_netns", "Interfaces shaped in one namespace.")
+    max_devices_per_source: int = _limit("max_devices_per_source", "ReportDevices: devices of one source.")
+    max_sources: int = _limit("max_sources", "ReportDevices: sources at once.")
+    max_report_bytes: int = _limit("max_report_bytes", "ReportDevices: serialised devices of one report.")
+    max_label_chars: int = _limit("max_label_chars", "source, requester and device ids.")
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class AuthzConfig:
+    """Who may do what: identities of callers mapped to roles (docs/node-api.md, Authorisation)."""
+
+    policy: dict[str, str] = field(
+        default_factory=lambda: {"uid:0": "admin", "*": "read"},
+        metadata=doc("Identity -> role, the most privileged match wins; default `{uid:0: admin, '*': read}`. "
+                     "Identities: `uid:N`, `gid:N` (the unix socket's peer, SO_PEERCRED), `cn:NAME`, "
+                     "`san:NAME` (the TCP client's certificate), `*` (any caller). Roles, each including "
+                     "those before it: `read` (inventory, state, telemetry, events), `apply` (Apply, "
+                     "ReportDevices, SetTelemetryConfig), `reset` (Reset), `admin` (everything).", policy),
+    )
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """The node agent (`mlsysops-nodeagent`)."""
@@ -262,7 +327,11 @@ class AgentConfig:
                      "kernel's values are the originals again.", absolute),
     )
     restore_on_shutdown: bool = field(
-        default=True, metadata=doc("Restore every original on SIGTERM/SIGINT (clean stop).")
+        default=False,
+        metadata=doc("false (default, like TuneD's rollback=not_on_exit): applied settings stay across "
+                     "a stop or restart and are re-adopted (verified, drifted knobs written again) on "
+                     "start, the journal keeping the originals; true: restore every original on "
+                     "SIGTERM/SIGINT. `mlsysops node reset` always restores."),
     )
     listen: ListenConfig = field(default_factory=ListenConfig, metadata=doc("gRPC listeners."))
     host: HostConfig = field(default_factory=HostConfig, metadata=doc("Host interfaces."))
@@ -275,6 +344,8 @@ class AgentConfig:
     runtimes: RuntimesConfig = field(
         default_factory=RuntimesConfig, metadata=doc("Runtime handlers and workloads.")
     )
+    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata=doc("Request limits."))
+    authz: AuthzConfig = field(default_factory=AuthzConfig, metadata=doc("Authorisation."))
 
 
 # ---------------------------------------------------------------- loading

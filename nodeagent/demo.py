@@ -3,9 +3,10 @@
 `agent(workdir)` starts `python -m nodeagent` on demo defaults: cgroups below a private root
 (`mlsysops-demo-<pid>` in every hierarchy), shaping on one end of a veth pair inside a network
 namespace the demo creates, cpufreq simulated under the workdir when the machine has none, a
-socket and journal in the workdir. On exit the agent is stopped with SIGTERM (so it restores
-every original) and the demo removes what it created itself. `tour(target)` then drives it
-through the `mlsysops node` CLI like an operator would.
+socket and journal in the workdir. The demo's config sets `restore_on_shutdown: true` (a
+production agent keeps its settings across a restart), so on exit SIGTERM restores every
+original even when the tour stopped half-way, and the demo removes what it created itself.
+`tour(target)` then drives it through the `mlsysops node` CLI like an operator would.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def demo_config(workdir: Path, cgroup_root: str) -> str:
         listen: {{socket: {workdir}/nodeagent.sock}}
         host: {{cgroup_root: {cgroup_root}, simulate: cpufreq}}
         drift: {{interval_s: 5}}
+        restore_on_shutdown: true   # the demo must leave the host as it found it, whatever happens
         telemetry: {{metrics_listen: "127.0.0.1:0"}}
         """
     )
@@ -151,7 +153,7 @@ def _wait_ready(target: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # the agent restores every original before exiting
+        proc.send_signal(signal.SIGTERM)  # restore_on_shutdown: every original back before exiting
         try:
             proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

@@ -205,14 +205,17 @@ class Planner:
         self.desired[dir_key(directory)] = DIR_PRESENT
         self._dir_owner.setdefault(directory, where)
         self._planned_children.setdefault(parent, set()).add(directory)
-        if (
-            hierarchy.version == "v1"
-            and "cpuset" in hierarchy.controllers
-            and not self.view.exists(directory)
-        ):
-            for kind in ("cpus", "mems"):  # a new v1 cpuset is empty and would admit no task
+        if hierarchy.version != "v1" or "cpuset" not in hierarchy.controllers:
+            return
+        exists = self.view.exists(directory)
+        for kind in ("cpus", "mems"):
+            # A new v1 cpuset is empty and would admit no task; so is one re-created by someone
+            # else since our last apply (its knobs stay desired: planning them again is what
+            # makes a re-apply converge instead of leaving them drifted for ever).
+            key = file_key(directory, f"cpuset.{kind}")
+            if not exists or self.view.canonical(directory, f"cpuset.{kind}") == "":
                 inherited = cpulist.format(self._effective(hierarchy, parent, kind))
-                self.desired.setdefault(file_key(directory, f"cpuset.{kind}"), inherited)
+                self.desired.setdefault(key, inherited)
 
     def _plan_files(self, group: Group, hierarchy: Hierarchy, dirs: list[str]) -> None:
         target, parent = dirs[-1], dirs[-2]

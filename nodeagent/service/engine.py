@@ -258,6 +258,39 @@ class Engine:
                 unrestorable[name] = str(exc)
         return writes, unrestorable
 
+    # ------------------------------------------------------------------ re-adopt
+
+    def readopt(self) -> int:
+        """At start-up, take over what an earlier run applied (TuneD's rollback=not_on_exit):
+        verify every desired knob and write back those that differ (a reboot, an external
+        change while no agent ran). The journal still holds the originals, so Reset restores
+        them as if the agent had never stopped. Returns the writes performed; a knob that
+        cannot be re-adopted is reported (ERROR event) and left for drift checks, never fatal.
+        """
+        with self._held():
+            self._epoch += 1
+            writes: list[Write] = []
+            for name in self._mechanisms.in_order(self._state.knobs):
+                if self._mechanisms.loaded(name) is None:
+                    continue
+                try:
+                    writes.extend(self._diff(name, self._state.knobs[name]))
+                except NodeAgentError as exc:
+                    self._report_failure("readopt", "failed", exc)
+            performed = 0
+            if writes:
+                try:
+                    self._journal.record(writes)
+                    performed = self._execute(writes)
+                except NodeAgentError as exc:
+                    self._report_failure("readopt", "failed", exc)
+            knobs = sum(len(v) for v in self._state.knobs.values())
+            if knobs:
+                log.info(
+                    "readopted generation=%d knobs=%d rewritten=%d", self._state.generation, knobs, performed
+                )
+            return performed
+
     # ------------------------------------------------------------------ drift
 
     def check_drift(self, *, enforce: bool = False) -> DriftReport:

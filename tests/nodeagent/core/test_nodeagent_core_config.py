@@ -17,7 +17,7 @@ def test_the_embedded_defaults_are_a_working_local_agent() -> None:
     config = parse_config({})
     assert config.listen.socket == "/run/mlsysops/nodeagent.sock"
     assert config.listen.socket_mode == "0660" and config.listen.tcp == ""
-    assert config.restore_on_shutdown is True and config.drift.enforce is False
+    assert config.restore_on_shutdown is False and config.drift.enforce is False  # keep across restarts
     assert config.host.fs_root == "/" and config.host.simulate == "off"
 
 

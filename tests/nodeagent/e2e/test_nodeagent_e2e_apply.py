@@ -99,7 +99,8 @@ def test_apply_dry_run_then_apply_then_reapply_then_reset(agent_env: Any, snap: 
     assert not (agent_env.fs_root / "sys/fs/cgroup/mlsysops/app").exists()
 
 
-def test_sigterm_restores_the_originals(agent_env: Any, snap: Any) -> None:
+def test_sigterm_restores_the_originals_when_configured(agent_env: Any, snap: Any) -> None:
+    agent_env.write_config("restore_on_shutdown: true\n")
     agent = agent_env.start()
     original = snap(agent_env.fs_root)
     agent.stub().Apply(pb.ApplyRequest(profile=profile(GOOD)))
@@ -110,14 +111,18 @@ def test_sigterm_restores_the_originals(agent_env: Any, snap: Any) -> None:
     assert not agent_env.socket.exists()
 
 
-def test_restore_on_shutdown_can_be_switched_off(agent_env: Any) -> None:
-    agent_env.write_config("restore_on_shutdown: false\n")
+def test_by_default_a_restart_keeps_the_settings_and_readopts_them(agent_env: Any) -> None:
+    """Issue 11, defect 5: a routine `systemctl restart` must not drop every limit (TuneD's
+    rollback=not_on_exit); the next agent verifies and re-adopts them, and Reset still restores."""
     agent = agent_env.start()
     agent.stub().Apply(pb.ApplyRequest(profile=profile(GOOD)))
     assert agent.terminate() == 0
     assert read(agent_env, GOVERNOR) == "powersave"
-    restarted = agent_env.start()  # the journal kept the originals: Reset still works
-    assert restarted.stub().GetState(pb.GetStateRequest()).generation == 1
+    (agent_env.fs_root / GOVERNOR).write_text("ondemand\n")  # changed while no agent ran
+    restarted = agent_env.start()  # the journal kept the originals
+    assert read(agent_env, GOVERNOR) == "powersave"  # re-adopted
+    state = restarted.stub().GetState(pb.GetStateRequest())
+    assert state.generation == 1 and state.drifted == 0
     restarted.stub().Reset(pb.ResetRequest())
     assert read(agent_env, GOVERNOR) == "ondemand"
 

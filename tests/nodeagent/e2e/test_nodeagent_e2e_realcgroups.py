@@ -38,7 +38,7 @@ def cgroup_root() -> Iterator[str]:
 
 
 def test_apply_reapply_and_sigterm_on_the_real_v1_hierarchy(agent_env: Any, cgroup_root: str) -> None:
-    agent_env.write_config(f"host: {{cgroup_root: {cgroup_root}}}\n")
+    agent_env.write_config(f"host: {{cgroup_root: {cgroup_root}}}\nrestore_on_shutdown: true\n")
     agent = agent_env.start("--fs-root", "/", "--simulate", "cpufreq")
     stub = agent.stub()
     app = CGROUPS / "cpu" / cgroup_root / "app"

@@ -326,3 +326,33 @@ def test_v1_kernel_accepts_every_write_of_every_valid_profile(
     finally:
         flow.reset()
     assert v1_state(v1_smp) == {}
+
+
+def test_v1_reapply_converges_after_a_parent_is_recreated_externally(v1: str, tmp_path: Path) -> None:
+    """Issue 11, defect 4: someone removes and re-creates a parent group the agent made; its
+    cpuset is empty again (v1), and the next apply must give it its parent's sets again, so
+    nothing stays drifted."""
+    from nodeagent.service.desired import DesiredStore
+    from nodeagent.service.engine import Engine
+    from nodeagent.service.events import EventBus
+    from nodeagent.service.journal import Journal
+    from nodeagent.service.registry import MechanismEntry, MechanismSet
+
+    mechanism = mech(v1)
+    entries = [MechanismEntry("cgroups", mechanism, mechanism.probe())]
+    agent = Engine(
+        MechanismSet(entries), Journal(tmp_path / "j.json"), DesiredStore(tmp_path / "d.json"), EventBus()
+    )
+    profile = {"cgroups": {"groups": [{"path": "demo/app", "cpu_weight": 100}]}}
+    agent.apply(profile)
+    demo = CG / "cpuset" / v1 / "demo"
+    (demo / "app").rmdir()
+    demo.rmdir()
+    demo.mkdir()  # re-created by someone else: an empty v1 cpuset
+    assert kernel(demo / "cpuset.cpus") == ""
+    assert agent.apply(profile).writes_performed > 0
+    assert kernel(demo / "cpuset.cpus") == host_cpus()
+    assert kernel(demo / "app" / "cpuset.cpus") == host_cpus()
+    assert agent.check_drift().drifted == ()
+    assert agent.apply(profile).writes_performed == 0
+    agent.reset()
