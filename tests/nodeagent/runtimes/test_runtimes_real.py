@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -327,3 +330,62 @@ def test_containerd_is_restarted_only_when_the_handler_set_changes(
         for svc in (same, bigger, restore):
             svc.client.close()
     assert containerd.restarts == restarts + 2 and "runc-debug" not in service.catalog.names()
+
+
+@pytest.fixture
+def shaped_netns(workload_name: str) -> Iterator[str]:
+    """A named network namespace with a veth pair, one end shaped by a tbf qdisc (as the network
+    mechanism leaves it); deleted afterwards."""
+    name = f"rt-{workload_name}"[:15]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "shaped0", "type", "veth", "peer", "name", "shaped1"],
+            ["link", "set", "shaped0", "up"],
+        ):
+            subprocess.run(["ip", "-n", name, *command], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "shaped0",
+                "root",
+                "tbf",
+                "rate",
+                "5mbit",
+                "burst",
+                "32kb",
+                "latency",
+                "50ms",
+            ],
+            check=True,
+        )
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_a_workload_in_a_shaped_network_namespace_keeps_it_across_switches(
+    containerd: PrivateContainerd, service: WorkloadService, workload_name: str, shaped_netns: str
+) -> None:
+    netns = Path("/run/netns") / shaped_netns
+    status = service.run(spec(workload_name, netns=shaped_netns))
+    assert os.stat(f"/proc/{status.pid}/ns/net").st_ino == netns.stat().st_ino
+    for handler in ("runsc", "runc"):
+        assert service.switch(workload_name, handler).outcome is Outcome.SWITCHED
+    now = service.get(workload_name)
+    assert os.stat(f"/proc/{now.pid}/ns/net").st_ino == netns.stat().st_ino
+    qdisc = subprocess.run(
+        ["ip", "netns", "exec", shaped_netns, "tc", "qdisc", "show", "dev", "shaped0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "tbf" in qdisc and "5Mbit" in qdisc
