@@ -299,10 +299,11 @@ def apps_explain(app: str, components: tuple[str, ...], source: Source, output_f
 def apps_deploy(source: Source, output_format: str) -> None:
     """Create or update apps on the cluster; without one, a dry run in plan mode."""
     _require_files(source)
-    descriptions = [d for f in source.files for d in load_documents(Path(f), source.namespace)]
-    apps_ = [d for d in descriptions if isinstance(d, App)]  # every file valid before any write
+    per_file = [(f, load_documents(Path(f), source.namespace)) for f in source.files]
+    apps_ = [d for _, docs in per_file for d in docs if isinstance(d, App)]  # all valid before any write
     if not apps_:
         raise click.UsageError("no MLSysOpsApp in the given files")
+    _check_namespaces(per_file, source.namespace)
     if source.kubeconfig and not source.inventory_dir and not source.agents:
         store = source.store()
         stored = [store.apply_app(dict(a.raw)) for a in apps_]
@@ -315,6 +316,21 @@ def apps_deploy(source: Source, output_format: str) -> None:
     report = source.report()
     click.echo("plan mode (no cluster): nothing written; this is what a deployment would do", err=True)
     emit([result_dict(r) for r in report.results], output_format, lambda ds: render_plans(ds, report))
+
+
+def _check_namespaces(per_file: list[tuple[str, list[Any]]], namespace: str) -> None:
+    """An app whose metadata.namespace is not the one the command targets would be written
+    where the controller (started for `namespace`) never looks: refuse it, before any write."""
+    for f, docs in per_file:
+        for i, d in enumerate(docs):
+            if isinstance(d, App) and d.namespace != namespace:
+                where = f"{f}, document {i + 1}" if len(docs) > 1 else f
+                raise DescriptionError.single(
+                    "MLSysOpsApp.metadata.namespace",
+                    f"the namespace the command targets ({namespace}, from -n/--namespace); "
+                    "make them agree or drop metadata.namespace",
+                    repr(d.namespace),
+                ).with_source(where)
 
 
 @apps.command("list")

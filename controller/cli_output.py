@@ -6,11 +6,13 @@ choose a source and hand its data here.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import yaml
 
 from controller.inventory import Inventory, NodeInfo
+from controller.kube.resources import resource_for
 from controller.model.quantity import format_cpu, format_memory
 from controller.plan import PlanReport
 from mlsysops.output import table
@@ -125,10 +127,30 @@ def render_plans(data: list[dict[str, Any]], report: PlanReport) -> str:
         if "objects" in d:
             docs = [o for objs in d["objects"].values() for o in objs]
             blocks.append(
-                f"objects it would write ({len(docs)}):\n"
+                f"objects it would write ({object_counts(d['objects'])}):\n"
                 + yaml.safe_dump_all(docs, sort_keys=False).rstrip()
             )
     return "\n\n".join(blocks)
+
+
+def object_counts(objects: dict[str, list[dict[str, Any]]]) -> str:
+    """`5 Kubernetes objects; nodeagent: 1 NodeProfile (not a Kubernetes object)`: what goes
+    to the API server counted apart from what other mechanisms hand to agents or bridges."""
+    kube = sum(1 for objs in objects.values() for o in objs if is_kubernetes_object(o))
+    parts = [f"{kube} Kubernetes object(s)"]
+    for name, objs in objects.items():
+        kinds = Counter(o.get("kind", "?") for o in objs if not is_kubernetes_object(o))
+        parts += [f"{name}: {n} {kind} (not a Kubernetes object)" for kind, n in sorted(kinds.items())]
+    return "; ".join(parts)
+
+
+def is_kubernetes_object(obj: dict[str, Any]) -> bool:
+    """A kind an API server serves (core, apps, batch, node.k8s.io, Karmada, our CRDs)."""
+    try:
+        resource_for(obj)
+    except ValueError:
+        return False
+    return True
 
 
 def render_explanation(rows: list[dict[str, Any]]) -> str:

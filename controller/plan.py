@@ -16,7 +16,15 @@ from typing import Any
 
 from controller.inventory import Inventory, from_agents
 from controller.mechanisms import Mechanism, MechanismRegistry, Unavailable
-from controller.model import App, load_documents, unknown_fields
+from controller.model import (
+    App,
+    Description,
+    DescriptionError,
+    NodeDesc,
+    load_documents,
+    load_each,
+    unknown_fields,
+)
 from controller.policies import (
     DEFAULT_CHAIN,
     Decision,
@@ -98,9 +106,11 @@ def plan_files(
     """Read the files (apps; any node/cluster documents among them join the inventory), build
     the inventory (directory, then live agents), run the policy chain, render every mechanism
     of `mechanisms` (default: the entry points'), the registry the daemon realizes with."""
-    descriptions = [d for f in app_files for d in load_documents(Path(f), namespace)]
-    inv_docs = load_documents(Path(inventory_dir), namespace) if inventory_dir is not None else []
-    inventory = Inventory.from_descriptions([*inv_docs, *descriptions])
+    described = [(str(f), d) for f in app_files for d in load_documents(Path(f), namespace)]
+    descriptions = [d for _, d in described]
+    inv_docs, skipped = load_each(Path(inventory_dir), namespace) if inventory_dir is not None else ([], [])
+    check_unique_nodes([*inv_docs, *described])
+    inventory = Inventory.from_descriptions([*(d for _, d in inv_docs), *descriptions])
     if agents:
         inventory = from_agents(
             agents, inventory, continuum_layer=agent_layer, namespace=namespace, cluster_id=agent_cluster
@@ -114,8 +124,26 @@ def plan_files(
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
     results = plan_apps(apps, inventory, registry, policy_names, mechanisms=mechanisms.renderers(),
                         warnings=warnings)
-    notes = () if apps else ("no MLSysOpsApp in the given files",)
-    return PlanReport(tuple(results), inventory, tuple(policy_names), notes)
+    notes = [f"skipped inventory file: {exc}" for exc in skipped]
+    notes += [] if apps else ["no MLSysOpsApp in the given files"]
+    return PlanReport(tuple(results), inventory, tuple(policy_names), tuple(notes))
+
+
+def check_unique_nodes(described: Sequence[tuple[str | None, Description]]) -> None:
+    """A node described twice is an error naming both files (which one is right is not ours to guess)."""
+    where: dict[str, str] = {}
+    for source, d in described:
+        if not isinstance(d, NodeDesc):
+            continue
+        here = source or "<input>"
+        if d.name in where:
+            raise DescriptionError.single(
+                "MLSysOpsNode.metadata.name",
+                f"a node name unique in the inventory ({d.name!r} is described in {where[d.name]} "
+                f"and in {here})",
+                repr(d.name),
+            )
+        where[d.name] = here
 
 
 # ---------------------------------------------------------------------------- shapes for output and status

@@ -33,6 +33,9 @@ class RealizeResult:
     mechanism: str
     written: tuple[str, ...]  # "Kind/namespace/name" of objects created or changed
     unchanged: tuple[str, ...]  # already as desired: nothing written
+    # not realised yet, each with why (e.g. "sensor on faredge-1: awaiting far-edge deployment: ...");
+    # the app is not Ready while anything is pending
+    pending: tuple[str, ...] = ()
 
 
 @runtime_checkable

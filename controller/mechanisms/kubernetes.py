@@ -24,8 +24,10 @@ What it writes, and why:
 - one Service per component that has ports or is the destination of a
   `component_interactions` entry (headless when it has no ports). It selects on part-of +
   component, not on the instance, so it spans the old and new Deployment during a relocation.
-- the RuntimeClass of each `runtime_class_name` used (cluster-scoped, shared between apps,
-  never deleted with an app).
+- the RuntimeClass of each `runtime_class_name` used (cluster-scoped, shared between apps).
+  When an app stops using one (its workloads moved on, or it was removed), it is deleted if no
+  workload the controller wrote in any namespace still names it (one list per workload kind,
+  only then).
 - the `app.kubernetes.io/{name,instance,component,part-of,managed-by}` labels, and owner
   references to the MLSysOpsApp (when it has a uid, i.e. it is on a server), so deleting the
   app deletes everything through the garbage collector.
@@ -50,6 +52,8 @@ from controller.mechanisms.base import MechanismContext, ObjectWriter, RealizeRe
 from controller.mechanisms.kubernetes_objects import Rendered, Workload
 from controller.mechanisms.kubernetes_render import (
     LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
     app_selector,
     dns_name,
     render,
@@ -205,6 +209,9 @@ class KubernetesMechanism:
         stale = [o for key, o in existing.items() if key not in wanted]
         self._retire(app, stale, by_component)
         written.extend(f"{ident(o)} (deleted)" for o in stale)
+        still = {o["metadata"]["name"] for o in desired if o["kind"] == "RuntimeClass"}
+        released = self._release_runtime_classes(api, runtime_classes_of(existing.values()) - still)
+        written.extend(f"RuntimeClass/{name} (deleted)" for name in released)
         return RealizeResult(mechanism=self.name, written=tuple(written), unchanged=tuple(unchanged))
 
     def close(self) -> None:
@@ -220,6 +227,29 @@ class KubernetesMechanism:
         for res in OWNED:
             for obj in api.list(res, namespace, app_selector(app_name))[0]:
                 api.delete(res, namespace, obj["metadata"]["name"])
+        # the garbage collector may have deleted the app's workloads already: every RuntimeClass
+        # we wrote is a candidate, kept while any workload of ours still names it
+        ours = api.list(resources.RUNTIME_CLASS, "", f"{LABEL_MANAGED_BY}={MANAGED_BY}")[0]
+        self._release_runtime_classes(api, {o["metadata"]["name"] for o in ours})
+
+    @staticmethod
+    def _release_runtime_classes(api: ObjectWriter, candidates: set[str]) -> list[str]:
+        """Delete the RuntimeClasses among `candidates` that we wrote and no workload of ours (in
+        any namespace) still names; the names deleted."""
+        if not candidates:
+            return []
+        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        in_use = runtime_classes_of(o for res in WORKLOADS for o in api.list(res, "", selector)[0])
+        released = []
+        for name in sorted(candidates - in_use):
+            try:
+                current = api.get(resources.RUNTIME_CLASS, "", name)
+            except NotFound:
+                continue
+            if (current["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY:
+                api.delete(resources.RUNTIME_CLASS, "", name)
+                released.append(name)
+        return released
 
     # ------------------------------------------------------------------ internals
 
@@ -305,6 +335,16 @@ def waves(app: App, objs: Iterable[Rendered]) -> dict[int, list[Rendered]]:
         wave = level(component_of(app, obj)) if obj["kind"] in ("Deployment", "Job") else 0
         out.setdefault(wave, []).append(obj)
     return out
+
+
+def runtime_classes_of(workloads: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The runtimeClassName each Deployment/Job's pod template names."""
+    names = set()
+    for w in workloads:
+        pod = ((w.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if pod.get("runtimeClassName"):
+            names.add(str(pod["runtimeClassName"]))
+    return names
 
 
 def component_of(app: App, workload: Rendered) -> str:

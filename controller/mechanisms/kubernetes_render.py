@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from controller.kube import resources
@@ -368,26 +368,38 @@ def service_components(app: App) -> list[Component]:
     return [c for c in app.components if c.ports or c.name in targets]
 
 
-def runtime_handlers(app: App) -> list[str]:
-    """The RuntimeClass handlers the app's components name (cluster-scoped, shared by apps)."""
-    named = {c.runtime_class_name for c in app.components if c.runtime_class_name}
+def runtime_handlers(components: Iterable[Component]) -> list[str]:
+    """The RuntimeClass handlers these components name (cluster-scoped, shared by apps)."""
+    named = {c.runtime_class_name for c in components if c.runtime_class_name}
     return sorted(named - set(NO_RUNTIME_CLASS))
 
 
 def render(app: App, plan: Plan) -> list[Rendered]:
-    """RuntimeClasses, then the workloads in `plan.order` (depends_on order), then Services."""
+    """RuntimeClasses, then the workloads in `plan.order` (depends_on order), then Services.
+
+    Only what runs here is rendered: an unplaced component (the status says why) and a far-edge
+    one (the faredge mechanism hands it to its device's bridge) get no workload, no Service and
+    no RuntimeClass."""
     decisions = {d.component: d for d in plan.decisions}
     order = list(plan.order) or [c.name for c in app.components]
     index = {c.name: i for i, c in enumerate(app.components)}
-    objects: list[Rendered] = [render_runtime_class(h) for h in runtime_handlers(app)]
+    workloads: list[Rendered] = []
+    running: set[str] = set()
     for comp_name in order:
         decision = decisions.get(comp_name)
         if decision is None or (decision.node is None and decision.cluster is None):
             continue  # unplaced: nothing to run (the status says why)
         comp = app.component(comp_name)
-        objects.extend(
+        if comp.far_edge:
+            continue  # firmware on a device, handed to its bridge by the faredge mechanism: never a Pod
+        running.add(comp_name)
+        workloads.extend(
             render_workload(app, comp, index[comp_name], node, decision.cluster, replicas)
             for node, replicas in hosts(decision, comp)
         )
-    objects.extend(render_service(app, c, c.external_access) for c in service_components(app))
+    used = [c for c in app.components if c.name in running]
+    objects: list[Rendered] = [render_runtime_class(h) for h in runtime_handlers(used)]
+    objects.extend(workloads)
+    services = [c for c in service_components(app) if c.name in running]
+    objects.extend(render_service(app, c, c.external_access) for c in services)
     return objects

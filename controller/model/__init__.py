@@ -35,6 +35,7 @@ from controller.model.descriptions import (
 from controller.model.errors import DescriptionError, Problem
 from controller.model.loader import (
     load_documents,
+    load_each,
     parse_document,
     parse_text,
     to_kubernetes_form,
@@ -72,6 +73,7 @@ __all__ = [
     "default_schemas",
     "depends_on_order",
     "load_documents",
+    "load_each",
     "parse_document",
     "parse_text",
     "to_kubernetes_form",

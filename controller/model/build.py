@@ -195,6 +195,7 @@ def _container(k: Doc, path: str, problems: _Problems) -> Container:
         ),
         env=tuple(k.get("env", ())),
         resources=resources,
+        mcu=bool(mcu),
     )
 
 

@@ -67,6 +67,7 @@ class Container:
     ports: tuple[Port, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Resources = Resources()
+    mcu: bool = False  # platform_requirements.mcu: code for a microcontroller, not a container image
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,12 @@ class Component:
     @property
     def system_metrics_hints(self) -> frozenset[str]:
         return frozenset(h for q in self.qos_metrics for h in q.system_metrics_hints)
+
+    @property
+    def far_edge(self) -> bool:
+        """Runs on a far-edge device (its only layer is far_edge, or a container targets an mcu):
+        realised through the device's bridge, never as a Pod."""
+        return self.placement.continuum_layers == {"far_edge"} or any(c.mcu for c in self.containers)
 
 
 @dataclass(frozen=True)

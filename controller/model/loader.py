@@ -86,8 +86,8 @@ def parse_document(doc: Any, namespace: str = "default", schemas: CrdSchemas | N
     schemas = schemas or default_schemas()
     kind, k8s = _normalise(doc, namespace)
     problems = schemas.problems(kind, k8s)
-    if problems:
-        raise DescriptionError(problems)
+    if problems:  # all problems at once: the semantic ones too, as far as the document can be read
+        raise DescriptionError([*problems, *_semantic_problems(kind, k8s, problems)])
     _check_name(kind, k8s)
     built, more = build(kind, k8s)
     if isinstance(built, App):
@@ -95,6 +95,36 @@ def parse_document(doc: Any, namespace: str = "default", schemas: CrdSchemas | N
     if more:
         raise DescriptionError(more)
     return built
+
+
+def _semantic_problems(kind: str, k8s: dict[str, Any], schema: list[Problem]) -> list[Problem]:
+    """The semantic problems of a document the schema rejected, on fields the schema did not
+    already complain about. Building a schema-invalid document may fail anywhere; what cannot
+    be built is left to the next run (the schema problems are reported either way)."""
+    try:
+        _check_name(kind, k8s)
+        built, more = build(kind, k8s)
+        if isinstance(built, App):
+            more += app_problems(built) + resource_problems(built)
+    except Exception:  # a shape the builder cannot read: the schema problems say why
+        return []
+    seen = {p.path for p in schema}
+    return [p for p in more if p.path not in seen and not any(p.path.startswith(s + ".") for s in seen)]
+
+
+def load_each(
+    path: str | Path, namespace: str = "default", schemas: CrdSchemas | None = None
+) -> tuple[list[tuple[str | None, Description]], list[DescriptionError]]:
+    """Like load_documents, but a bad file does not stop the others: every description with its
+    file, and one DescriptionError (naming its file and document) per file that was skipped."""
+    loaded: list[tuple[str | None, Description]] = []
+    skipped: list[DescriptionError] = []
+    for source, text in _sources(path):
+        try:
+            loaded.extend((source, d) for d in parse_text(text, source, namespace, schemas))
+        except DescriptionError as exc:
+            skipped.append(exc if exc.source else exc.with_source(source or "<input>"))
+    return loaded, skipped
 
 
 def unknown_fields(doc: Any, namespace: str = "default", schemas: CrdSchemas | None = None) -> list[str]:

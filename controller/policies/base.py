@@ -13,6 +13,10 @@ Contract notes for the mechanisms (ctl-kube):
 - `Decision.action` is "place", "keep" or "relocate"; on "relocate", `previous_node` is where
   the component ran: bring the new instance up before removing the old one.
 - `Plan.order` lists components in depends_on order (dependencies first).
+- `Decision.no_fit` is set when a policy examined the component's constraints and found no
+  node: NO_FIT_CONSTRAINTS (no node satisfies the hard constraints) or NO_FIT_CAPACITY (some
+  do, none has room). It is a result, not an abstention: in a chain it vetoes the other
+  policies' choices (see chain.py), and `rejected_counts` says how many nodes each filter took.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from controller.inventory import Inventory
 from controller.model import App
 
 PLACE, KEEP, RELOCATE = "place", "keep", "relocate"
+NO_FIT_CONSTRAINTS, NO_FIT_CAPACITY = "constraints", "capacity"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Decision:
     nodes: tuple[str, ...] = ()  # one per replica when the component has several; () means (node,)
     action: str = PLACE
     previous_node: str | None = None
+    no_fit: str | None = None  # NO_FIT_CONSTRAINTS / NO_FIT_CAPACITY: examined, nothing fits
 
     @property
     def hosts(self) -> tuple[str, ...]:

@@ -24,9 +24,19 @@ from dataclasses import dataclass
 
 from controller.inventory import Inventory
 from controller.model import App, Component, Resources, SingleNodeGroup, depends_on_order
-from controller.policies.base import KEEP, PLACE, RELOCATE, CandidateVerdict, Decision, Plan, Telemetry
+from controller.policies.base import (
+    KEEP,
+    NO_FIT_CAPACITY,
+    NO_FIT_CONSTRAINTS,
+    PLACE,
+    RELOCATE,
+    CandidateVerdict,
+    Decision,
+    Plan,
+    Telemetry,
+)
 from controller.policies.clusters import NONE_QUALIFIES, eligible_clusters
-from controller.policies.pools import Constraints, Ledger, Pool, Search, pool_for
+from controller.policies.pools import Constraints, Ledger, Pool, Search, pool_for, unmet
 from controller.policies.settings import node_settings
 
 TOP_K = 5
@@ -66,7 +76,8 @@ class ConstraintAwarePlacer:
         # Kept components first: their capacity is taken before anything new is placed.
         to_place = []
         for members, group in _units(app, order):
-            moving = self._moving(app, inventory, telemetry, previous, members, decided, ledger)
+            wanted = self._unit(members, group, clusters, frozenset(), inventory).constraints
+            moving = self._moving(app, inventory, telemetry, previous, members, wanted, decided, ledger)
             if moving is not None:
                 to_place.append((members, group, moving))
         for members, group, (excluded, why) in to_place:
@@ -84,17 +95,25 @@ class ConstraintAwarePlacer:
         telemetry: Telemetry,
         previous: Plan | None,
         members: tuple[Component, ...],
+        wanted: Constraints,
         decided: dict[str, Decision],
         ledger: Ledger,
     ) -> tuple[frozenset[str], str] | None:
-        """None when the unit keeps its previous node (decisions recorded), else (nodes to avoid, why)."""
+        """None when the unit keeps its previous node (decisions recorded), else (nodes to avoid, why).
+
+        A unit moves when its node vanished, when its node no longer satisfies its constraints
+        (the description changed: re-placed make-before-break, like a relocation), or on a QoS
+        violation the app permits relocating for."""
         prev = [previous.decision(m.name) for m in members] if previous else []
         if not prev or any(p is None or p.node is None for p in prev):
             return frozenset(), ""
-        old = {p.node for p in prev if p is not None and p.node is not None}
+        old = {h for p in prev if p is not None for h in p.hosts}
         gone = sorted(n for n in old if inventory.node(n) is None or n in telemetry.unavailable_nodes)
         if gone:
             return frozenset(old), f"node {', '.join(gone)} vanished"
+        changed = self._unmet(inventory, wanted, old)
+        if changed:
+            return frozenset(old), f"constraints changed: {changed}"
         violation = next((v for m in members if (v := telemetry.violated(m.name))), None)
         if violation is not None and app.permits("component_relocation"):
             return frozenset(old), (f"QoS target {violation.metric} violated on {', '.join(sorted(old))}")
@@ -121,6 +140,18 @@ class ConstraintAwarePlacer:
             )
         return None
 
+    @staticmethod
+    def _unmet(inventory: Inventory, wanted: Constraints, hosts: set[str]) -> str:
+        """What the current hosts no longer satisfy ("" when they all still do)."""
+        pool = pool_for(inventory, wanted)
+        index = inventory.index
+        out = []
+        for host in sorted(hosts):
+            i = index.position[host]
+            if i not in pool.positions:
+                out.append(f"{host} fails {'; '.join(unmet(index, wanted, i))}")
+        return ", ".join(out)
+
     # ------------------------------------------------------------------ constraints
 
     def _unit(
@@ -143,7 +174,8 @@ class ConstraintAwarePlacer:
             members,
             Constraints(
                 nodes=frozenset({pinned}) if pinned else None,
-                clusters=clusters,
+                # a pinned node is more precise than the app's cluster_placement (as for the static policy)
+                clusters=frozenset() if pinned else clusters,
                 layers=placement.continuum_layers,
                 archs=need.architectures,
                 labels=placement.labels,
@@ -172,7 +204,8 @@ class ConstraintAwarePlacer:
         candidates = _verdicts(inventory, pool, first)
         names = [m.name for m in unit.members]
         if not first.fits:
-            return _unplaced(unit, candidates, counts, len(inventory.nodes), why)
+            no_fit = NO_FIT_CONSTRAINTS if pool.size == 0 else NO_FIT_CAPACITY
+            return _unplaced(unit, candidates, counts, len(inventory.nodes), why, no_fit)
         chosen, score = first.fits[0]
         hosts = _reserve_replicas(inventory, ledger, unit, pool, chosen)
         node = inventory.node(hosts[0])
@@ -207,12 +240,21 @@ class ConstraintAwarePlacer:
         return out
 
 
-def _unplaced(unit: _Unit, candidates: tuple[CandidateVerdict, ...], counts: dict[str, int], total: int,
-              why: str) -> list[Decision]:
+def _unplaced(
+    unit: _Unit,
+    candidates: tuple[CandidateVerdict, ...],
+    counts: dict[str, int],
+    total: int,
+    why: str,
+    no_fit: str,
+) -> list[Decision]:
     summary = _rejected_summary(counts, total)
     reason = f"not placed: no node satisfies the constraints and has capacity ({summary})"
     reason = f"could not relocate ({why}); {reason}" if why else reason
-    return [Decision(m.name, None, None, reason, candidates, rejected_counts=counts) for m in unit.members]
+    return [
+        Decision(m.name, None, None, reason, candidates, rejected_counts=counts, no_fit=no_fit)
+        for m in unit.members
+    ]
 
 
 def _reserve_replicas(inventory: Inventory, ledger: Ledger, unit: _Unit, pool: Pool, first: int) -> list[str]:

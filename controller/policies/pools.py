@@ -15,6 +15,7 @@ score, so the heap top is always the best node after O(log n) work.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +62,11 @@ class Pool:
     @property
     def size(self) -> int:
         return len(self.entries)
+
+    @functools.cached_property
+    def positions(self) -> frozenset[int]:
+        """The node positions in the pool (for "does this node still satisfy the constraints?")."""
+        return frozenset(i for _, i in self.entries)
 
 
 def pool_for(inventory: Inventory, want: Constraints) -> Pool:
@@ -134,8 +140,9 @@ def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
     """The filters that apply to `want`, in order."""
     if want.nodes is not None:
         pinned = frozenset(index.position[n] for n in want.nodes if n in index.position)
-        yield Stage("node_placement.node", pinned, want.nodes,
-                    lambda n, w: f"not the requested node {_list(w)}")
+        yield Stage(
+            "node_placement.node", pinned, want.nodes, lambda n, w: f"not the requested node {_list(w)}"
+        )
     for f in FILTERS:
         stage = f.stage(index, want)
         if stage is not None:
@@ -144,6 +151,16 @@ def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
         yield Stage("gpu", index.with_gpus, frozenset(), lambda n, w: "no free GPU")
     if want.mobile:
         yield Stage("mobile", index.mobile, frozenset(), lambda n, w: "not a mobile node")
+
+
+def unmet(index: NodeIndex, want: Constraints, position: int) -> list[str]:
+    """Why the node at `position` fails `want`: one "filter: why" per constraint it does not meet."""
+    node = index.nodes[position]
+    return [
+        f"{stage.reason}: {stage.explain(node)}"
+        for stage in _stages(index, want)
+        if position not in stage.allowed
+    ]
 
 
 def _build_pool(index: NodeIndex, want: Constraints) -> Pool:

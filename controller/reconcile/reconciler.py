@@ -192,20 +192,25 @@ class Reconciler:
             telemetry = dataclasses.replace(telemetry, qos_violations=violations)
         planned = self.planner(app, inventory, telemetry, previous, self.reservations.ledger(inventory, name))
         plan = planned.plan
-        unplaced = [d.component for d in plan.decisions if not (d.node or d.cluster)]
+        unplaced = [d for d in plan.decisions if not (d.node or d.cluster)]
         planned_cond = (Condition("Planned", True, "AllPlaced", f"{len(plan.decisions)} component(s) placed")
                         if not unplaced else
-                        Condition("Planned", False, "Unplaceable", f"not placed: {', '.join(unplaced)}"))
+                        Condition("Planned", False, "Unplaceable",
+                                  "not placed: " + "; ".join(_unplaced(d) for d in unplaced)))
         outcome = self._realize(app, plan)
         if not outcome.retry and outcome.phase == "Deployed":
             self._plans[name] = plan
             self.reservations.record(app, plan)
-            if unplaced:
-                outcome = Outcome("Degraded", message=planned_cond.message, results=outcome.results)
+        pending = [p for r in outcome.results for p in r.pending]  # e.g. awaiting far-edge deployment
+        if not outcome.retry and outcome.phase == "Deployed" and (unplaced or pending):
+            message = "; ".join([planned_cond.message] * bool(unplaced) + pending)
+            outcome = Outcome("Degraded", message=message, results=outcome.results)
         realized = Condition("Realized", outcome.phase in ("Deployed", "Degraded"),
                              _reason(outcome), outcome.message or "all mechanisms applied the plan")
-        ready = Condition("Ready", outcome.phase == "Deployed", "Ready" if outcome.phase == "Deployed"
-                          else outcome.phase, outcome.message)
+        ready_reason = "Ready" if outcome.phase == "Deployed" else outcome.phase
+        if outcome.phase == "Degraded" and pending and not unplaced:
+            ready_reason = "AwaitingDeployment"
+        ready = Condition("Ready", outcome.phase == "Deployed", ready_reason, outcome.message)
         return self._finish(obj, planned, outcome, [planned_cond, realized, ready])
 
     # ------------------------------------------------------------------ steps
@@ -269,6 +274,14 @@ class Reconciler:
                 return Outcome(outcome.phase, retry=exc.temporary or outcome.retry, message=str(exc),
                                results=outcome.results)
         return Outcome(outcome.phase, retry=True, message="status kept conflicting", results=outcome.results)
+
+
+def _unplaced(d: Decision) -> str:
+    """`camera (no node fits: architecture 3, labels 1)`: the per-filter counts of a no-fit."""
+    if not d.rejected_counts:
+        return d.component
+    counts = ", ".join(f"{reason} {n}" for reason, n in d.rejected_counts.items())
+    return f"{d.component} (no node fits: {counts})"
 
 
 def _reason(outcome: Outcome) -> str:

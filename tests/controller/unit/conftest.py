@@ -28,6 +28,21 @@ def examples_dir() -> Path:
 
 
 @pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The `mlsysops` CLI root, invoked in process without a cluster (no KUBECONFIG)."""
+    from click.testing import CliRunner, Result
+
+    from mlsysops.cli import main
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+    def invoke(*args: str | Path) -> Result:
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
 def node_doc() -> Callable[..., dict[str, Any]]:
     """An MLSysOpsNode (Kubernetes form) with sensible defaults; keyword overrides are top-level fields."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from controller.inventory import Inventory
 from controller.mechanisms import Unavailable
@@ -16,16 +16,6 @@ from controller.model import App, load_documents
 from controller.plan import plan_apps, result_dict
 from controller.policies import PolicyRegistry
 from mlsysops.cli import main
-
-
-@pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-
-    def invoke(*args: str | Path) -> Result:
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

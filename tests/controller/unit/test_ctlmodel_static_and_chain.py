@@ -138,8 +138,44 @@ def test_a_node_outside_the_chosen_cluster_is_a_conflict(
     outcome = run_policies(
         [Stubborn(None, "c1", name="clusters"), Stubborn("n2", "c2", name="nodes")], app, inv, Telemetry()
     )
-    assert outcome.plan.decisions[0].node == "n2"  # the node choice is the more precise one
+    # a later policy may refine an earlier choice, never widen it: the cluster choice stays
+    assert (outcome.plan.decisions[0].node, outcome.plan.decisions[0].cluster) == (None, "c1")
     assert [c.proposals for c in outcome.conflicts] == [{"clusters": "cluster c1", "nodes": "node n2"}]
+
+
+def test_a_policy_finding_no_node_vetoes_a_cluster_choice_and_keeps_its_counts(
+    node_doc: NodeDoc, inventory_of: InventoryOf, app_of: AppOf, component: Comp
+) -> None:
+    inv = inventory_of(
+        node_doc("n1", cluster_id="c1", arch="amd64"), node_doc("n2", cluster_id="c1", arch="amd64")
+    )
+    arm = {"image": "x", "platform_requirements": {"cpu": {"architecture": ["arm64"]}}}
+    app = app_of(component("x", containers=[arm]), cluster_placement={"cluster_id": ["c1"]})
+    outcome = run_policies([StaticPlacedComponents(), ConstraintAwarePlacer()], app, inv, Telemetry())
+    (d,) = outcome.plan.decisions
+    assert (d.node, d.cluster, d.no_fit) == (None, None, "constraints") and not outcome.plan.complete
+    assert d.rejected_counts == {"architecture": 2}
+    assert "constraintAwarePlacer: not placed" in d.reason
+    (conflict,) = outcome.conflicts
+    assert conflict.proposals == {"staticPlacedComponents": "cluster c1", "constraintAwarePlacer": None}
+    assert "found no node that satisfies its constraints; not placed" in conflict.message
+
+
+def test_a_pinned_node_without_room_stands_with_a_warning_but_not_a_wrong_architecture(
+    node_doc: NodeDoc, inventory_of: InventoryOf, app_of: AppOf, component: Comp
+) -> None:
+    inv = inventory_of(node_doc("n1", cluster_id="c1", cores=1, arch="amd64"))
+    heavy = {"image": "x", "platform_requirements": {"cpu": {"requests": "2"}}}
+    arm = {"image": "x", "platform_requirements": {"cpu": {"architecture": ["arm64"]}}}
+    app = app_of(
+        component("big", node_placement={"node": "n1"}, containers=[heavy]),
+        component("arm", node_placement={"node": "n1"}, containers=[arm]),
+    )
+    outcome = run_policies([StaticPlacedComponents(), ConstraintAwarePlacer()], app, inv, Telemetry())
+    big, arm_d = outcome.plan.decisions
+    assert big.node == "n1" and "warning: needs 2 cpu" in big.reason
+    assert arm_d.node is None and arm_d.no_fit == "constraints"
+    assert [c.component for c in outcome.conflicts] == ["arm"]
 
 
 def test_when_nobody_places_a_component_every_reason_is_kept(
