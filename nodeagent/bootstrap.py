@@ -10,6 +10,7 @@ listeners and starts the threads; `Agent.stop()` ends them and closes the adapte
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from nodeagent.config import AgentConfig, ConfigError, MechanismConfig
 from nodeagent.errors import HostError, InvalidSpec
 from nodeagent.host.cgroupfs import CgroupLayout, discover
 from nodeagent.host.fs import HostFS
+from nodeagent.host.runtimefiles import restart_unit
 from nodeagent.mechanisms.base import Capabilities, MechanismContext
 from nodeagent.mechanisms.netport import NetPort
 from nodeagent.mechanisms.runtime_handlers import standard_handlers
@@ -183,7 +185,8 @@ def workload_service(config: AgentConfig, events: EventBus) -> WorkloadService |
     from nodeagent.host.containerd import ContainerdClient  # its stubs load only when runtimes are enabled
 
     client = ContainerdClient(settings.containerd_socket, settings.namespace)
-    return WorkloadService(client, catalog, workload_settings, events)
+    restart = functools.partial(restart_unit, settings.restart_unit) if settings.restart_unit else None
+    return WorkloadService(client, catalog, workload_settings, events, restart_containerd=restart)
 
 
 # ---------------------------------------------------------------- host

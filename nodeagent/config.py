@@ -270,6 +270,11 @@ class RuntimesConfig:
     probe_image: str = field(
         default="", metadata=doc("Image probe containers run `true` from; '' for the first workload's image.")
     )
+    restart_unit: str = field(
+        default="",
+        metadata=doc("systemd unit restarted when the handler drop-in changed (e.g. containerd.service); "
+                     "'' only reports that containerd must be restarted."),
+    )
 
 
 _LIMITS = RequestLimits()

@@ -128,3 +128,15 @@ def kill_processes_mentioning(*fragments: str) -> list[int]:
             except ProcessLookupError:
                 pass
     return killed
+
+
+def restart_unit(unit: str, timeout: float = 120.0) -> None:
+    """Restart a systemd unit (containerd's) through systemctl, systemd's own client."""
+    try:
+        done = subprocess.run(
+            ["systemctl", "restart", unit], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HostError(f"systemd/{unit}", f"restart failed: {exc}") from exc
+    if done.returncode != 0:
+        raise HostError(f"systemd/{unit}", f"restart failed: {(done.stderr or done.stdout).strip()}")

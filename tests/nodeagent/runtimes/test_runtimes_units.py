@@ -307,3 +307,34 @@ def test_a_blob_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> Non
         body = tar.extractfile(config).read()  # type: ignore[union-attr]
     with pytest.raises(InvalidSpec, match="does not match its digest"):
         read_tarball(_retar(good, tmp_path / "bad.tar", {config: body.replace(b"amd64", b"arm64")}))
+
+
+# ---------------------------------------------------------------- the composition root
+
+
+def test_the_bootstrap_builds_the_workload_service_only_when_enabled_and_opens_nothing(
+    tmp_path: Path,
+) -> None:
+    from nodeagent.bootstrap import workload_service
+    from nodeagent.config import parse_config
+    from nodeagent.host.runtimefiles import restart_unit
+    from nodeagent.service.events import EventBus
+
+    assert workload_service(parse_config({}), EventBus()) is None
+    config = parse_config(
+        {
+            "runtime_dir": str(tmp_path),
+            "runtimes": {
+                "enabled": True,
+                "containerd_socket": str(tmp_path / "none.sock"),
+                "restart_unit": "containerd.service",
+                "allowed_mount_roots": "/srv/a:/srv/b",
+            },
+        }
+    )
+    service = workload_service(config, EventBus())
+    assert service is not None and service.settings.allowed_mount_roots == ("/srv/a", "/srv/b")
+    restart = service._restart_containerd
+    assert restart is not None and restart.func is restart_unit and restart.args == ("containerd.service",)  # type: ignore[attr-defined]
+    assert not (tmp_path / "none.sock").exists()
+    assert [h.name for h in service.handler_statuses()] == []  # no containerd config: nothing declared
