@@ -1,11 +1,16 @@
 """Node agents' reported capabilities become MLSysOpsNode objects.
 
 Each configured agent is asked GetInventory; its report becomes the node document
-(controller.inventory.node_document_from_agent) applied with the controller's field manager.
-When a node is already described (by a user or a file), only the reported fields are
-applied, so the described layer, cluster and labels stay the user's. The `Ready` condition in
-the node's status says whether its agent answered; the reconcile loop treats nodes that are
-not Ready as unavailable, which is what makes a policy relocate their components.
+(controller.inventory.node_document_from_agent), server-side applied under a field manager of
+its own (`mlsysops-nodesync`), so it owns exactly the fields it sends. It sends the reported
+fields always, and every other field of the document (layer, environment, ...) unless another
+manager (a user, a file) owns it: a described node keeps its layer, cluster and labels, and an
+agent-only node keeps the required fields it was created with on every re-sync (applying fewer
+fields under the same manager would remove them, and the API server would refuse the node).
+One failing agent or node write is reported in its SyncResult; the others are still synced.
+The `Ready` condition in the node's status says whether its agent answered; the reconcile loop
+treats nodes that are not Ready as unavailable, which is what makes a policy relocate their
+components.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from controller.inventory import node_document_from_agent
 from controller.kube import resources
-from controller.kube.api import KubeApi
+from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Conflict, KubeError, NotFound
 from controller.mechanisms.nodeagent import AgentError, AgentGateway
 from controller.reconcile.status import Condition, conditions, now
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 #: What an agent knows better than a description (applied even when the node is described;
 #: within `hardware` only the facts it reports: cpu cores/architecture/frequencies, memory).
 REPORTED_FIELDS = ("agent", "capacity", "runtimes", "cgroup", "cpufreq", "devices", "hardware")
+FIELD_MANAGER = "mlsysops-nodesync"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,14 @@ class NodeSync:
         self._names: dict[str, str] = {}  # target -> node name, learned from GetInventory
 
     def sync_all(self) -> list[SyncResult]:
-        return [self.sync(t) for t in self.targets]
+        """Every agent, each on its own: one that fails does not stop the sync of the next."""
+        results = []
+        for target in self.targets:
+            try:
+                results.append(self.sync(target))
+            except KubeError as exc:
+                results.append(SyncResult(self._names.get(target.target), target.target, False, str(exc)))
+        return results
 
     def sync(self, agent: AgentTarget) -> SyncResult:
         try:
@@ -66,11 +79,12 @@ class NodeSync:
         name = doc["metadata"]["name"]
         self._names[agent.target] = name
         try:
-            self.api.get(resources.NODE, self.namespace, name)
-            doc = {k: v for k, v in doc.items() if k in ("apiVersion", "kind", "metadata", *REPORTED_FIELDS)}
+            others = owned_by_others(self.api.get(resources.NODE, self.namespace, name))
         except NotFound:
-            pass
-        self.api.apply(doc)
+            others = set()
+        keep = {"apiVersion", "kind", "metadata", *REPORTED_FIELDS}
+        doc = {k: v for k, v in doc.items() if k in keep or k not in others}
+        self.api.apply(doc, field_manager=FIELD_MANAGER)
         self._set_ready(name, True, "AgentReporting", f"node agent at {agent.target} answered GetInventory")
         return SyncResult(name, agent.target, True)
 
@@ -102,3 +116,13 @@ class NodeSync:
                 return
 
 
+
+
+def owned_by_others(obj: Obj) -> set[str]:
+    """Top-level fields of the object another field manager applied or updated (not the status)."""
+    owned: set[str] = set()
+    for entry in obj["metadata"].get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER or entry.get("subresource"):
+            continue
+        owned |= {k[2:] for k in (entry.get("fieldsV1") or {}) if k.startswith("f:") and k != "f:metadata"}
+    return owned

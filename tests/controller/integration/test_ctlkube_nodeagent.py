@@ -71,3 +71,36 @@ def _condition(kube: KubeApi, name: str) -> tuple[str, str] | None:
         if cond["type"] == "Ready":
             return cond["status"], cond["reason"]
     return None
+
+
+def _agent_inventory(name: str) -> nodeconfig_pb2.Inventory:
+    return nodeconfig_pb2.Inventory(
+        node_name=name, api_version="mlsysops.nodeconfig.v1", agent_version="0.1.0",
+        architecture="x86_64", memory_bytes=8 * 2**30, cpus=[nodeconfig_pb2.Cpu(id=i) for i in range(2)])
+
+
+def test_node_sync_owns_only_its_fields_and_keeps_going_past_a_failing_agent(kube, world, standin):
+    """Defect 3: re-syncing an agent-only node used to apply fewer fields under the same manager
+    (the API server then refused the node without its layer), and the exception stopped the
+    sync of every later agent."""
+    from controller.reconcile.nodesync import FIELD_MANAGER, NodeSync
+
+    agents = FakeAgents({"unix:/tmp/edge-8.sock": _agent_inventory("edge-8"),
+                         "unix:/tmp/edge-9.sock": _agent_inventory("edge-9"),
+                         EDGE1: _agent_inventory("edge-1")})
+    targets = [AgentTarget("unix:/tmp/edge-8.sock", "edge"), AgentTarget("unix:/tmp/edge-9.sock", "far_edge"),
+               AgentTarget(EDGE1, "cloud")]
+    sync = NodeSync(kube, agents, targets, NAMESPACE)
+    for _round in range(2):  # created, then re-synced
+        assert [(r.node, r.ready, r.message) for r in sync.sync_all()] == [
+            ("edge-8", True, ""), ("edge-9", True, ""), ("edge-1", True, "")]
+    edge9 = kube.get(R.NODE, NAMESPACE, "edge-9")
+    assert edge9["continuum_layer"] == "far_edge" and edge9["environment"]
+    assert {m["manager"] for m in edge9["metadata"]["managedFields"] if not m.get("subresource")} == {FIELD_MANAGER}
+    edge1 = kube.get(R.NODE, NAMESPACE, "edge-1")  # described by the admin: layer and labels stay theirs
+    assert edge1["continuum_layer"] == "edge" and edge1["labels"] == ["camera"]
+
+    standin.fail(500, count=1, method="PATCH")  # the first agent's node write fails
+    results = sync.sync_all()
+    assert [(r.node, r.ready) for r in results] == [("edge-8", False), ("edge-9", True), ("edge-1", True)]
+    assert results[0].message
