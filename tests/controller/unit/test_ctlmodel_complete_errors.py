@@ -76,7 +76,8 @@ def test_plan_counts_kubernetes_objects_apart_from_what_goes_to_agents(run: Any,
     line = next(x for x in result.output.splitlines() if x.startswith("objects it would write"))
     assert "nodeagent: 1 NodeProfile (not a Kubernetes object)" in line
     kinds = [x for x in result.output.splitlines() if x.startswith("kind: ")]
-    kube = len(kinds) - kinds.count("kind: NodeProfile")
+    to_agents = ("kind: NodeProfile", "kind: NodeWorkload")  # nodeagent settings, local workloads
+    kube = len([k for k in kinds if k not in to_agents])
     assert line.startswith(f"objects it would write ({kube} Kubernetes object(s); ")
 
 
