@@ -80,6 +80,11 @@ class DeviceCollector(Collector):
         boot = GaugeMetricFamily(
             f"{ns}_device_boot_count", "Boot counter from the last birth", labels=["device"]
         )
+        lost = GaugeMetricFamily(
+            f"{ns}_device_telemetry_lost",
+            "QoS 1 telemetry messages the device's store-and-forward ring dropped since boot (last birth)",
+            labels=["device"],
+        )
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
         online_by: dict[str, int] = defaultdict(int)
         for device, live in self._snapshot():
@@ -90,6 +95,7 @@ class DeviceCollector(Collector):
             if label == OTHER:
                 continue
             boot.add_metric([label], device.boot)
+            lost.add_metric([label], device.telemetry_lost)
             for name, value in live.readings:
                 if value is not None:
                     reading.add_metric([label, name], value)
@@ -100,7 +106,7 @@ class DeviceCollector(Collector):
             messages.add_metric(list(key), n)
         for label, n in online_by.items():
             online.add_metric([label], n)
-        yield from (messages, online, reading, mem, freq, up, boot)
+        yield from (messages, online, reading, mem, freq, up, boot, lost)
 
 
 class BridgeMetrics:

@@ -33,6 +33,7 @@ class Device:
     online: bool = False
     last_seen: float = 0.0  # wall clock, seconds
     port: str = ""  # serial port path when transport == "serial"
+    telemetry_lost: int = 0  # from the last birth: QoS 1 telemetry the device had to drop
     twin: Twin = field(default_factory=Twin)
 
     def to_json(self) -> dict[str, Any]:
@@ -46,6 +47,7 @@ class Device:
             "online": self.online,
             "last_seen": self.last_seen,
             "port": self.port,
+            "telemetry_lost": self.telemetry_lost,
             "twin": self.twin.to_json(),
         }
 
@@ -61,6 +63,7 @@ class Device:
             online=bool(data.get("online", False)),
             last_seen=float(data.get("last_seen", 0.0)),
             port=str(data.get("port", "")),
+            telemetry_lost=int(data.get("telemetry_lost", 0)),
             twin=Twin.from_json(data.get("twin", {})),
         )
 

@@ -29,6 +29,7 @@ def registered(old: Device | None, birth: Birth, transport: str, port: str, now:
         online=True,
         last_seen=now,
         port=port,
+        telemetry_lost=birth.lost,
     )
 
 

@@ -57,6 +57,7 @@ class Birth:
     boot: int
     sensors: tuple[str, ...]
     freq: int
+    lost: int = 0  # QoS 1 telemetry the device's store-and-forward ring dropped since boot
 
 
 class Sample(NamedTuple):
@@ -202,6 +203,7 @@ def _birth(obj: dict[str, Any], device_id: str) -> Birth:
         boot=_int(obj, "boot") or 0,
         sensors=tuple(sensors),
         freq=_int(obj, "freq", required=False) or 0,
+        lost=_int(obj, "lost", required=False) or 0,
     )
 
 

@@ -66,6 +66,7 @@ class Device:
             "boot": self.boot,
             "sensors": list(self.hal.SENSORS),
             "freq": self.hal.freq(),
+            "lost": getattr(self.link, "dropped", 0),  # QoS 1 telemetry the ring had to drop
         }
 
     def on_connect(self):

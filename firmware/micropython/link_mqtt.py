@@ -6,6 +6,11 @@ broker handles packets of one connection in order, so the subscription is in pla
 bridge answers). Reconnects back off exponentially (1 s .. 60 s) with random jitter so a fleet
 does not hammer a broker that just came back. QoS 1 publications not yet acknowledged when the
 link died are resent (DUP) on the next connection.
+
+Store and forward: with `qos_telemetry` 1, telemetry produced while the link is down (or while
+older telemetry still waits) goes to a bounded ring in RAM (RING messages, RING_BYTES bytes) and
+is published in order right after the next BIRTH. When the ring is full the oldest message is
+dropped and counted in `dropped`, which every BIRTH reports as `lost`: a loss is never silent.
 """
 
 import asyncio
@@ -16,6 +21,8 @@ from time import ticks_diff, ticks_ms
 import mqtt
 
 CONNECT_MS = 10000
+RING = 64
+RING_BYTES = 8192
 
 
 class MqttLink:
@@ -30,15 +37,44 @@ class MqttLink:
         self.pid = 0
         self.bad = 0
         self.connects = 0
+        self.ring = []
+        self.ring_bytes = 0
+        self.dropped = 0
 
     def send(self, kind, payload, now=None):
-        """Publish if connected (False otherwise: the caller's data is re-sent on reconnect)."""
+        """Publish if connected; QoS 1 telemetry waits in the ring otherwise (False: not sent yet).
+
+        Births and twin messages need no ring: each (re)connect sends BIRTH and TWIN_GET, and
+        the bridge answers with the full desired state.
+        """
         s = self.s
+        qos = self.m["qos_telemetry"] if kind == "telemetry" else 1
+        if kind == "telemetry" and qos and (s is None or not s.up or self.ring):
+            self._keep(payload)
+            return False
         if s is None or not s.up:
             return False
-        qos = self.m["qos_telemetry"] if kind == "telemetry" else 1
-        s.publish(self.base + kind, payload, ticks_ms() if now is None else now, qos)
+        try:
+            s.publish(self.base + kind, payload, ticks_ms() if now is None else now, qos)
+        except OSError:  # the connection just died: the session loop notices and reconnects
+            if kind == "telemetry" and qos:
+                self._keep(payload)
+            return False
         return True
+
+    def _keep(self, payload):
+        self.ring.append(payload)
+        self.ring_bytes += len(payload)
+        while len(self.ring) > RING or self.ring_bytes > RING_BYTES:
+            self.ring_bytes -= len(self.ring.pop(0))
+            self.dropped += 1
+
+    def _forward(self, s, now):
+        """Publish what the ring kept, oldest first (after BIRTH: the bridge knows us again)."""
+        topic = self.base + "telemetry"
+        ring, self.ring, self.ring_bytes = self.ring, [], 0
+        for payload in ring:
+            s.publish(topic, payload, now, 1)
 
     def _status(self, online):
         return json.dumps({"id": self.cfg["id"], "online": online}).encode()
@@ -67,6 +103,7 @@ class MqttLink:
             self.s = s
             self.connects += 1
             self.dev.on_connect()
+            self._forward(s, now)
             desired = self.base + "twin/desired"
             while True:
                 for topic, payload in s.poll(ticks_ms()):

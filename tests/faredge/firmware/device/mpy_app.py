@@ -61,6 +61,7 @@ def test_connect_sends_birth_then_twin_get():
         "boot": 1,
         "sensors": ["temp", "adc"],
         "freq": 160000000,
+        "lost": 0,
     }
     assert get == {"id": "d1"}
 

@@ -76,9 +76,14 @@ async def _wait(pred, ms=2000):
 class Running:
     """A link's run() task over fake connections, cancelled on exit (`async with`)."""
 
+    def __init__(self, cfg=CFG, before=None):
+        self.cfg, self.before = cfg, before
+
     async def __aenter__(self):
         self.hal, self.dev = Hal(), Dev()
-        self.link = self.dev.link = MqttLink(CFG, self.hal, self.dev)
+        self.link = self.dev.link = MqttLink(self.cfg, self.hal, self.dev)
+        if self.before:
+            self.before(self.link)
         self.task = asyncio.create_task(self.link.run())
         await _wait(lambda: self.hal.conns and self.link.s is not None)
         return self
@@ -120,3 +125,50 @@ async def test_unacked_qos1_resent_with_dup_after_reconnect():
         await _wait(lambda: any(p[0] == BASE + "twin/reported" for p in _publishes(conn)))
         again = [p for p in _publishes(conn) if p[0] == BASE + "twin/reported"]
         assert again[0][5] is True and again[0][1] == b'{"version": 3}'  # DUP set
+
+
+QOS1 = {"id": "d1", "mqtt": dict(CFG["mqtt"], qos_telemetry=1)}
+
+
+def _fill(link, n):
+    for i in range(n):
+        assert link.send("telemetry", b'{"seq": %d}' % i) is False  # the link is down: kept
+
+
+async def test_qos1_telemetry_kept_while_down_and_sent_in_order_after_the_birth():
+    async with Running(QOS1, lambda link: _fill(link, 5)) as r:
+        conn = r.hal.conns[0]
+        await _wait(lambda: len(_publishes(conn)) >= 8)
+        topics = [p[0][len(BASE) :] for p in _publishes(conn)]
+        assert topics[:3] == ["status", "birth", "twin/get"] and topics[3:8] == ["telemetry"] * 5
+        tel = [p for p in _publishes(conn) if p[0] == BASE + "telemetry"]
+        assert [json.loads(p[1])["seq"] for p in tel] == [0, 1, 2, 3, 4] and all(p[2] == 1 for p in tel)
+        assert r.link.ring == [] and r.link.dropped == 0
+        assert r.link.send("telemetry", b'{"seq": 5}')  # connected, ring empty: straight out
+
+
+def test_a_full_ring_drops_the_oldest_and_counts_it():
+    link = MqttLink(QOS1, Hal(), Dev())
+    _fill(link, 70)
+    assert len(link.ring) == 64 and link.dropped == 6 and link.ring[0] == b'{"seq": 6}'
+    big = MqttLink(QOS1, Hal(), Dev())
+    for _ in range(10):
+        big.send("telemetry", b"x" * 1000)
+    assert big.ring_bytes <= 8192 and big.dropped == 2  # the byte bound holds too
+
+
+def test_qos0_telemetry_is_not_kept():
+    link = MqttLink(CFG, Hal(), Dev())
+    assert link.send("telemetry", b"{}") is False and link.ring == [] and link.dropped == 0
+
+
+async def test_a_publish_on_a_dead_connection_is_kept_not_raised():
+    async with Running(QOS1) as r:
+        await _wait(lambda: len(_publishes(r.hal.conns[0])) >= 3)
+
+        def dead(data):
+            raise OSError(104)
+
+        r.hal.conns[0].write = dead
+        assert r.link.send("telemetry", b'{"seq": 0}') is False  # no exception into the sampler
+        assert r.link.ring == [b'{"seq": 0}']
