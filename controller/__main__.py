@@ -1,4 +1,4 @@
-"""`python -m controller`: check that the 'controller' extra is installed, then run the daemon (controller.daemon).
+"""`python -m controller`: check the 'controller' extra is installed, then run controller.daemon.
 
 The check comes first so that a machine without the extra gets one line naming it
 (`pip install 'mlsysops[controller]'`), not an ImportError trace from deep in the start-up.
