@@ -148,6 +148,11 @@ def build(
         )
         router.set_inventory(bridge.inventory)
     bridge.control = ControlServer(config.control_socket, router)
+    mqtt, serial = bridge.mqtt, bridge.serial
+    metrics.watch_links(
+        lambda: None if mqtt is None else mqtt.connected.is_set(),
+        lambda: [] if serial is None else serial.port_states(),
+    )
     return bridge
 
 

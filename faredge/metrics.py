@@ -77,8 +77,11 @@ class DeviceCollector(Collector):
         up = GaugeMetricFamily(
             f"{ns}_device_uptime_seconds", "Uptime reported by the device (`up`)", labels=["device"]
         )
-        boot = GaugeMetricFamily(
-            f"{ns}_device_boot_count", "Boot counter from the last birth", labels=["device"]
+        boot = GaugeMetricFamily(f"{ns}_device_boots", "Boot counter from the last birth", labels=["device"])
+        in_sync = GaugeMetricFamily(
+            f"{ns}_device_twin_in_sync",
+            "1 when the device reported the desired version (alert on 0 for long)",
+            labels=["device"],
         )
         lost = GaugeMetricFamily(
             f"{ns}_device_telemetry_lost",
@@ -96,6 +99,7 @@ class DeviceCollector(Collector):
                 continue
             boot.add_metric([label], device.boot)
             lost.add_metric([label], device.telemetry_lost)
+            in_sync.add_metric([label], 1 if device.twin.in_sync else 0)
             for name, value in live.readings:
                 if value is not None:
                     reading.add_metric([label, name], value)
@@ -106,7 +110,38 @@ class DeviceCollector(Collector):
             messages.add_metric(list(key), n)
         for label, n in online_by.items():
             online.add_metric([label], n)
-        yield from (messages, online, reading, mem, freq, up, boot, lost)
+        yield from (messages, online, reading, mem, freq, up, boot, lost, in_sync)
+
+
+# The bridge's own links, read at scrape time: is the broker connected (None: no MQTT), and
+# each configured serial port's state ("absent", "open", "identified").
+BrokerConnected = Callable[[], bool | None]
+PortStates = Callable[[], Sequence[tuple[str, str]]]
+PORT_STATES = ("absent", "open", "identified")
+
+
+class LinkCollector(Collector):
+    def __init__(self, broker: BrokerConnected, ports: PortStates) -> None:
+        self._broker = broker
+        self._ports = ports
+
+    def collect(self) -> Iterator[Metric]:
+        connected = self._broker()
+        if connected is not None:
+            broker = GaugeMetricFamily(
+                "faredge_broker_connected", "1 while the bridge's MQTT session is connected"
+            )
+            broker.add_metric([], 1 if connected else 0)
+            yield broker
+        ports = GaugeMetricFamily(
+            "faredge_serial_port_state",
+            "1 for the state each configured serial port is in (absent, open, identified)",
+            labels=["port", "state"],
+        )
+        for port, state in self._ports():
+            for name in PORT_STATES:
+                ports.add_metric([port, name], 1 if name == state else 0)
+        yield ports
 
 
 class BridgeMetrics:
@@ -142,6 +177,13 @@ class BridgeMetrics:
         self.serial_gave_up = Counter(
             f"{ns}_serial_gave_up", "Reliable frames never acknowledged", registry=registry
         )
+        self.identity_denials = Counter(
+            f"{ns}_identity_denials",
+            "Messages refused because they spoke for another device (identity) or came from a"
+            " serial link before its birth (unidentified)",
+            ["transport", "reason"],
+            registry=registry,
+        )
         self.broker_denials = Counter(
             f"{ns}_broker_denials",
             "What the broker refused or ended, from its log: takeover (a second connection with the"
@@ -149,6 +191,10 @@ class BridgeMetrics:
             ["event"],
             registry=registry,
         )
+
+    def watch_links(self, broker: BrokerConnected, ports: PortStates) -> None:
+        """Export the broker session and serial port states (once, by the composition root)."""
+        self.registry.register(LinkCollector(broker, ports))
 
     def watch_devices(self, snapshot: Snapshot) -> None:
         """Export per-device state read from `snapshot` at scrape time.

@@ -104,6 +104,8 @@ class Router:
         """Count and (rate-limited) log a dropped message or frame."""
         label = self.metrics.labels.label(device_id, device_id in self.registry)
         self.metrics.dropped.labels(label, transport, drop.reason).inc()
+        if drop.reason in ("identity", "unidentified"):
+            self.metrics.identity_denials.labels(transport, drop.reason).inc()
         self._log.warning(
             f"{transport}/{device_id}/{drop.reason}",
             "dropped %s message from %s: %s",

@@ -172,6 +172,17 @@ class SerialManager:
         for s in sessions:
             s.join(timeout=5)
 
+    def port_states(self) -> list[tuple[str, str]]:
+        """(port name, "absent" | "open" | "identified") for every configured port."""
+        with self._lock:
+            sessions = dict(self._sessions)
+        out = []
+        for spec in self.specs:
+            session = sessions.get(spec.name)
+            state = "absent" if session is None else "identified" if session.link.identity else "open"
+            out.append((spec.name, state))
+        return out
+
     def liveness_timeout(self, device_id: str) -> float:
         """3 x the device's sampling interval, at least liveness_min_s (protocol doc)."""
         return liveness_timeout(self.router.registry.find(device_id), self._liveness_min)

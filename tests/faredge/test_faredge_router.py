@@ -38,7 +38,7 @@ def test_birth_registers_the_device_online_and_reports_inventory(kit: Any) -> No
         "mqtt",
     )
     assert sample(kit.metrics, "faredge_device_online", device="d1") == 1
-    assert sample(kit.metrics, "faredge_device_boot_count", device="d1") == 5
+    assert sample(kit.metrics, "faredge_device_boots", device="d1") == 5
     assert kit.inventory.changes == 1
     kit.router.handle(msg("birth", BIRTH))  # reconnect, nothing changed: no new inventory report
     assert kit.inventory.changes == 1
