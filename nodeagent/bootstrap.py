@@ -32,6 +32,7 @@ from nodeagent.host.runtimefiles import restart_unit
 from nodeagent.mechanisms.base import Capabilities, MechanismContext
 from nodeagent.mechanisms.netport import NetPort
 from nodeagent.mechanisms.runtime_handlers import standard_handlers
+from nodeagent.service.authz import Policy
 from nodeagent.service.desired import DesiredStore
 from nodeagent.service.devices import DeviceRegistry
 from nodeagent.service.drift import DriftMonitor
@@ -155,7 +156,7 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         max_watchers=config.listen.max_watchers,
         workloads=(workloads := workload_service(config, events)),
     )
-    server = ApiServer(servicer, config.listen, limits)
+    server = ApiServer(servicer, config.listen, limits, Policy(config.authz.policy))
     drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
     return Agent(config, engine, events, telemetry, server, drift, netlink, workloads)
 

@@ -126,6 +126,8 @@ def serve(agent: Agent, notifier: SdNotifier) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `systemctl reload`: new TLS certificate/key/CA for the handshakes from now on, no restart.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: agent.server.reload_certificates())
     try:
         agent.start()  # binds the listeners: a taken port or socket is a configuration error
     except ConfigError as exc:

@@ -52,3 +52,7 @@ def bounded(text: str, limit: int = QUOTE_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+class Forbidden(NodeAgentError):
+    """The caller is authenticated but its role does not allow the call. Maps to PERMISSION_DENIED."""

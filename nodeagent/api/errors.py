@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported, bounded
+from nodeagent.errors import Forbidden, HostError, InvalidSpec, NodeAgentError, Unsupported, bounded
 from nodeagent.service.store import CorruptState
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Row:
 #: First matching row wins: specific before general.
 STATUS_TABLE: tuple[Row, ...] = (
     Row(InvalidSpec, grpc.StatusCode.INVALID_ARGUMENT),  # "field.path: reason"; nothing was written
+    Row(Forbidden, grpc.StatusCode.PERMISSION_DENIED),  # authz.policy: the caller's role is not enough
     Row(Unsupported, grpc.StatusCode.FAILED_PRECONDITION),  # this node cannot do it (no cpufreq ...)
     Row(TooManyWatchers, grpc.StatusCode.RESOURCE_EXHAUSTED),
     Row(HostError, grpc.StatusCode.UNAVAILABLE, lambda exc: exc.errno in TRANSIENT_ERRNOS),

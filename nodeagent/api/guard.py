@@ -7,11 +7,16 @@ too) in one place:
   bytes, a Struct nested past protobuf's recursion limit) is INVALID_ARGUMENT naming the
   message, where gRPC's own decoder would answer INTERNAL ("Exception deserializing request!");
 - the message size limit is the server's (`grpc.max_receive_message_length`, set from the same
-  RequestLimits in server.py), so an oversized body is refused before it is decoded.
+  RequestLimits in server.py), so an oversized body is refused before it is decoded;
+- the caller is identified from what its transport proved (the unix socket's SO_PEERCRED via
+  peercred.PeerTable, the TLS client certificate's CN and SANs) and authorised by the policy
+  (service/authz.py) before the request is even decoded: PERMISSION_DENIED otherwise. The
+  identity is available to the servicer through `caller()` (events name it as `requester`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,18 +24,42 @@ from typing import Any
 import grpc
 
 from nodeagent.api.errors import status_for
-from nodeagent.errors import InvalidSpec
+from nodeagent.api.peercred import PeerTable
+from nodeagent.errors import InvalidSpec, NodeAgentError
+from nodeagent.service.authz import ANONYMOUS, Identity, Policy
 
 log = logging.getLogger(__name__)
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
+_CALLER: contextvars.ContextVar[Identity] = contextvars.ContextVar("caller", default=ANONYMOUS)
+
+
+def caller() -> Identity:
+    """The authenticated identity of the call this thread is serving."""
+    return _CALLER.get()
+
+
+def identify(context: grpc.ServicerContext, peers: PeerTable | None) -> Identity:
+    """What the transport proved about the caller: a client certificate's names, else the
+    uid/gid of a connection relayed from the unix socket, else anonymous."""
+    auth: dict[str, Any] = dict(context.auth_context())  # grpc's stub types the values as bytes: lists
+    names = [f"cn:{v.decode(errors='replace')}" for v in auth.get("x509_common_name", ())]
+    names += [f"san:{v.decode(errors='replace')}" for v in auth.get("x509_subject_alternative_name", ())]
+    if names:
+        return Identity(names=tuple(names))
+    if peers is not None and (relayed := peers.identity(context.peer())) is not None:
+        return relayed
+    return ANONYMOUS
+
 
 class RequestGuard(grpc.ServerInterceptor):
     """Decode each request itself (see the module docstring) for methods below `prefix`."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, policy: Policy | None = None, peers: PeerTable | None = None) -> None:
         self._prefix = prefix
+        self._policy = policy
+        self._peers = peers
 
     def intercept_service(
         self,
@@ -45,26 +74,36 @@ class RequestGuard(grpc.ServerInterceptor):
         name = method.rpartition("/")[2]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _decoded(handler.unary_unary, decode, name),
+                self._guarded(handler.unary_unary, decode, name),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _decoded(handler.unary_stream, decode, name),
+                self._guarded(handler.unary_stream, decode, name),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no client-streaming methods in this API
 
 
-def _decoded(behaviour: Behaviour, decode: Callable[[bytes], Any], name: str) -> Behaviour:
-    def call(raw: bytes, context: grpc.ServicerContext) -> Any:
-        try:
-            request = decode(raw)
-        except Exception as exc:  # DecodeError, RecursionError: either way not our message
-            error = InvalidSpec("request", f"is not a valid {name} request ({type(exc).__name__})")
-            code, message = status_for(error)
-            log.info("rpc=%s status=%s error=%s", name, code.name, message)
-            context.abort(code, message)
-        return behaviour(request, context)
+    def _guarded(self, behaviour: Behaviour, decode: Callable[[bytes], Any], name: str) -> Behaviour:
+        def call(raw: bytes, context: grpc.ServicerContext) -> Any:
+            identity = identify(context, self._peers)
+            try:
+                if self._policy is not None:
+                    self._policy.check(name, identity)
+                try:
+                    request = decode(raw)
+                except Exception as exc:  # DecodeError, RecursionError: either way not our message
+                    reason = f"is not a valid {name} request ({type(exc).__name__})"
+                    raise InvalidSpec("request", reason) from None
+            except NodeAgentError as error:
+                code, message = status_for(error)
+                log.info("rpc=%s caller=%s status=%s error=%s", name, identity.label, code.name, message)
+                context.abort(code, message)
+            token = _CALLER.set(identity)
+            try:
+                return behaviour(request, context)
+            finally:
+                _CALLER.reset(token)
 
-    return call
+        return call

@@ -3,6 +3,11 @@ the health service and server reflection (so grpcurl can list and call the API).
 
 A small, fixed thread pool serves every call: no per-request threads, and WatchEvents streams
 are capped below the pool size (config) so they cannot starve Apply.
+
+The unix socket is the agent's own (peercred.PeerCredSocket): it reads each caller's uid/gid
+with SO_PEERCRED and relays the connection to a loopback port of the gRPC server, so the guard
+can authorise by who the kernel says is calling. The TLS listener's certificate and key are
+read again on `reload_certificates()` (SIGHUP), for handshakes from then on.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from grpc_reflection.v1alpha import reflection
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
 from nodeagent.api.guard import RequestGuard
+from nodeagent.api.peercred import PeerCredSocket, PeerTable, group_id
 from nodeagent.config import ConfigError, ListenConfig
+from nodeagent.service.authz import Policy
 from nodeagent.service.limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -34,13 +41,20 @@ class ApiServer:
     """The agent's gRPC server: built idle, bound and started by start(), ended by stop()."""
 
     def __init__(
-        self, servicer: pb_grpc.NodeConfigServicer, listen: ListenConfig, limits: RequestLimits | None = None
+        self,
+        servicer: pb_grpc.NodeConfigServicer,
+        listen: ListenConfig,
+        limits: RequestLimits | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self._listen = listen
         limits = limits or RequestLimits()
+        self._peers = PeerTable()
+        self._front: PeerCredSocket | None = None
+        self._reload_tls = False
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=listen.workers, thread_name_prefix="grpc"),
-            interceptors=[RequestGuard(f"/{SERVICE_NAME}/")],
+            interceptors=[RequestGuard(f"/{SERVICE_NAME}/", policy, self._peers)],
             options=[
                 ("grpc.so_reuseport", 0),  # a second agent on the same port must fail, not share it
                 ("grpc.max_receive_message_length", limits.max_message_bytes),  # limits.max_message_bytes
@@ -68,8 +82,8 @@ class ApiServer:
             self.stop(0)
             raise
         self._server.start()
-        if self._listen.socket:
-            os.chmod(self._listen.socket, int(self._listen.socket_mode, 8))
+        if self._front is not None:
+            self._front.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -77,6 +91,8 @@ class ApiServer:
         """Refuse new calls, let running ones finish for up to `grace_s`, then remove the socket
         (only one this server bound: never another agent's)."""
         self._health.enter_graceful_shutdown()
+        if self._front is not None:
+            self._front.close()  # no new local callers; relayed calls end with the server's grace
         self._server.stop(grace_s).wait()
         if self._socket_bound and self._listen.socket:
             Path(self._listen.socket).unlink(missing_ok=True)
@@ -87,22 +103,57 @@ class ApiServer:
             path.parent.mkdir(parents=True)
             os.chmod(path.parent, int(self._listen.socket_dir_mode, 8))
         _remove_stale_socket(path)
-        target = f"unix:{path}"
-        self._add_port(target, None, "listen.socket")
-        return target
+        gid = None
+        if self._listen.socket_group:
+            try:
+                gid = group_id(self._listen.socket_group)
+            except KeyError:
+                raise ConfigError("listen.socket_group", f"no group {self._listen.socket_group!r}") from None
+        backend = self._add_port("127.0.0.1:0", None, "listen.socket")  # reached only through the front
+        front = PeerCredSocket(path, ("127.0.0.1", backend), self._peers)
+        try:
+            front.bind(int(self._listen.socket_mode, 8), gid)
+        except OSError as exc:
+            front.close()
+            raise ConfigError("listen.socket", f"cannot listen on {path}: {exc.strerror}") from exc
+        self._front = front
+        return f"unix:{path}"
+
+    def reload_certificates(self) -> None:
+        """Read the TLS certificate, key and client CA again at the next handshake (SIGHUP)."""
+        self._reload_tls = True
+
+    def _tls_files(self) -> grpc.ServerCertificateConfiguration:
+        tls = self._listen.tls
+        try:
+            return grpc.ssl_server_certificate_configuration(
+                [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+                root_certificates=Path(tls.client_ca).read_bytes(),
+            )
+        except OSError as exc:
+            raise ConfigError("listen.tls", f"cannot read {exc.filename}: {exc.strerror}") from exc
+
+    def _fetch_tls(self) -> grpc.ServerCertificateConfiguration | None:
+        """gRPC asks before each handshake: None keeps the current files."""
+        if not self._reload_tls:
+            return None
+        self._reload_tls = False
+        try:
+            config = self._tls_files()
+        except ConfigError as exc:
+            log.error("tls reload failed, keeping the current certificate: %s", exc)
+            return None
+        log.info("tls certificates reloaded")
+        return config
 
     def _bind_tcp(self, address: str) -> str:
         tls = self._listen.tls
         credentials = None
         if tls.enabled:
-            try:
-                credentials = grpc.ssl_server_credentials(
-                    [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
-                    root_certificates=Path(tls.client_ca).read_bytes(),
-                    require_client_auth=True,
-                )
-            except OSError as exc:
-                raise ConfigError("listen.tls", f"cannot read {exc.filename}: {exc.strerror}") from exc
+            credentials = grpc.dynamic_ssl_server_credentials(
+                self._tls_files(), self._fetch_tls,  # type: ignore[arg-type]  # None keeps the files (grpc docs)
+                require_client_authentication=True,
+            )
         port = self._add_port(address, credentials, "listen.tcp")
         host = address.rpartition(":")[0]
         return f"{host}:{port}"

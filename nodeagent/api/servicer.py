@@ -12,6 +12,7 @@ from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
 from nodeagent.api import convert
 from nodeagent.api.errors import TooManyWatchers, grpc_errors, grpc_stream_errors
+from nodeagent.api.guard import caller
 from nodeagent.api.workloads import WorkloadRpcs
 from nodeagent.errors import Unsupported
 from nodeagent.service.devices import DeviceRegistry
@@ -84,8 +85,8 @@ class NodeConfigServicer(WorkloadRpcs, pb_grpc.NodeConfigServicer):
 
     @grpc_errors
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyResponse:
-        result = self._engine.apply(
-            convert.profile_to_dict(request.profile), dry_run=request.dry_run, requester=request.requester
+        result = self._engine.apply(  # requester: who the transport proved, not what the request says
+            convert.profile_to_dict(request.profile), dry_run=request.dry_run, requester=caller().label
         )
         return pb.ApplyResponse(
             writes=[convert.write_to_pb(w) for w in result.writes],

@@ -24,8 +24,14 @@ Writes are tc "replace" semantics, idempotent, with the least disturbance:
 If a write fails half-way, the previous tree is put back before the error is raised.
 
 Options (`mechanisms.network.options` in the agent's config): `qdisc_kinds` and `link_kinds`,
-the kinds probed and reported in the inventory (defaults below; htb and tbf are always probed).
+the kinds probed and reported in the inventory (defaults below; htb and tbf are always probed);
+`allow_interfaces`, interfaces of the agent's namespace that may be shaped although protected.
 A bad option raises InvalidSpec whose field is the option's name.
+
+Protected interfaces: those carrying a default route in the agent's namespace (proc/net/route),
+i.e. how the node is managed and reached. A profile that shapes one (an HTB or TBF root; removing
+our root is always allowed) is refused, unless `allow_interfaces` names it: one typo in a rate
+must not cut the node off at 1 bit/s.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ HTB_MAJOR = 0x6D6C
 TBF_MAJOR = 0x6D6D
 QDISC_KINDS = ("htb", "tbf", "netem", "fq_codel", "fq", "sfq", "prio", "cake", "pfifo_fast", "mq")
 LINK_KINDS = ("veth", "dummy", "bridge", "ifb", "vlan", "macvlan", "vxlan")
-_OPTIONS = {"qdisc_kinds", "link_kinds"}
+_OPTIONS = {"qdisc_kinds", "link_kinds", "allow_interfaces"}
 
 
 class NetworkMechanism:
@@ -74,6 +80,10 @@ class NetworkMechanism:
         _check_options(context.options)
         self._qdisc_kinds = _kinds(context.options, "qdisc_kinds", QDISC_KINDS, required=("htb", "tbf"))
         self._link_kinds = _kinds(context.options, "link_kinds", LINK_KINDS)
+        allowed = context.options.get("allow_interfaces", [])
+        if not isinstance(allowed, list | tuple) or not all(isinstance(v, str) for v in allowed):
+            raise InvalidSpec("allow_interfaces", "must be a list of interface names")
+        self._allowed = frozenset(allowed)
         self._clock = PschedClock.parse(context.fs.read_optional("proc/net/psched"))
         self._port: NetPort = context.netlink
         self._features: dict[str, Feature] | None = None
@@ -137,6 +147,7 @@ class NetworkMechanism:
         """Syntax and ranges first (netspec), then the host: namespace, interface, MTU, kernel
         support, and no foreign root qdisc in the way. Reads only; errors in section order."""
         entries = parse_section(section, field, self._clock)
+        self._check_protected(entries)
         states: dict[str, dict[str, RootState]] = {}
         for entry in entries:
             netns = entry.target.netns
@@ -149,6 +160,19 @@ class NetworkMechanism:
                 states[netns] = self._port.roots(netns, names, None)
             self._check_on_host(entry, states[netns].get(entry.target.ifname))
         return Plan({e.target.key: dumps(e.root) for e in entries})
+
+    def _check_protected(self, entries: Sequence[Entry]) -> None:
+        shaped = [e for e in entries if not e.target.netns and e.root is not None]
+        if not shaped:
+            return
+        protected = default_route_interfaces(self._context.fs.read_optional("proc/net/route") or "")
+        for entry in shaped:
+            if entry.target.ifname in protected and entry.target.ifname not in self._allowed:
+                raise InvalidSpec(
+                    f"{entry.field}.name",
+                    f"{entry.target.ifname} carries the default route (the node's management path): "
+                    "refusing to shape it unless mechanisms.network.options.allow_interfaces lists it",
+                )
 
     def _check_on_host(self, entry: Entry, state: RootState | None) -> None:
         target, path = entry.target, entry.field
@@ -289,6 +313,16 @@ def _target(key: str) -> Target:
         return Target.from_key(key)
     except ValueError as exc:
         raise HostError(key, str(exc)) from exc
+
+
+def default_route_interfaces(route_table: str) -> frozenset[str]:
+    """Interfaces with a default route (destination and mask 0) in a /proc/net/route text."""
+    found = set()
+    for line in route_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+            found.add(fields[0])
+    return frozenset(found)
 
 
 def _check_options(options: Mapping[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -187,7 +188,8 @@ def test_events_stream_applied_and_drift_and_devices(agent_env: Any) -> None:
     agent.wait(lambda: {e.kind for e in received} == kinds, "APPLIED, DRIFT and DEVICES events")
     stream.cancel()
     applied = next(e for e in received if e.kind == pb.Event.APPLIED)
-    assert applied.generation == 1 and applied.details["requester"] == "e2e"
+    # the identity the socket proved (SO_PEERCRED), not the self-declared "e2e"
+    assert applied.generation == 1 and applied.details["requester"] == f"uid:{os.getuid()}"
     drift = next(e for e in received if e.kind == pb.Event.DRIFT)
     assert (drift.mechanism, drift.key) == ("cpufreq", "cpu0/scaling_governor")
     assert read(agent_env, GOVERNOR) == "performance"  # report only: enforce is off by default

@@ -51,7 +51,7 @@ def start_agent(workdir: Path, **overrides: Any) -> LiveAgent:
     config: dict[str, Any] = {
         "runtime_dir": str(workdir / "run"),
         "listen": {"socket": str(socket)},
-        "host": {"fs_root": str(root)},
+        "host": {"fs_root": str(root), "simulate": "all"},  # files behave like the kernel's
         "mechanisms": {"network": {"enabled": False}},
         "telemetry": {"metrics_listen": ""},
         "drift": {"interval_s": 3600},

@@ -187,3 +187,27 @@ def test_bad_options_are_refused_at_construction(fake_netlink: Any, make_mechani
     assert raised.value.field == "qdisc_kind"
     with pytest.raises(InvalidSpec, match="list of kind names"):
         make_mechanism(fake_netlink, qdisc_kinds="htb")
+
+
+ROUTES = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    "eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+    "eth0\t0002A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n"
+)
+
+
+def test_the_default_route_interface_is_protected_unless_allowed(
+    fake_netlink: Any, make_mechanism: Callable, tmp_path: Any
+) -> None:
+    """Issue 11, defect 7: a profile must not shape the node's management path to 1 bit/s."""
+    (tmp_path / "proc" / "net").mkdir(parents=True)
+    (tmp_path / "proc" / "net" / "route").write_text(ROUTES)
+    htb = {"default_class": 1, "classes": [{"minor": 1, "rate": "8bit"}]}
+    shaping = {"interfaces": [{"name": "eth0", "htb": htb}]}
+    with pytest.raises(InvalidSpec) as err:
+        make_mechanism(fake_netlink).validate(shaping, "network")
+    assert err.value.field == "network.interfaces[0].name" and "default route" in err.value.reason
+    removing = {"interfaces": [{"name": "eth0", "remove": True}]}  # back to the kernel's default: fine
+    assert make_mechanism(fake_netlink).validate(removing, "network")
+    allowed = make_mechanism(fake_netlink, allow_interfaces=["eth0"]).validate(shaping, "network")
+    assert list(allowed.desired) == ["-/eth0/root"]
