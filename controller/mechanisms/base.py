@@ -80,6 +80,7 @@ class MechanismContext:
     agents: AgentGateway | None = None
     agent_target: Callable[[str], str | None] = no_agent  # node name → its agent's gRPC target
     availability_timeout: float = 30.0  # how long a realize waits for what must come up first
+    namespace: str = "default"  # where the MLSysOps objects (apps, nodes) live
 
 
 class MechanismFactory(Protocol):

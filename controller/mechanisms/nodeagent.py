@@ -10,9 +10,11 @@ rest, or resets the node when nothing is left.
 The node-API calls live in `GrpcAgents` (the adapter, on mlsysops.nodeapi's client), so the
 merging and rendering are pure and tested without a network.
 
-Known limit: contributions are kept in memory; after a controller restart, each app's
-reconcile adds its part back, so until all apps have been reconciled once an agent may hold
-only part of the union.
+Contributions are durable (nodeagent_records.py): recorded in the MLSysOpsNode's status before
+each apply, and read back by `seed` when the daemon starts, which drops the part of every app
+that no longer exists and re-applies each recorded node's union (a reset when nothing is left).
+A node whose push failed is pushed again by the next realize or remove, so the agents converge
+on exactly the union of the live apps. An app is realized only once every agent confirmed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from google.protobuf import json_format
 
 from controller.kube.api import Obj
 from controller.mechanisms.base import MechanismContext, RealizeResult
+from controller.mechanisms.nodeagent_records import NodeRecords, StatusWriter, app_key
 from controller.model import App
 from controller.policies.base import Plan
 from mlsysops.nodeapi import NodeAgentClient, NodeApiError
@@ -142,16 +145,40 @@ class NodeAgentMechanism:
     name = "nodeagent"
 
     def __init__(
-        self, agents: AgentGateway | None = None, targets: Callable[[str], str | None] = lambda _node: None
+        self,
+        agents: AgentGateway | None = None,
+        targets: Callable[[str], str | None] = lambda _node: None,
+        records: NodeRecords | None = None,
     ) -> None:
         self.agents = agents
         self.targets = targets
-        self._contributions: dict[str, dict[tuple[str, str], Obj]] = {}  # node -> (ns, app) -> profile
+        self.records = records  # where contributions are made durable (None: memory only)
+        self._contributions: dict[str, dict[str, Obj]] = {}  # node -> "namespace/app" -> profile
+        self._unsynced: set[str] = set()  # nodes whose last push failed: pushed again next time
         self._lock = threading.Lock()
 
     @classmethod
     def from_context(cls, context: MechanismContext) -> NodeAgentMechanism:
-        return cls(context.agents, context.agent_target)
+        api = context.api
+        records = NodeRecords(api, context.namespace) if isinstance(api, StatusWriter) else None
+        return cls(context.agents, context.agent_target, records)
+
+    def seed(self, live_apps: Iterable[str]) -> RealizeResult:
+        """At start, before any reconcile: the recorded contributions of the live apps
+        ("namespace/name") become the state; every recorded node gets its union again (the
+        part of an app deleted while the controller was down is dropped: reset if nothing is
+        left). A node that cannot be pushed now is pushed by the next realize or remove."""
+        if self.records is None:
+            return RealizeResult(self.name, (), ())
+        live = set(live_apps)
+        with self._lock:
+            for node, parts in self.records.load().items():
+                kept = {k: v for k, v in parts.items() if k in live}
+                self._contributions[node] = kept
+                if kept != parts:
+                    self.records.write(node, kept)
+                self._unsynced.add(node)
+            return self._push([], raise_errors=False)
 
     def close(self) -> None:
         close = getattr(self.agents, "close", None)
@@ -167,41 +194,65 @@ class NodeAgentMechanism:
         return objects
 
     def realize(self, app: App, plan: Plan) -> RealizeResult:
-        key = (app.namespace, app.name)
+        key = app_key(app.namespace, app.name)
         wanted = {o["metadata"]["name"]: o["profile"] for o in self.render(app, plan)}
         with self._lock:
             touched = set(wanted) | {n for n, c in self._contributions.items() if key in c}
-            for node in touched:
+            for node in sorted(touched):
+                parts = self._contributions.setdefault(node, {})
                 if node in wanted:
-                    self._contributions.setdefault(node, {})[key] = wanted[node]
+                    parts[key] = wanted[node]
                 else:
-                    self._contributions.get(node, {}).pop(key, None)
+                    parts.pop(key, None)
+                self._record(node)
             return self._push(sorted(touched))
 
     def remove(self, app_name: str, namespace: str) -> None:
-        key = (namespace, app_name)
+        key = app_key(namespace, app_name)
         with self._lock:
             touched = sorted(n for n, c in self._contributions.items() if c.pop(key, None) is not None)
+            for node in touched:
+                self._record(node)
             self._push(touched)
 
-    def _push(self, nodes: list[str]) -> RealizeResult:
+    def _record(self, node: str) -> None:
+        """Write-ahead: the node's contributions are durable before the agent is asked."""
+        if self.records is not None:
+            self.records.write(node, self._contributions.get(node, {}))
+        self._unsynced.add(node)
+
+    def _push(self, nodes: list[str], raise_errors: bool = True) -> RealizeResult:
+        """Apply each node's union (these nodes and any whose last push failed); the first
+        failure propagates (after the others were tried) unless `raise_errors` is False."""
         written: list[str] = []
         unchanged: list[str] = []
-        for node in nodes:
-            target = self.targets(node)
-            if target is None:
-                raise AgentError(
-                    f"node {node} has settings to apply but no node agent "
-                    "(MLSysOpsNode agent.target is empty)",
-                    temporary=False,
-                )
-            if self.agents is None:
-                raise RuntimeError("the nodeagent mechanism was built without agents (plan mode)")
-            parts = list(self._contributions.get(node, {}).values())
-            if not parts:
-                self.agents.reset(target)
-                written.append(f"NodeProfile/{node} (reset)")
-                continue
-            response = self.agents.apply(target, to_profile(merge_profiles(parts), f"node {node}"))
-            (written if response.writes_performed else unchanged).append(f"NodeProfile/{node}")
+        failed: list[Exception] = []
+        for node in sorted(set(nodes) | self._unsynced):
+            try:
+                self._push_one(node, written, unchanged)
+                self._unsynced.discard(node)
+            except AgentError as exc:
+                self._unsynced.add(node)
+                if node in nodes:
+                    failed.append(exc)
+        if failed and raise_errors:
+            raise failed[0]
         return RealizeResult(mechanism=self.name, written=tuple(written), unchanged=tuple(unchanged))
+
+    def _push_one(self, node: str, written: list[str], unchanged: list[str]) -> None:
+        target = self.targets(node)
+        if target is None:
+            raise AgentError(
+                f"node {node} has settings to apply but no node agent "
+                "(MLSysOpsNode agent.target is empty)",
+                temporary=False,
+            )
+        if self.agents is None:
+            raise RuntimeError("the nodeagent mechanism was built without agents (plan mode)")
+        parts = list(self._contributions.get(node, {}).values())
+        if not parts:
+            self.agents.reset(target)
+            written.append(f"NodeProfile/{node} (reset)")
+            return
+        response = self.agents.apply(target, to_profile(merge_profiles(parts), f"node {node}"))
+        (written if response.writes_performed else unchanged).append(f"NodeProfile/{node}")

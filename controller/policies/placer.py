@@ -128,13 +128,16 @@ class ConstraintAwarePlacer:
             assert node is not None
             for host in p.hosts:  # what stays keeps its capacity: nothing else may take it
                 ledger.reserve_node(host, member.resources)
+            # the settings come from the description and the node, never from the previous plan
+            # (a plan read back from a status has none: keeping those would reset the node)
+            settings, _notes = node_settings(app, member, node)
             decided[p.component] = Decision(
                 p.component,
                 p.node,
                 node.cluster,
                 f"kept on {p.node} (previous plan){note}",
                 (CandidateVerdict(p.node, True, None, ("current node",)),),
-                p.node_settings,
+                settings,
                 nodes=p.nodes,
                 action=KEEP,
             )

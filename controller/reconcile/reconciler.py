@@ -159,7 +159,18 @@ class Reconciler:
 
     def seed(self, apps: Sequence[Obj]) -> None:
         """After a (re)start, before the first reconcile: every app's last placement (from its
-        status) holds its capacity again, so no app is planned into room another one occupies."""
+        status) holds its capacity again, so no app is planned into room another one occupies;
+        mechanisms with durable state (`seed(live_apps)`: node settings) recover it, dropping
+        what apps deleted while the controller was down contributed."""
+        live = [f"{o['metadata'].get('namespace') or self.namespace}/{o['metadata']['name']}" for o in apps
+                if not o["metadata"].get("deletionTimestamp")]
+        for mechanism in self.mechanisms:
+            seed = getattr(mechanism, "seed", None)
+            if callable(seed):
+                try:
+                    seed(live)
+                except Exception as exc:  # recovered later: each app's reconcile pushes its nodes
+                    log.warning("seeding %s: %s", mechanism.name, exc)
         for obj in apps:
             try:
                 app = parse_document(_without_status(obj), self.namespace)

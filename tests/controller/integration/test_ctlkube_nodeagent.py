@@ -96,7 +96,8 @@ def test_node_sync_owns_only_its_fields_and_keeps_going_past_a_failing_agent(kub
             ("edge-8", True, ""), ("edge-9", True, ""), ("edge-1", True, "")]
     edge9 = kube.get(R.NODE, NAMESPACE, "edge-9")
     assert edge9["continuum_layer"] == "far_edge" and edge9["environment"]
-    assert {m["manager"] for m in edge9["metadata"]["managedFields"] if not m.get("subresource")} == {FIELD_MANAGER}
+    managers = {m["manager"] for m in edge9["metadata"]["managedFields"] if not m.get("subresource")}
+    assert managers == {FIELD_MANAGER}
     edge1 = kube.get(R.NODE, NAMESPACE, "edge-1")  # described by the admin: layer and labels stay theirs
     assert edge1["continuum_layer"] == "edge" and edge1["labels"] == ["camera"]
 
@@ -104,3 +105,40 @@ def test_node_sync_owns_only_its_fields_and_keeps_going_past_a_failing_agent(kub
     results = sync.sync_all()
     assert [(r.node, r.ready) for r in results] == [("edge-8", False), ("edge-9", True), ("edge-1", True)]
     assert results[0].message
+
+
+class FlakyAgents(FakeAgents):
+    """Fails the first `failures` applies as an unreachable agent does (temporary)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def apply(self, target: str, profile: nodeconfig_pb2.Profile) -> nodeconfig_pb2.ApplyResponse:
+        if self.failures:
+            self.failures -= 1
+            self.calls.append(("apply failed", target))
+            from controller.mechanisms.nodeagent import AgentError
+
+            raise AgentError(f"node agent {target}: UNAVAILABLE", temporary=True)
+        return super().apply(target, profile)
+
+
+def test_a_transient_agent_failure_is_retried_into_the_settings_never_a_reset(kube, world, app_doc,
+                                                                              controllers):
+    """Defect 2: the retry after a failed first Apply used to be planned from a status without
+    node settings, so it reset the node, and the app showed Ready with nothing applied."""
+    kube.delete(R.NODE, NAMESPACE, "edge-2")
+    agents = FlakyAgents(failures=1)
+    controller = controllers.start(gateway=agents, mechanisms=("kubernetes", "nodeagent"))
+    kube.apply(app_doc, field_manager="test-user")
+    wait_for(lambda: (controller.outcomes.get(APP) or None) and controller.outcomes[APP].phase == "Deployed",
+             what="Deployed")
+    assert ("apply failed", EDGE1) in agents.calls and agents.resets == []
+    profile = json_format.MessageToDict(agents.applied[EDGE1], preserving_proto_field_name=True)
+    assert profile["cpufreq"]["settings"] == [{"governor": "performance"}]
+    status = kube.get(R.APP, NAMESPACE, APP)["status"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    # what the app contributes is recorded on the node, for a restarted controller
+    [record] = kube.get(R.NODE, NAMESPACE, "edge-1")["status"]["settings"]
+    assert record["app"] == f"{NAMESPACE}/{APP}" and record["profile"]["cpufreq"]["settings"][0]["governor"]

@@ -42,6 +42,7 @@ class _Fault:
     remaining: int
     method: str | None
     client: str | None  # a substring of the User-Agent: only that client's requests fail
+    path: str | None = None  # a substring of the request path: only those requests fail
 
 
 class StandIn:
@@ -98,22 +99,23 @@ class StandIn:
     # ------------------------------------------------------------------ test hooks
 
     def fail(self, status: int = 503, count: int = 1, method: str | None = None,
-             client: str | None = None) -> None:
+             client: str | None = None, path: str | None = None) -> None:
         """Answer the next `count` requests (of `method`, from a User-Agent containing `client`,
-        if given) with `status`."""
+        to a path containing `path`, if given) with `status`."""
         with self._lock:
-            self._faults.append(_Fault(status, count, method, client))
+            self._faults.append(_Fault(status, count, method, client, path))
 
     def recover(self) -> None:
         """End every injected failure (the outage is over)."""
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, method: str, user_agent: str = "") -> int | None:
+    def take_fault(self, method: str, user_agent: str = "", path: str = "") -> int | None:
         with self._lock:
             for fault in self._faults:
                 if (fault.remaining > 0 and fault.method in (None, method)
-                        and (fault.client is None or fault.client in user_agent)):
+                        and (fault.client is None or fault.client in user_agent)
+                        and (fault.path is None or fault.path in path)):
                     fault.remaining -= 1
                     return fault.status
             return None
@@ -246,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         self.standin.requests.append((method, url.path))
         try:
-            fault = self.standin.take_fault(method, self.headers.get("User-Agent", ""))
+            fault = self.standin.take_fault(method, self.headers.get("User-Agent", ""), url.path)
             if fault is not None:
                 reason = "ServiceUnavailable" if fault >= 500 else "Injected"
                 raise ApiError(fault, reason, "injected failure")
