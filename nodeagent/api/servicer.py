@@ -113,8 +113,9 @@ class NodeConfigServicer(WorkloadRpcs, pb_grpc.NodeConfigServicer):
     def SetTelemetryConfig(
         self, request: pb.SetTelemetryConfigRequest, context: grpc.ServicerContext
     ) -> pb.TelemetryConfig:
-        updates = [CollectorSettings(c.name, c.enabled, c.interval_ms) for c in request.collectors]
         telemetry = self._require_telemetry()
+        now = {c.name: c for c in telemetry.settings()}
+        updates = [_update(c, now.get(c.name)) for c in request.collectors]
         current = telemetry.configure(updates)
         changed = ", ".join(f"{u.name}={'on' if u.enabled else 'off'}/{u.interval_ms}ms" for u in updates)
         self._events.publish(Event(EventKind.TELEMETRY_CONFIGURED, f"collectors: {changed or 'unchanged'}"))
@@ -152,6 +153,16 @@ class NodeConfigServicer(WorkloadRpcs, pb_grpc.NodeConfigServicer):
             raise Unsupported("telemetry is disabled on this agent")
         return self._telemetry
 
+
+
+def _update(requested: pb.Collector, current: CollectorSettings | None) -> CollectorSettings:
+    """The collector's new settings: each field as given, an absent one as it is now (field
+    presence: `{name, interval_ms}` re-times a collector, it must not also switch it off)."""
+    enabled = requested.enabled if requested.HasField("enabled") else current.enabled if current else True
+    interval = (
+        requested.interval_ms if requested.HasField("interval_ms") else current.interval_ms if current else 0
+    )
+    return CollectorSettings(requested.name, enabled, interval)
 
 
 def _telemetry_config(collectors: Sequence[CollectorSettings], metrics_url: str) -> pb.TelemetryConfig:

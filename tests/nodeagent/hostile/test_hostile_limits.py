@@ -273,3 +273,13 @@ def test_oversized_device_reports_are_refused_and_the_inventory_stays_readable(l
     live.stub.ReportDevices(pb.ReportDevicesRequest(source="bridge\x1b[31m\x00", devices=[pb.Device(id="d")]))
     inventory = live.stub.GetInventory(pb.GetInventoryRequest(), timeout=10)
     assert [d.id for d in inventory.devices] == ["d"]
+
+
+def test_set_telemetry_with_only_an_interval_keeps_the_collector_running(live: LiveAgent) -> None:
+    """Field presence: `{name, interval_ms}` re-times, it does not switch off (proto3's false)."""
+    request = pb.SetTelemetryConfigRequest(collectors=[pb.Collector(name="cpu", interval_ms=2000)])
+    cpu = next(c for c in live.stub.SetTelemetryConfig(request, timeout=10).collectors if c.name == "cpu")
+    assert cpu.enabled and cpu.interval_ms == 2000
+    off = pb.SetTelemetryConfigRequest(collectors=[pb.Collector(name="cpu", enabled=False)])
+    cpu = next(c for c in live.stub.SetTelemetryConfig(off, timeout=10).collectors if c.name == "cpu")
+    assert not cpu.enabled and cpu.interval_ms == 2000
