@@ -47,9 +47,11 @@ CLUSTER = Resource(CRD_GROUP, CRD_VERSION, "mlsysopsclusters", "MLSysOpsCluster"
 CONTINUUM = Resource(CRD_GROUP, CRD_VERSION, "mlsysopscontinuums", "MLSysOpsContinuum")
 PROPAGATION_POLICY = Resource("policy.karmada.io", "v1alpha1", "propagationpolicies", "PropagationPolicy")
 OVERRIDE_POLICY = Resource("policy.karmada.io", "v1alpha1", "overridepolicies", "OverridePolicy")
+CLUSTER_PROPAGATION_POLICY = Resource("policy.karmada.io", "v1alpha1", "clusterpropagationpolicies",
+                                      "ClusterPropagationPolicy", namespaced=False)
 
 ALL: tuple[Resource, ...] = (SERVICE, DEPLOYMENT, JOB, RUNTIME_CLASS, APP, NODE, CLUSTER, CONTINUUM,
-                             PROPAGATION_POLICY, OVERRIDE_POLICY)
+                             PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER_PROPAGATION_POLICY)
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 
 

@@ -179,7 +179,7 @@ class ResourceSelector(TypedDict):
     apiVersion: str
     kind: str
     name: str
-    namespace: str
+    namespace: NotRequired[str]  # not for cluster-scoped kinds
 
 
 class ClusterAffinity(TypedDict):
@@ -234,6 +234,15 @@ class OverridePolicy(TypedDict):
     spec: OverrideSpec
 
 
+class ClusterPropagationPolicy(TypedDict):
+    """Cluster-scoped: propagates cluster-scoped templates (RuntimeClasses)."""
+
+    apiVersion: Literal["policy.karmada.io/v1alpha1"]
+    kind: Literal["ClusterPropagationPolicy"]
+    metadata: ObjectMeta
+    spec: PropagationSpec
+
+
 Workload = Deployment | Job
 Rendered = RuntimeClass | Deployment | Job | Service  # what the kubernetes mechanism writes
-KarmadaPolicy = PropagationPolicy | OverridePolicy
+KarmadaPolicy = PropagationPolicy | OverridePolicy | ClusterPropagationPolicy

@@ -19,6 +19,7 @@ from controller.kube import resources
 from controller.kube.api import FIELD_MANAGER
 from controller.mechanisms.kubernetes_objects import (
     Affinity,
+    ClusterPropagationPolicy,
     ContainerPort,
     Deployment,
     EnvVar,
@@ -91,7 +92,10 @@ def app_selector(app: str) -> str:
 
 # ---------------------------------------------------------------------- metadata and the rendered hash
 
-_Stamped = TypeVar("_Stamped", Deployment, Job, Service, RuntimeClass, PropagationPolicy, OverridePolicy)
+_Stamped = TypeVar(
+    "_Stamped", Deployment, Job, Service, RuntimeClass, PropagationPolicy, OverridePolicy,
+    ClusterPropagationPolicy,
+)
 
 
 def content_hash(obj: Mapping[str, object]) -> str:
@@ -393,8 +397,8 @@ def render(app: App, plan: Plan) -> list[Rendered]:
         if comp.far_edge:
             continue  # firmware on a device, handed to its bridge by the faredge mechanism: never a Pod
         running.add(comp_name)
-        workloads.extend(
-            render_workload(app, comp, index[comp_name], node, decision.cluster, replicas)
+        workloads.extend(  # each workload labelled with the cluster of its own node
+            render_workload(app, comp, index[comp_name], node, decision.cluster_of(node), replicas)
             for node, replicas in hosts(decision, comp)
         )
     used = [c for c in app.components if c.name in running]

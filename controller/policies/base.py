@@ -55,6 +55,7 @@ class Decision:
     # `candidates`), e.g. {"continuum_layer": 9120, "insufficient memory": 3}.
     rejected_counts: Mapping[str, int] = field(default_factory=dict)
     nodes: tuple[str, ...] = ()  # one per replica when the component has several; () means (node,)
+    clusters: tuple[str | None, ...] = ()  # the cluster of each of `nodes` (replicas may span clusters)
     action: str = PLACE
     previous_node: str | None = None
     no_fit: str | None = None  # NO_FIT_CONSTRAINTS / NO_FIT_CAPACITY: examined, nothing fits
@@ -64,6 +65,12 @@ class Decision:
         if self.nodes:
             return self.nodes
         return (self.node,) if self.node is not None else ()
+
+    def cluster_of(self, node: str | None) -> str | None:
+        """The cluster running the replicas on `node` (`cluster` when not spread)."""
+        if node is not None and node in self.nodes and len(self.clusters) == len(self.nodes):
+            return self.clusters[self.nodes.index(node)]
+        return self.cluster
 
     @property
     def placed(self) -> bool:

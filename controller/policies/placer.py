@@ -139,6 +139,7 @@ class ConstraintAwarePlacer:
                 (CandidateVerdict(p.node, True, None, ("current node",)),),
                 settings,
                 nodes=p.nodes,
+                clusters=tuple(_cluster(inventory, h) for h in p.nodes),
                 action=KEEP,
             )
         return None
@@ -236,6 +237,7 @@ class ConstraintAwarePlacer:
                     settings,
                     rejected_counts=counts,
                     nodes=tuple(hosts) if unit.replicas > 1 else (),
+                    clusters=tuple(_cluster(inventory, h) for h in hosts) if unit.replicas > 1 else (),
                     action=RELOCATE if why else PLACE,
                     previous_node=prev.node if (why and prev is not None) else None,
                 )
@@ -258,6 +260,11 @@ def _unplaced(
         Decision(m.name, None, None, reason, candidates, rejected_counts=counts, no_fit=no_fit)
         for m in unit.members
     ]
+
+
+def _cluster(inventory: Inventory, node: str) -> str | None:
+    info = inventory.node(node)
+    return info.cluster if info is not None else None
 
 
 def _reserve_replicas(inventory: Inventory, ledger: Ledger, unit: _Unit, pool: Pool, first: int) -> list[str]:

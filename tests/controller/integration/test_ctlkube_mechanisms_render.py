@@ -119,7 +119,8 @@ def test_karmada_suspends_a_job_in_the_clusters_that_do_not_run_it():
         assert validate(obj) == [], obj["metadata"]["name"]
     pp = next(o for o in objects if o["kind"] == "PropagationPolicy")
     assert "Job" in {s["kind"] for s in pp["spec"]["resourceSelectors"]}
-    detector = next(o for o in objects if o["metadata"]["name"] == dns_name(a.name, "detector"))
+    detector = next(o for o in objects if o["kind"] == "OverridePolicy"  # one per workload
+                    and o["spec"]["resourceSelectors"][0]["name"].startswith(dns_name(a.name, "detector")))
     rule = detector["spec"]["overrideRules"][0]
     assert rule["targetCluster"]["clusterNames"] == ["edge-cluster"]
     assert rule["overriders"]["plaintext"] == [{"path": "/spec/suspend", "operator": "add", "value": True}]
@@ -175,8 +176,9 @@ def test_karmada_propagates_to_the_chosen_clusters_and_overrides_per_cluster():
     assert pp["spec"]["placement"]["clusterAffinity"]["clusterNames"] == ["cloud-cluster", "edge-cluster"]
     selected = {(s["kind"], s["name"]) for s in pp["spec"]["resourceSelectors"]}
     assert ("Deployment", deployment_name(a.name, "trainer", "cloud-1", "cloud-cluster")) in selected
-    overrides = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "OverridePolicy"}
-    trainer = overrides[dns_name(a.name, "trainer")]["overrideRules"][0]
+    overrides = {o["spec"]["resourceSelectors"][0]["name"]: o["spec"] for o in objects
+                 if o["kind"] == "OverridePolicy"}  # one per workload, named after it
+    trainer = overrides[deployment_name(a.name, "trainer", "cloud-1", "cloud-cluster")]["overrideRules"][0]
     assert trainer["targetCluster"]["clusterNames"] == ["edge-cluster"]
     zero = {"path": "/spec/replicas", "operator": "replace", "value": 0}
     assert trainer["overriders"]["plaintext"] == [zero]
