@@ -11,7 +11,15 @@ and a network namespace with a veth pair of its own (deleted afterwards). Measur
 - profile_p99_ms: every CPU's governor + 20 cgroup files + 5 tc objects, alternating;
 - reapply_writes: writes made by a repeated identical apply (must be 0);
 - baseline.grpc_server_rss_mib: the same interpreter serving the agent's gRPC services with empty
-  handlers, no agent code (what grpc, protobuf and CPython alone take of the RSS budget).
+  handlers, no agent code (what grpc, protobuf and CPython alone take of the RSS budget);
+- rss_mib_above_grpc_floor: idle RSS (before any network apply) minus that floor, same run;
+  rss_mib_above_grpc_floor_shaping: the same after the profile with tc objects was applied;
+- rss_mib_after_hostile: RSS after a corpus of hostile requests (huge fields and lists, deep
+  structs, garbage bytes, oversized device reports), all refused;
+- max_lock_hold_ms_hostile: the longest a one-knob dry run (which takes the engine lock) waited
+  while that corpus ran, minus its median when idle;
+- watchdog_gap_ms_hostile: the longest gap between two WATCHDOG=1 notifications the agent sent
+  during the corpus (WATCHDOG_USEC=200000: one every 100 ms while the engine answers).
 
 The last line printed is one JSON object with the figures, the targets and the baseline.
 Run as root: `python bench/nodeagent.py [--applies 10000] [--idle-seconds 20]`.
@@ -20,6 +28,7 @@ Run as root: `python bench/nodeagent.py [--applies 10000] [--idle-seconds 20]`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -49,6 +58,10 @@ CGROUP_MOUNT = Path("/sys/fs/cgroup")
 V1_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory")
 TARGETS = {
     "rss_mib_max": 40.0,
+    "rss_mib_above_grpc_floor_max": 10.0,
+    "rss_mib_after_hostile_above_idle_max": 10.0,
+    "max_lock_hold_ms_hostile_max": 250.0,
+    "watchdog_gap_ms_hostile_max": 250.0,
     "idle_cpu_pct_max": 0.3,
     "apply_p99_ms_max": 2.0,
     "profile_p99_ms_max": 30.0,
@@ -147,8 +160,10 @@ def running_agent(
         )
     )
     log = (workdir / "agent.log").open("wb")
+    env = {**os.environ, "NOTIFY_SOCKET": str(workdir / "notify.sock"), "WATCHDOG_USEC": "200000"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nodeagent", "--config", str(config)], cwd=REPO, stdout=log, stderr=log
+        [sys.executable, "-m", "nodeagent", "--config", str(config)],
+        cwd=REPO, stdout=log, stderr=log, env=env,
     )
     target = f"unix:{socket}"
     try:
@@ -293,6 +308,108 @@ def grpc_floor_rss(workdir: Path, calls: int = 1000) -> float:
         proc.wait()
 
 
+class WatchdogSink:
+    """The agent's systemd notifications (NOTIFY_SOCKET), with the time each WATCHDOG=1 came."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.5)
+        self.pings: list[float] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                message = self._sock.recv(4096)
+            except OSError:
+                continue
+            if b"WATCHDOG=1" in message:
+                self.pings.append(time.monotonic())
+
+    def max_gap_ms(self, since: float, until: float) -> float:
+        times = [t for t in self.pings if since <= t <= until]
+        bounds = [since, *times, until]
+        return max((b - a) * 1000 for a, b in itertools.pairwise(bounds))
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self._sock.close()
+
+
+def hostile_corpus() -> list[tuple[str, bytes]]:
+    """Requests an attacker or a runaway script sends, each refused (method, serialised body)."""
+    from google.protobuf import struct_pb2
+
+    big_cpulist = ",".join(["0-8191"] * 40_000)  # 280 KB
+    interfaces = [pb.InterfaceShaping(name=f"e{i % 9999}", remove=True) for i in range(50_000)]
+    deep = struct_pb2.Value()
+    inner = deep
+    for _ in range(90):
+        inner = inner.struct_value.fields["x"]
+    inner.string_value = "leaf"
+    deep_apply = pb.ApplyRequest()
+    deep_apply.profile.extensions["plugin"].CopyFrom(struct_pb2.Struct(fields={"x": deep}))
+    devices = [pb.Device(id=f"d{i}", attributes={"blob": "x" * 3900}) for i in range(900)]
+    corpus = [
+        ("Apply", pb.ApplyRequest(profile=one_knob(50_000), requester="\x1b[2J" * 1000).SerializeToString()),
+        ("Apply", pb.ApplyRequest(profile=pb.Profile(cgroups=pb.CgroupsProfile(groups=[
+            pb.CgroupSetting(path="h", cpuset_cpus=big_cpulist)]))).SerializeToString()),
+        ("Apply", pb.ApplyRequest(profile=pb.Profile(network=pb.NetworkProfile(
+            interfaces=interfaces)), dry_run=True).SerializeToString()),
+        ("Apply", deep_apply.SerializeToString()),
+        ("Apply", b"\xff\xfe garbage \x00" * 100),
+        ("ReportDevices", pb.ReportDevicesRequest(source="s", devices=devices).SerializeToString()),
+        ("SetTelemetryConfig", pb.SetTelemetryConfigRequest(
+            collectors=[pb.Collector(name="x" * 100_000)]).SerializeToString()),
+        ("Apply", pb.ApplyRequest(profile=pb.Profile(cgroups=pb.CgroupsProfile(groups=[
+            pb.CgroupSetting(path="app\n", cpu_weight=5), pb.CgroupSetting(path="/".join(["x" * 255] * 20))
+        ]))).SerializeToString()),
+    ]
+    return corpus * 25
+
+
+def run_hostile(target: str) -> tuple[int, int]:
+    """Send the corpus from two threads; returns (refused, unexpected INTERNAL/UNKNOWN answers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 8 << 20)])
+    counts = {"refused": 0, "internal": 0}
+
+    def send(item: tuple[str, bytes]) -> None:
+        call = channel.unary_unary(
+            f"/mlsysops.nodeconfig.v1.NodeConfig/{item[0]}",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        try:
+            call(item[1], timeout=60)
+        except grpc.RpcError as exc:
+            bad = exc.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+            counts["internal" if bad else "refused"] += 1
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(send, hostile_corpus()))
+    channel.close()
+    return counts["refused"], counts["internal"]
+
+
+def lock_waits(client: NodeAgentClient, until: Callable[[], bool]) -> list[float]:
+    """Latencies of one-knob dry runs (each takes the engine lock) until `until()` holds."""
+    latencies = []
+    while not until():
+        started = time.perf_counter()
+        client.apply(one_knob(50_000), dry_run=True, requester="bench")
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
 def reset_quietly(client: NodeAgentClient) -> None:
     try:
         client.reset()
@@ -310,6 +427,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{tag}-")))
         cgroup_root = stack.enter_context(private_cgroups(tag))
         netns = stack.enter_context(private_netns(tag))
+        sink = WatchdogSink(workdir / "notify.sock")
+        stack.callback(sink.close)
         proc, target = stack.enter_context(running_agent(workdir, cgroup_root))
         client = stack.enter_context(NodeAgentClient(target, timeout=30))
         stack.callback(reset_quietly, client)  # originals back before the agent stops
@@ -363,8 +482,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         plat = timed_applies(client, lambda i: profiles[(i + 1) % 2], args.profile_applies)
         result["profile_p50_ms"] = round(percentile(plat, 50), 3)
         result["profile_p99_ms"] = round(percentile(plat, 99), 3)
+        result["rss_mib_shaping"] = round(rss_mib(proc.pid), 2)
+
+        import threading
+
+        idle_waits = lock_waits(client, _after(0.5))
+        finished = threading.Event()
+        outcome: list[tuple[int, int]] = []
+        started = time.monotonic()
+        def corpus() -> None:
+            try:
+                outcome.append(run_hostile(target))
+            finally:
+                finished.set()
+
+        hostile = threading.Thread(target=corpus)
+        hostile.start()
+        waits = lock_waits(client, finished.is_set)
+        hostile.join()
+        ended = time.monotonic()
+        result["hostile_requests"] = len(hostile_corpus())
+        result["hostile_refused"], result["hostile_internal"] = outcome[0] if outcome else (0, -1)
+        result["hostile_seconds"] = round(ended - started, 2)
+        result["max_lock_hold_ms_hostile"] = round(max(waits, default=0.0) - percentile(idle_waits, 50), 2)
+        result["watchdog_gap_ms_hostile"] = round(sink.max_gap_ms(started, ended), 1)
+        time.sleep(1.0)
+        result["rss_mib_after_hostile"] = round(rss_mib(proc.pid), 2)
 
         floor = round(grpc_floor_rss(workdir), 2)
+        result["rss_mib_above_grpc_floor"] = round(result["rss_mib_idle"] - floor, 2)
+        result["rss_mib_above_grpc_floor_shaping"] = round(result["rss_mib_shaping"] - floor, 2)
 
     result["targets"] = TARGETS
     result["baseline"] = {
@@ -379,8 +526,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         and result["apply_p99_ms"] <= TARGETS["apply_p99_ms_max"]
         and result["profile_p99_ms"] <= TARGETS["profile_p99_ms_max"]
         and result["reapply_writes"] == TARGETS["reapply_writes"]
+        and result["rss_mib_above_grpc_floor"] <= TARGETS["rss_mib_above_grpc_floor_max"]
+        and result["rss_mib_after_hostile"] - result["rss_mib_idle"]
+        <= TARGETS["rss_mib_after_hostile_above_idle_max"]
+        and result["max_lock_hold_ms_hostile"] <= TARGETS["max_lock_hold_ms_hostile_max"]
+        and result["watchdog_gap_ms_hostile"] <= TARGETS["watchdog_gap_ms_hostile_max"]
+        and result["hostile_internal"] == 0
     )
     return result
+
+
+def _after(seconds: float) -> Callable[[], bool]:
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() >= deadline
 
 
 def main(argv: list[str] | None = None) -> int:

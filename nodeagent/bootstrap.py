@@ -203,13 +203,14 @@ def host_fs(config: AgentConfig) -> HostFS:
 
 
 def netlink_host(config: AgentConfig) -> NetPort | None:
-    """The netlink adapter, None when the network mechanism is disabled (pyroute2 is imported
-    only here). It opens no socket and starts no thread until it is first used."""
+    """The netlink adapter, None when the network mechanism is disabled. pyroute2 is imported
+    only when a call needs netlink (nodeagent/host/lazynetlink.py): an idle agent without
+    shaping never pays its ~10 MiB."""
     if not config.mechanisms.get("network", MechanismConfig()).enabled:
         return None
-    from nodeagent.host.netlink import NetlinkHost
+    from nodeagent.host.lazynetlink import LazyNetlink
 
-    return NetlinkHost(config.host.netns_dir)
+    return LazyNetlink(config.host.netns_dir)
 
 
 def cgroup_layout(fs: HostFS, config: AgentConfig) -> CgroupLayout:

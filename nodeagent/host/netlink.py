@@ -49,6 +49,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from nodeagent.errors import HostError
+from nodeagent.host.lazynetlink import list_namespaces
 from nodeagent.host.netvalues import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
 
 CLONE_NEWNET = 0x40000000
@@ -210,12 +211,7 @@ class NetlinkHost:
     # ------------------------------------------------------------ reading
 
     def namespaces(self) -> list[str]:
-        try:
-            return sorted(os.listdir(self.netns_dir))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise HostError(f"netns:{self.netns_dir}", str(exc), exc.errno) from exc
+        return list_namespaces(self.netns_dir)
 
     @_on_worker
     def links(self, netns: str) -> list[Link]:

@@ -6,6 +6,10 @@ tests pass an in-memory fake. The values (nodeagent.host.netvalues) carry the ke
 (bytes/s, psched ticks, bytes) so the pure model in tcmodel.py alone decides spellings and rounding.
 
 A namespace is named as `ip netns` names it; "" is the agent's own namespace.
+
+A port may load netlink lazily (nodeagent.host.lazynetlink); it then has a `loaded` attribute,
+and the network mechanism probes kernel features with the first network request instead of at
+start-up while it is False.
 """
 
 from __future__ import annotations

@@ -102,8 +102,9 @@ class NetworkMechanism:
           "handles":    {"htb": "6d6c:", "tbf": "6d6d:"}, the handles marking our root qdiscs
           "errors":     [namespaces that could not be listed, with the reason]
         """
-        try:
-            features = self._probe_features()
+        deferred = self._features is None and not getattr(self._port, "loaded", True)
+        try:  # a lazy port probes features at the first network request (validate), not at start
+            features = {} if deferred else self._probe_features()
             namespaces = self._port.namespaces()
         except HostError as exc:
             return Capabilities(False, f"netlink unusable: {exc}")
@@ -125,6 +126,9 @@ class NetworkMechanism:
             "handles": {"htb": f"{HTB_MAJOR:x}:", "tbf": f"{TBF_MAJOR:x}:"},
             "errors": errors,
         }
+        if deferred:
+            details["features_deferred"] = True  # probed with the first network request
+            return Capabilities(True, "", details)
         shaping = [features[f"qdisc/{kind}"] for kind in ("htb", "tbf")]
         if any(f.supported for f in shaping):
             return Capabilities(True, "", details)
