@@ -40,14 +40,15 @@ order and a component is only applied once what it depends on is Available.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from controller.kube import resources
-from controller.kube.api import Obj
-from controller.kube.errors import NotFound, NotReady
+from controller.kube.api import Obj, WatchEvent
+from controller.kube.errors import KubeError, NotFound, NotReady
 from controller.mechanisms.base import MechanismContext, ObjectWriter, RealizeResult
 from controller.mechanisms.kubernetes_objects import Rendered, Workload
 from controller.mechanisms.kubernetes_render import (
@@ -121,9 +122,19 @@ def is_up(workload: Obj) -> bool:
     return job_started(workload) if workload.get("kind") == "Job" else is_available(workload)
 
 
+@runtime_checkable
+class Watcher(Protocol):
+    """An API server that can watch (controller.kube.api.KubeApi): availability waits on events."""
+
+    def watch(self, res: resources.Resource, namespace: str, resource_version: str,
+              timeout_seconds: int = 60) -> Iterator[WatchEvent]: ...
+
+
 class Availability:
-    """Waits until workloads are up: one list of the app's Deployments and/or Jobs per round,
-    NotReady after `timeout` seconds, so the loop retries later instead of blocking a worker."""
+    """Waits until workloads are up: one list of the app's Deployments (or Jobs), then a watch
+    from that list's resourceVersion until they are up, NotReady after `timeout` seconds (the
+    loop retries later instead of blocking a worker). An API without watch (a test double) is
+    polled every `poll_interval` seconds instead."""
 
     def __init__(
         self,
@@ -137,23 +148,54 @@ class Availability:
         self.clock, self.sleep = clock, sleep
 
     def wait(self, app: App, workloads: Sequence[Workload], what: str) -> None:
-        if not workloads:
-            return
-        kinds = [r for r in WORKLOADS if any(w["kind"] == r.kind for w in workloads)]
         deadline = self.clock() + self.timeout
-        while True:
-            live = list_owned(self.api, kinds, app)
-            pending = [w["metadata"]["name"] for w in workloads if not self._up(live, w)]
-            if not pending:
-                return
-            if self.clock() >= deadline:
-                raise NotReady(f"{what}: not available yet: {', '.join(pending)}")
-            self.sleep(self.poll_interval)
+        for res in WORKLOADS:
+            of_kind = [w for w in workloads if w["kind"] == res.kind]
+            if of_kind:
+                self._wait_kind(app, res, of_kind, what, deadline)
 
-    @staticmethod
-    def _up(live: Owned, workload: Workload) -> bool:
-        found = live.get((workload["kind"], workload["metadata"]["name"]))
-        return found is not None and is_up(found)
+    def _wait_kind(self, app: App, res: resources.Resource, workloads: Sequence[Workload], what: str,
+                   deadline: float) -> None:
+        wanted = {w["metadata"]["name"] for w in workloads}
+        while True:
+            listed, version = self.api.list(res, app.namespace, app_selector(app.name))
+            up = {o["metadata"]["name"] for o in listed if o["metadata"]["name"] in wanted and is_up(o)}
+            if up == wanted:
+                return
+            if isinstance(self.api, Watcher):
+                if self._watch(app, res, wanted, up, version, deadline):
+                    return
+            elif self.clock() < deadline:
+                self.sleep(self.poll_interval)
+                continue
+            if self.clock() >= deadline:
+                pending = ", ".join(sorted(wanted - up))
+                raise NotReady(f"{what}: not available yet: {pending}")
+
+    def _watch(self, app: App, res: resources.Resource, wanted: set[str], up: set[str], version: str,
+               deadline: float) -> bool:
+        """True once every wanted workload is up; False when the deadline passed or the watch
+        ended early (the caller lists again)."""
+        assert isinstance(self.api, Watcher)
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            return False
+        try:
+            for event in self.api.watch(res, app.namespace, version, max(1, math.ceil(remaining))):
+                name = event.object.get("metadata", {}).get("name")
+                if name not in wanted or event.type == "BOOKMARK":
+                    continue
+                if event.type != "DELETED" and is_up(event.object):
+                    up.add(name)
+                else:
+                    up.discard(name)
+                if up == wanted:
+                    return True
+                if self.clock() >= deadline:
+                    return False
+        except KubeError:  # compacted or broken: list again (until the deadline)
+            return False
+        return False
 
 
 # ---------------------------------------------------------------------- the mechanism

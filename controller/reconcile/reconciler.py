@@ -24,6 +24,7 @@ from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Conflict, KubeError, NotFound
 from controller.mechanisms.base import Mechanism, RealizeResult
 from controller.model import App, DescriptionError, Resources, parse_document
+from controller.plan import status_for
 from controller.policies.base import KEEP, Decision, Plan, Telemetry
 from controller.policies.chain import Outcome as PolicyOutcome
 from controller.policies.pools import Ledger
@@ -208,6 +209,7 @@ class Reconciler:
                         if not unplaced else
                         Condition("Planned", False, "Unplaceable",
                                   "not placed: " + "; ".join(_unplaced(d) for d in unplaced)))
+        obj = self._progressing(obj, planned, planned_cond)
         outcome = self._realize(app, plan)
         if not outcome.retry and outcome.phase == "Deployed":
             self._plans[name] = plan
@@ -222,7 +224,33 @@ class Reconciler:
         if outcome.phase == "Degraded" and pending and not unplaced:
             ready_reason = "AwaitingDeployment"
         ready = Condition("Ready", outcome.phase == "Deployed", ready_reason, outcome.message)
-        return self._finish(obj, planned, outcome, [planned_cond, realized, ready])
+        conds = [planned_cond, realized, ready]
+        if outcome.phase == "Deploying" or _has_condition(obj, "Progressing"):
+            rolling = outcome.phase == "Deploying"
+            conds.append(Condition("Progressing", rolling, "Rollout" if rolling else "Available",
+                                   outcome.message if rolling else "the placement is realized"))
+        return self._finish(obj, planned, outcome, conds)
+
+    def _progressing(self, obj: Obj, planned: PolicyOutcome, planned_cond: Condition) -> Obj:
+        """Before realizing a placement that differs from the one in the status, say so: the
+        status is Progressing (not Ready) until the new workloads are available, instead of
+        showing the old Ready=True meanwhile. Returns the object as written (or as read, when
+        the write failed: the final status write re-reads on conflict)."""
+        previous = obj.get("status") or {}
+        placement = previous.get("placement")
+        if not placement or _where(placement) == _where(status_for(planned)["placement"]):
+            return obj
+        message = "realizing a new placement; Ready once its workloads are available"
+        conds = [planned_cond, Condition("Realized", False, "Progressing", message),
+                 Condition("Ready", False, "Progressing", message),
+                 Condition("Progressing", True, "Rollout", message)]
+        body = copy.deepcopy(obj)
+        generation = obj["metadata"].get("generation", 0)
+        body["status"] = app_status(generation, previous, planned, conds, "Deploying")
+        try:
+            return self.api.replace_status(resources.APP, body)
+        except KubeError:
+            return obj
 
     # ------------------------------------------------------------------ steps
 
@@ -285,6 +313,15 @@ class Reconciler:
                 return Outcome(outcome.phase, retry=exc.temporary or outcome.retry, message=str(exc),
                                results=outcome.results)
         return Outcome(outcome.phase, retry=True, message="status kept conflicting", results=outcome.results)
+
+
+def _where(placement: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Where each component runs (not how it got there: keep vs relocate is no change)."""
+    return [(p.get("component"), p.get("node"), p.get("cluster"), p.get("replicas")) for p in placement]
+
+
+def _has_condition(obj: Obj, kind: str) -> bool:
+    return any(c.get("type") == kind for c in (obj.get("status") or {}).get("conditions") or [])
 
 
 def _unplaced(d: Decision) -> str:

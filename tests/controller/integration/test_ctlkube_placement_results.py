@@ -202,3 +202,35 @@ def test_runtime_classes_are_deleted_once_no_workload_needs_them(kube, world, ap
     kube.apply(without, field_manager="test-user")
     wait_for(lambda: kube.list(R.RUNTIME_CLASS, "")[0] == [], what="crun released")
     assert in_phase(kube, "Deployed", "other", generation=2)
+
+
+def test_waiting_for_a_replacement_watches_instead_of_polling_and_the_status_says_progressing(
+        kube, world, controllers, standin):
+    """Defect 8: availability waits used to LIST every 50 ms for up to 30 s, and the status
+    stayed Ready=True meanwhile."""
+    doc = app("waiter", component("worker", node_placement={"continuum_layer": ["cloud"]}))
+    kube.apply(doc, field_manager="test-user")
+    controller = controllers.start(availability_timeout=3.0)
+    wait_for(lambda: in_phase(kube, "Deployed", "waiter"), what="waiter Deployed")
+    moved = copy.deepcopy(doc)
+    moved["components"][0]["node_placement"] = {"continuum_layer": ["edge"], "labels": ["camera"]}
+    news = {deployment_name("waiter", "worker", n, "uth-edge") for n in ("edge-1", "edge-2")}
+    for name in news:
+        standin.hold(name)
+    kube.apply(moved, field_manager="test-user")
+    s = wait_for(lambda: (x := status(kube, "waiter")).get("observedGeneration") == 2 and x,
+                 what="the status of generation 2")
+    assert s["phase"] == "Deploying"
+    assert {c["type"]: c["status"] for c in s["conditions"]} == {
+        "Planned": "True", "Realized": "False", "Ready": "False", "Progressing": "True"}
+    before = len(standin.requests)
+    wait_for(lambda: controller.outcomes["waiter"].retry, what="the wait for the replacement timed out")
+    lists = [path for method, path in standin.requests[before:]
+             if method == "GET" and path.endswith("/deployments")]
+    assert len(lists) <= 4, lists  # a list, then a watch: not one list per 50 ms
+    for name in news:
+        standin.release(name)
+    done = wait_for(lambda: in_phase(kube, "Deployed", "waiter", generation=2), what="re-placed")
+    conditions_now = {c["type"]: (c["status"], c["reason"]) for c in done["conditions"]}
+    assert conditions_now["Ready"] == ("True", "Ready")
+    assert conditions_now["Progressing"] == ("False", "Available")
