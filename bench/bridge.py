@@ -8,6 +8,14 @@
   the machine is shared.
 - qos1_lost: a QoS 1 telemetry stream while the broker is restarted 3 times; messages the bridge
   never processed (by sequence number).
+- qos1_lost_broker_restarts: our firmware (virtual MQTT device, real MicroPython) streams QoS 1
+  telemetry through 10 broker restarts; messages neither delivered nor counted by the device
+  (null when no MicroPython host is available).
+- takeover_accepted: session takeovers that worked: a device's credentials used with the
+  bridge's client id and with another device's (it must be 0: the broker binds ids to users).
+- storm_10k_s: 10,000 distinct devices' births published at once (QoS 1) until every one is
+  online in a fresh bridge's registry; storm_telemetry_s: how long one device's telemetry sent
+  right after the storm began waited (it must not wait for the storm).
 - serial_efficiency: payload bytes / wire bytes of a 64-byte telemetry frame.
 - serial_frames_per_s: frames per second through the bridge's serial receive path (stream
   decoder, CRC, link state machine) fed in 4 KiB reads.
@@ -28,19 +36,29 @@ from typing import Any
 
 from faredge.bootstrap import Bridge, build
 from faredge.bridge.events import EventHub
-from faredge.broker import BrokerLayout
-from faredge.channels.mosquitto import MosquittoProcess, free_port, private_settings
+from faredge.broker import BrokerLayout, parse_acl, render_acl
+from faredge.channels.mosquitto import (
+    MosquittoProcess,
+    free_port,
+    private_settings,
+    reload_broker,
+    set_password,
+)
 from faredge.channels.mqtt import make_client
 from faredge.config import Config, MqttSettings
 from faredge.protocol.frames import Frame, FrameType, encode_frame
 from faredge.protocol.link import SerialLink
 from faredge.protocol.topics import topic
 from faredge.provision import add_bridge_user, init_broker, provision_device
-from faredge.testing import DeviceClient, can_login
+from faredge.testing import DeviceClient, can_login, firmware_qos1_through_restarts
+from faredge.virtual import HostUnavailable
+from faredge.virtual.host import find_host
 from mlsysops.testing import wait_for
 
 N_TELEMETRY = 20000
 N_QOS1 = 3000
+N_STORM = 10_000
+FLEET = "fleet"  # benchmark only: one user allowed to speak for every device (births, telemetry)
 ROUNDS = 6
 DEVICE = "bench"
 
@@ -123,8 +141,11 @@ def bare_drain(port: int, bridge_password: str, device_password: str, client_id:
     return N_TELEMETRY / elapsed
 
 
-def start_bridge(workdir: Path, port: int, bridge_password: str, client_id: str) -> Bridge:
+def start_bridge(
+    workdir: Path, port: int, bridge_password: str, client_id: str, max_devices: int = 10_000
+) -> Bridge:
     config = Config(
+        max_devices=max_devices,
         state_dir=workdir / "state",
         control_socket=workdir / "fe.sock",
         metrics_listen="",
@@ -200,6 +221,114 @@ def qos1_lost(bridge: Bridge, broker: MosquittoProcess, port: int, device_passwo
     return N_QOS1 - len(seen)
 
 
+def firmware_lost(
+    bridge: Bridge, broker: MosquittoProcess, port: int, layout: BrokerLayout, workdir: Path
+) -> int | None:
+    """Messages of the firmware's QoS 1 stream neither delivered nor counted, over 10 restarts."""
+    try:
+        host = find_host()
+    except HostUnavailable:
+        return None
+    device_id = f"fw-{uuid.uuid4().hex[:6]}"
+    password = provision_device(layout, device_id, board="virtual", host="127.0.0.1", port=port).password
+    reload_broker(layout)
+    wait_for(lambda: can_login(port, device_id, password), what="firmware login")
+    lost, counted, _sent = firmware_qos1_through_restarts(
+        bridge, port, device_id, password, broker.restart, workdir / "fw", host=host
+    )
+    return max(0, lost - counted)
+
+
+def takeover_accepted(workdir: Path, port: int, layout: BrokerLayout) -> int:
+    """Device A's credentials asking for the bridge's client id, then device B's: count what worked."""
+    ids = [f"victim-{uuid.uuid4().hex[:4]}", f"attacker-{uuid.uuid4().hex[:4]}"]
+    pw = {i: provision_device(layout, i, board="virtual", host="127.0.0.1", port=port).password for i in ids}
+    for i in ids:
+        wait_for(lambda i=i: can_login(port, i, pw[i]), what=f"login of {i}")
+    user = f"tk-{uuid.uuid4().hex[:6]}"
+    bridge = start_bridge(workdir / "takeover", port, add_bridge_user(layout, user), user)
+    reload_broker(layout)
+    victim = None
+    try:
+        assert bridge.mqtt is not None
+        wait_for(bridge.mqtt.connected.is_set, what="bridge connected")
+        victim = DeviceClient(port, ids[0], pw[ids[0]]).start()
+        kicked: list[object] = []
+        victim.client.on_disconnect = lambda *a: kicked.append(a)
+        for asked in (user, "mlsysops-faredge", ids[0]):
+            attacker = make_client(
+                MqttSettings(port=port, client_id=asked, username=ids[1], password=pw[ids[1]]),
+                clean_session=False,
+            )
+            attacker.connect("127.0.0.1", port)
+            attacker.loop_start()
+            time.sleep(1.0)
+            attacker.disconnect()
+            attacker.loop_stop()
+        return (bridge.mqtt.connects - 1) + (0 if bridge.mqtt.connected.is_set() else 1) + len(kicked)
+    finally:
+        if victim is not None:
+            victim.close()
+        bridge.stop()
+
+
+def add_fleet_user(layout: BrokerLayout) -> str:
+    password = uuid.uuid4().hex
+    set_password(layout.passwd, FLEET, password)
+    blocks = parse_acl(layout.acl.read_text())
+    blocks[FLEET] = [f"topic write {topic('+', 'birth')}", f"topic write {topic('+', 'telemetry')}"]
+    layout.acl.write_text(render_acl(blocks))
+    return password
+
+
+def storm(workdir: Path, port: int, layout: BrokerLayout, fleet_password: str) -> tuple[float, float]:
+    """Births of N_STORM distinct devices at once; seconds until all are online, and how long a
+    telemetry message of an already known device, published right after the first births, took."""
+    user = f"storm-{uuid.uuid4().hex[:6]}"
+    bridge = start_bridge(workdir / "storm", port, add_bridge_user(layout, user), user, N_STORM + 1)
+    reload_broker(layout)
+    fleet = make_client(
+        MqttSettings(port=port, client_id=FLEET, username=FLEET, password=fleet_password), clean_session=True
+    )
+    fleet.max_inflight_messages_set(1000)
+    fleet.max_queued_messages_set(0)
+    try:
+        assert bridge.mqtt is not None
+        wait_for(bridge.mqtt.connected.is_set, what="storm bridge connected")
+        fleet.connect("127.0.0.1", port)
+        fleet.loop_start()
+        known = "storm-known"
+        birth = {"fw": "1.0", "board": "virtual", "boot": 1, "sensors": ["temp"], "freq": 1}
+        fleet.publish(topic(known, "birth"), json.dumps({"id": known, **birth}), qos=1).wait_for_publish(10)
+        wait_for(lambda: known in bridge.registry, what="the known device")
+        sub = bridge.router.events.subscribe()
+        start = time.perf_counter()
+        sent_at = 0.0
+        for i in range(N_STORM):
+            device_id = f"s{i:05d}"
+            fleet.publish(topic(device_id, "birth"), json.dumps({"id": device_id, **birth}), qos=1)
+            if i == 100:
+                sent_at = time.perf_counter()
+                fleet.publish(topic(known, "telemetry"), json.dumps({"id": known, "seq": 1, "r": {}}), qos=1)
+        telemetry_s = -1.0
+
+        def done() -> bool:
+            nonlocal telemetry_s
+            while telemetry_s < 0 and (event := sub.get(timeout=0)) is not None:
+                if event.get("event") == "telemetry" and event.get("id") == known:
+                    telemetry_s = time.perf_counter() - sent_at
+            return len(bridge.registry) >= N_STORM + 1 and all(d.online for d in bridge.registry)
+
+        wait_for(done, timeout=120, what="every device of the storm online", interval=0.05)
+        elapsed = time.perf_counter() - start
+        sub.close()
+        return elapsed, telemetry_s
+    finally:
+        fleet.disconnect()
+        fleet.loop_stop()
+        bridge.stop()
+
+
 def serial_rates() -> tuple[float, float]:
     wire = encode_frame(Frame(FrameType.TELEMETRY, 1, payload(1)))
     efficiency = 64 / len(wire)
@@ -224,6 +353,7 @@ def main() -> None:
         client_id, bare_id = f"bench-{uuid.uuid4().hex[:6]}", f"bare-{uuid.uuid4().hex[:6]}"
         # each phase has a user (and so a session) of its own: the broker names sessions by user
         pw = {cid: add_bridge_user(layout, cid) for cid in (client_id, bare_id)}
+        fleet_password = add_fleet_user(layout)
         # Benchmark only: queue QoS 0 for offline sessions too, so a backlog can wait for the
         # subscriber and the drain rate is measured without the publisher in the loop.
         layout.conf.write_text(layout.conf.read_text() + "queue_qos0_messages true\n")
@@ -258,6 +388,12 @@ def main() -> None:
                 lambda b=bridge: b.mqtt is not None and b.mqtt.connected.is_set(), what="bridge connected"
             )
             lost = qos1_lost(bridge, broker, port, device_password)
+            fw_lost = firmware_lost(bridge, broker, port, layout, workdir)
+            bridge.stop()
+            bridge = None
+            session(port, pw[client_id], client_id, keep=False)  # no offline copy of the storm
+            taken = takeover_accepted(workdir, port, layout)
+            storm_s, storm_telemetry_s = storm(workdir, port, layout, fleet_password)
         finally:
             if bridge is not None:
                 bridge.stop()
@@ -270,6 +406,10 @@ def main() -> None:
                 "bare_paho_msgs_per_s": round(bare),
                 "ratio": round(through_bridge / bare, 3),
                 "qos1_lost": lost,
+                "qos1_lost_broker_restarts": fw_lost,
+                "takeover_accepted": taken,
+                "storm_10k_s": round(storm_s, 2),
+                "storm_telemetry_s": round(storm_telemetry_s, 3),
                 "serial_efficiency": round(efficiency, 3),
                 "serial_frames_per_s": round(frames_per_s),
             }

@@ -75,6 +75,7 @@ class Bridge:
 
     def start(self) -> None:
         """Start the parts in dependency order: the worker before anything can enqueue."""
+        self._stoppers.append(self.registry.close)  # stopped last: after the worker drained
         parts: tuple[_Service | None, ...] = (
             self.worker,
             self.inventory,

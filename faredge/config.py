@@ -23,7 +23,7 @@ state_dir: /var/lib/mlsysops/faredge      # registry.json (devices and twins) li
 control_socket: /run/mlsysops/faredge.sock  # used by `mlsysops devices`
 log_interval_s: 60                        # bad input is logged once per device and reason per interval
 queue_size: 10000                         # inbound queue (messages), see "Queues"
-max_devices: 1000                         # registry capacity; births beyond it are dropped (counted)
+max_devices: 10000                        # registry capacity; births beyond it are dropped (counted)
 max_message_bytes: 4096                   # larger MQTT payloads are dropped (serial: 1024 by the frame)
 metrics:
   listen: "127.0.0.1:9465"                # Prometheus endpoint; "" disables it
@@ -114,7 +114,7 @@ class Config:
     control_socket: Path = Path("/run/mlsysops/faredge.sock")
     log_interval_s: float = 60.0
     queue_size: int = 10000
-    max_devices: int = 1000
+    max_devices: int = 10_000
     max_message_bytes: int = 4096
     metrics_listen: str = "127.0.0.1:9465"
     max_device_labels: int = 200
@@ -270,7 +270,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
         control_socket=base / s.get("control_socket", str, "/run/mlsysops/faredge.sock", _nonempty),
         log_interval_s=s.get("log_interval_s", float, 60.0, _range(0.0, 86400)),
         queue_size=s.get("queue_size", int, 10000, _range(100, 10_000_000)),
-        max_devices=s.get("max_devices", int, 1000, _range(1, 1_000_000)),
+        max_devices=s.get("max_devices", int, 10_000, _range(1, 1_000_000)),
         max_message_bytes=s.get("max_message_bytes", int, 4096, _range(256, 1 << 20)),
         metrics_listen=metrics.get("listen", str, "127.0.0.1:9465", _listen),
         max_device_labels=metrics.get("max_device_labels", int, 200, _range(1, 100_000)),

@@ -9,6 +9,8 @@ import contextlib
 import json
 import threading
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from faredge.channels.mqtt import make_client
@@ -117,3 +119,61 @@ class DeviceClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def firmware_qos1_through_restarts(
+    bridge: Any,  # faredge.bootstrap.Bridge (only the entry points import the composition root)
+    port: int,
+    device_id: str,
+    password: str,
+    restart: Callable[[], None],
+    workdir: Path,
+    *,
+    host: Any = None,
+    restarts: int = 10,
+) -> tuple[int, int, int]:
+    """Our firmware (the virtual MQTT device, real MicroPython) streams QoS 1 telemetry at 10
+    messages/s while `restart()` restarts the broker `restarts` times; returns (lost, counted
+    by the device in its births, sent). Used by the tests and bench/bridge.py."""
+    from faredge.virtual import MqttDevice  # the MicroPython host only when this runs
+
+    mqtt = {"host": "127.0.0.1", "port": port, "user": device_id, "password": password, "qos_telemetry": 1}
+    config = {"id": device_id, "interval_ms": 100, "mqtt": mqtt}
+    seen: set[int] = set()
+    sub = bridge.router.events.subscribe()
+
+    def drain() -> bool:
+        while (event := sub.get(timeout=0.01)) is not None:
+            if event.get("event") == "telemetry" and event.get("id") == device_id:
+                seen.add(event["seq"])
+        return False
+
+    def counted() -> int:
+        device = bridge.registry.find(device_id)
+        return device.telemetry_lost if device else 0
+
+    try:
+        with MqttDevice(config, workdir, host=host) as device:
+            wait_for(lambda: drain() or len(seen) >= 3, what="telemetry streaming", timeout=30)
+            for _ in range(restarts):
+                wait_for(lambda: drain() or bridge.registry.get(device_id).online, what="online", timeout=30)
+                restart()
+                try:
+                    wait_for(_more_than(seen, len(seen) + 5, drain), what="streaming again", timeout=30)
+                except AssertionError:
+                    console = device.console[-3000:]
+                    raise AssertionError(f"not streaming again; device console:\n{console}") from None
+            with contextlib.suppress(AssertionError):  # what never arrived is returned
+                wait_for(
+                    lambda: drain() or max(seen) + 1 - len(seen) <= counted(),
+                    what="every message delivered or counted",
+                    timeout=30,
+                )
+    finally:
+        sub.close()
+    sent = max(seen) + 1
+    return sent - len(seen), counted(), sent
+
+
+def _more_than(seen: set[int], n: int, drain: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: drain() or len(seen) > n

@@ -84,8 +84,10 @@ class Router:
     def handle_batch(self, batch: Sequence[Inbound]) -> None:
         """Process messages in order under one lock acquisition (the worker's hot path).
 
-        Each message is acknowledged (`done`) after it was processed or dropped; a bug in one
-        is logged with its traceback and does not stop the others.
+        The batch's registry changes are made durable with one fsync (group commit), then each
+        message is acknowledged (`done`): a QoS 1 birth is never acknowledged before its device
+        is on disk. A bug in one message is logged with its traceback and does not stop the
+        others; a registry that cannot be written acknowledges nothing (the broker redelivers).
         """
         dispatch = self._dispatch
         with self._lock:
@@ -96,9 +98,14 @@ class Router:
                     self.drop(msg.transport, msg.identity, drop)
                 except Exception:
                     log.exception("router failed on %s message from %s", msg.kind, msg.identity)
-                finally:
-                    if msg.done is not None:
-                        msg.done()
+            try:
+                self.registry.flush()
+            except OSError:
+                log.exception("registry not durable: %d messages left unacknowledged", len(batch))
+                return
+        for msg in batch:
+            if msg.done is not None:
+                msg.done()
 
     def drop(self, transport: str, device_id: str | None, drop: Dropped) -> None:
         """Count and (rate-limited) log a dropped message or frame."""
@@ -149,6 +156,7 @@ class Router:
             device = self.registry.find(device_id)
             if device is not None:
                 self._presence.set_online(device, False, reason)
+                self.registry.flush()
 
     def set_desired(self, device_id: str, settings: Mapping[str, Any]) -> Device:
         """Validate and merge desired settings, persist, and send them to the device."""

@@ -37,6 +37,7 @@ class TwinSync:
         if twin is not device.twin:
             device = replace(device, twin=twin)
             self._registry.put(device)
+            self._registry.flush()  # durable before it is sent or the CLI hears "done"
             self._events.desired(device_id, twin)
         self._downlink.send_desired(device)
         return device

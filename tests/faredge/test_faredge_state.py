@@ -96,7 +96,55 @@ def test_registry_capacity_and_unknown_ids(tmp_path: Path) -> None:
         reg.put(Device("b"))
     with pytest.raises(NotFound):
         reg.get("b")
-    assert json.loads((tmp_path / "r.json").read_text())["devices"][0]["id"] == "a"
+    assert [d.id for d in Registry(tmp_path / "r.json")] == ["a"]
+
+
+def test_registry_changes_are_journal_appends_folded_into_the_snapshot(tmp_path: Path) -> None:
+    """Issue 9, defect 7: a change costs one appended line, not a rewrite of every device."""
+    path = tmp_path / "r.json"
+    reg = Registry(path)
+    for i in range(3000):
+        reg.put(Device(f"d{i}", boot=1))
+    for boot in range(2, 5001):  # a flapping device: 5,000 more changes
+        reg.put(Device("d7", boot=boot))
+    reg.put(Device("d7", boot=9))
+    reg.flush()
+    journal = path.with_name("r.json.journal")
+    lines = journal.read_text().splitlines()
+    assert 0 < len(lines) <= 6000  # folded into the snapshot once it passed max(1024, 2 x devices)
+    assert json.loads(lines[-1])["id"] == "d7"
+    again = Registry(path)
+    assert len(again) == 3000 and again.get("d7").boot == 9 and again.get("d2999").boot == 1
+    reg.close()
+
+
+def test_a_torn_last_journal_line_is_ignored_a_torn_middle_one_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    reg = Registry(path)
+    reg.put(Device("a", boot=1))
+    reg.put(Device("a", boot=2))
+    reg.close()
+    journal = path.with_name("r.json.journal")
+    whole = journal.read_text()
+    journal.write_text(whole + '{"id": "b", "bo')  # a crash mid-append: never acknowledged
+    assert [(d.id, d.boot) for d in Registry(path)] == [("a", 2)]
+    journal.write_text('{"id": "b", "bo\n' + whole)
+    with pytest.raises(Invalid, match="line 1 unreadable"):
+        Registry(path)
+
+
+def test_ten_thousand_births_cost_linear_time(tmp_path: Path) -> None:
+    import time
+
+    reg = Registry(tmp_path / "r.json")
+    start = time.perf_counter()
+    for i in range(10_000):
+        reg.put(Device(f"d{i}", transport="mqtt", sensors=("t",), online=True))
+        if i % 256 == 255:
+            reg.flush()  # one group commit per worker batch
+    reg.flush()
+    assert time.perf_counter() - start < 10  # the old full rewrite per birth took minutes
+    assert len(Registry(tmp_path / "r.json")) == 10_000
 
 
 # ------------------------------------------------------------------ metric labels

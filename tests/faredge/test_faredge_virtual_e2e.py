@@ -3,7 +3,6 @@ through pyserial, and MQTT through the private Mosquitto with the device's own c
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from faredge.config import PortSpec, SerialSettings
+from faredge.testing import firmware_qos1_through_restarts
 from mlsysops.testing import wait_for
 
 virtual = pytest.importorskip("faredge.virtual", reason="faredge/virtual (engineer firmware) not in the tree")
@@ -97,67 +97,16 @@ def test_after_a_bridge_restart_the_first_set_converges_on_the_serial_firmware(
     assert second.registry.get(dev_id).twin.reported["interval_ms"] == 400
 
 
-def telemetry_lost_over_broker_restarts(
-    node_host: Any, broker: Any, bridge: Any, workdir: Path, restarts: int = 10
-) -> tuple[int, int, int]:
-    """The firmware streams QoS 1 telemetry through `restarts` broker restarts (clean, as a
-    service restart or crash-restart by systemd does); returns (lost, counted by the device, sent).
-
-    Shared with bench/bridge.py (`qos1_lost_broker_restarts`)."""
-    dev_id, password = broker.device()
-    config = {
-        "id": dev_id,
-        "interval_ms": 100,
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "user": dev_id,
-            "password": password,
-            "qos_telemetry": 1,
-        },
-    }
-    seen: set[int] = set()
-    sub = bridge.router.events.subscribe()
-
-    def drain() -> None:
-        while (event := sub.get(timeout=0.01)) is not None:
-            if event.get("event") == "telemetry" and event.get("id") == dev_id:
-                seen.add(event["seq"])
-
-    try:
-        with virtual.MqttDevice(config, workdir, host=node_host) as device:
-            wait_for(lambda: drain() or len(seen) >= 3, what="telemetry streaming", timeout=30)
-            for _ in range(restarts):
-                wait_for(lambda: drain() or bridge.registry.get(dev_id).online, what="online", timeout=30)
-                broker.process.restart()
-                start = len(seen)
-                try:
-                    wait_for(lambda s=start: drain() or len(seen) > s + 5, what="streaming again", timeout=30)
-                except AssertionError:
-                    raise AssertionError(
-                        f"not streaming again; device console:\n{device.console[-3000:]}"
-                    ) from None
-
-            def caught_up() -> bool:
-                drain()
-                reported = bridge.registry.get(dev_id).telemetry_lost
-                return len(seen) >= 3 and max(seen) + 1 - len(seen) <= reported
-
-            with contextlib.suppress(AssertionError):  # what is missing is returned
-                wait_for(caught_up, what="every message delivered or counted", timeout=30)
-    finally:
-        sub.close()
-    sent = max(seen) + 1
-    return sent - len(seen), bridge.registry.get(dev_id).telemetry_lost, sent
-
-
 def test_firmware_qos1_telemetry_survives_ten_broker_restarts(
     node_host: Any, broker: Any, mqtt_bridge: Any, tmp_path: Path
 ) -> None:
     """Issue 9, defect 2: the firmware used to drop what it produced while its link was down
     (36.7 % over 10 restarts, uncounted). Now: nothing lost, or every loss counted."""
     bridge = mqtt_bridge()
-    lost, counted, sent = telemetry_lost_over_broker_restarts(node_host, broker, bridge, tmp_path / "fw")
+    dev_id, password = broker.device()
+    lost, counted, sent = firmware_qos1_through_restarts(
+        bridge, broker.port, dev_id, password, broker.process.restart, tmp_path / "fw", host=node_host
+    )
     assert sent > 100
     assert lost <= counted, f"{lost} of {sent} lost, {counted} counted by the device"
     assert lost == 0  # the ring (64 messages) outlasts a broker restart at 10 messages/s
