@@ -171,6 +171,9 @@ def render_explanation(rows: list[dict[str, Any]]) -> str:
         )
         counts = r.get("rejectedCounts") or {}
         tail = ("\n  rejected: " + ", ".join(f"{k} {v}" for k, v in counts.items())) if counts else ""
+        needs = r.get("telemetry") or {}
+        if needs:
+            tail += "\n  telemetry: " + ", ".join(f"{k} every {v / 1000:g}s" for k, v in needs.items())
         blocks.append(head + ("\n" + body if cands else "") + tail)
     return "\n".join(blocks) if blocks else "no explanation"
 

@@ -161,6 +161,7 @@ def explanation(plan: Plan) -> list[dict[str, Any]]:
                 for c in d.candidates
             ],
             "rejectedCounts": dict(d.rejected_counts),
+            **({"telemetry": dict(d.telemetry)} if d.telemetry else {}),
         }
         for d in plan.decisions
     ]

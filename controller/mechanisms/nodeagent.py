@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from google.protobuf import json_format
@@ -52,6 +52,9 @@ class AgentGateway(Protocol):
     def apply(self, target: str, profile: nodeconfig_pb2.Profile) -> nodeconfig_pb2.ApplyResponse: ...
     def reset(self, target: str) -> nodeconfig_pb2.ResetResponse: ...
     def inventory(self, target: str) -> nodeconfig_pb2.Inventory: ...
+    def set_telemetry(
+        self, target: str, collectors: Sequence[nodeconfig_pb2.Collector]
+    ) -> nodeconfig_pb2.TelemetryConfig: ...
 
 
 class GrpcAgents:
@@ -70,6 +73,12 @@ class GrpcAgents:
 
     def inventory(self, target: str) -> nodeconfig_pb2.Inventory:
         return self._call(target, lambda client: client.inventory())
+
+    def set_telemetry(
+        self, target: str, collectors: Sequence[nodeconfig_pb2.Collector]
+    ) -> nodeconfig_pb2.TelemetryConfig:
+        """Re-time (or switch) the agent's collectors live; those not listed keep their settings."""
+        return self._call(target, lambda client: client.set_telemetry_config(collectors))
 
     def close(self) -> None:
         with self._lock:
@@ -128,14 +137,45 @@ def settings_by_node(plan: Plan) -> dict[str, list[Mapping[str, Any]]]:
     return out
 
 
-def render_profile(app: App, node: str, target: str | None, profile: Obj) -> Obj:
-    return {
+def telemetry_by_node(plan: Plan) -> dict[str, dict[str, int]]:
+    """node -> the collectors the app's placements there need (name -> interval ms, freshest)."""
+    out: dict[str, dict[str, int]] = {}
+    for decision in plan.decisions:
+        for node in decision.hosts if decision.telemetry else ():
+            out[node] = merge_telemetry([out.get(node, {}), decision.telemetry])
+    return out
+
+
+def merge_telemetry(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Every collector any part needs, at the shortest interval asked (the freshest need wins)."""
+    merged: dict[str, int] = {}
+    for part in parts:
+        for name, interval in part.items():
+            merged[name] = min(int(interval), merged.get(name, int(interval)))
+    return dict(sorted(merged.items()))
+
+
+def collectors(wanted: Mapping[str, int], applied: Mapping[str, int]) -> list[nodeconfig_pb2.Collector]:
+    """SetTelemetryConfig's collectors: the wanted ones on at their interval, the ones the
+    controller turned on before and nobody needs any more off; the others are left alone."""
+    out = [nodeconfig_pb2.Collector(name=n, enabled=True, interval_ms=i) for n, i in sorted(wanted.items())]
+    out += [nodeconfig_pb2.Collector(name=n, enabled=False) for n in sorted(set(applied) - set(wanted))]
+    return out
+
+
+def render_profile(app: App, node: str, target: str | None, profile: Obj,
+                   telemetry: Mapping[str, int] | None = None) -> Obj:
+    out: Obj = {
         "apiVersion": "nodeconfig.mlsysops.eu/v1",
         "kind": "NodeProfile",
         "metadata": {"name": node, "labels": {"app.kubernetes.io/part-of": app.name}},
         "target": target,
         "profile": profile,
     }
+    if telemetry:
+        out["telemetry"] = {"collectors": [{"name": n, "enabled": True, "interval_ms": i}
+                                           for n, i in telemetry.items()]}
+    return out
 
 
 class NodeAgentMechanism:
@@ -154,6 +194,9 @@ class NodeAgentMechanism:
         self.targets = targets
         self.records = records  # where contributions are made durable (None: memory only)
         self._contributions: dict[str, dict[str, Obj]] = {}  # node -> "namespace/app" -> profile
+        self._telemetry: dict[str, dict[str, dict[str, int]]] = {}  # node -> app -> collector -> ms
+        self._applied_telemetry: dict[str, dict[str, int]] = {}  # node -> what the agent was told
+        self._needs_reset: set[str] = set()  # nodes whose last profile contribution went away
         self._unsynced: set[str] = set()  # nodes whose last push failed: pushed again next time
         self._lock = threading.Lock()
 
@@ -172,11 +215,16 @@ class NodeAgentMechanism:
             return RealizeResult(self.name, (), ())
         live = set(live_apps)
         with self._lock:
-            for node, parts in self.records.load().items():
+            for node, (parts, telemetry) in self.records.load().items():
                 kept = {k: v for k, v in parts.items() if k in live}
+                kept_telemetry = {k: v for k, v in telemetry.items() if k in live}
                 self._contributions[node] = kept
-                if kept != parts:
-                    self.records.write(node, kept)
+                self._telemetry[node] = kept_telemetry
+                self._applied_telemetry[node] = merge_telemetry(telemetry.values())  # to switch off
+                if parts and not kept:
+                    self._needs_reset.add(node)
+                if kept != parts or kept_telemetry != telemetry:
+                    self.records.write(node, kept, kept_telemetry)
                 self._unsynced.add(node)
             return self._push([], raise_errors=False)
 
@@ -186,39 +234,55 @@ class NodeAgentMechanism:
             close()
 
     def render(self, app: App, plan: Plan) -> list[Obj]:
+        """A NodeProfile per node the app puts settings or telemetry needs on."""
+        settings = settings_by_node(plan)
+        telemetry = telemetry_by_node(plan)
         objects = []
-        for node, parts in sorted(settings_by_node(plan).items()):
-            profile = merge_profiles(parts)
+        for node in sorted(set(settings) | set(telemetry)):
+            profile = merge_profiles(settings.get(node, []))
             to_profile(profile, f"Plan({app.name}).decisions[node={node}].node_settings")
-            objects.append(render_profile(app, node, self.targets(node), profile))
+            objects.append(render_profile(app, node, self.targets(node), profile, telemetry.get(node)))
         return objects
 
     def realize(self, app: App, plan: Plan) -> RealizeResult:
         key = app_key(app.namespace, app.name)
-        wanted = {o["metadata"]["name"]: o["profile"] for o in self.render(app, plan)}
+        rendered = {o["metadata"]["name"]: o for o in self.render(app, plan)}
         with self._lock:
-            touched = set(wanted) | {n for n, c in self._contributions.items() if key in c}
+            mine = {n for n, c in self._contributions.items() if key in c}
+            mine |= {n for n, t in self._telemetry.items() if key in t}
+            touched = set(rendered) | mine
             for node in sorted(touched):
-                parts = self._contributions.setdefault(node, {})
-                if node in wanted:
-                    parts[key] = wanted[node]
-                else:
-                    parts.pop(key, None)
-                self._record(node)
+                obj = rendered.get(node)
+                self._set(node, key, obj["profile"] if obj else {}, _needs_of(obj))
             return self._push(sorted(touched))
 
     def remove(self, app_name: str, namespace: str) -> None:
         key = app_key(namespace, app_name)
         with self._lock:
-            touched = sorted(n for n, c in self._contributions.items() if c.pop(key, None) is not None)
+            touched = sorted({n for n, c in self._contributions.items() if key in c}
+                             | {n for n, t in self._telemetry.items() if key in t})
             for node in touched:
-                self._record(node)
+                self._set(node, key, {}, {})
             self._push(touched)
 
-    def _record(self, node: str) -> None:
-        """Write-ahead: the node's contributions are durable before the agent is asked."""
+    def _set(self, node: str, key: str, profile: Obj, telemetry: dict[str, int]) -> None:
+        """One app's contribution to a node, recorded (write-ahead: durable before the agent is
+        asked)."""
+        parts = self._contributions.setdefault(node, {})
+        had = bool(parts)
+        if profile:
+            parts[key] = profile
+        else:
+            parts.pop(key, None)
+        if had and not parts:
+            self._needs_reset.add(node)
+        needs = self._telemetry.setdefault(node, {})
+        if telemetry:
+            needs[key] = telemetry
+        else:
+            needs.pop(key, None)
         if self.records is not None:
-            self.records.write(node, self._contributions.get(node, {}))
+            self.records.write(node, parts, needs)
         self._unsynced.add(node)
 
     def _push(self, nodes: list[str], raise_errors: bool = True) -> RealizeResult:
@@ -250,9 +314,23 @@ class NodeAgentMechanism:
         if self.agents is None:
             raise RuntimeError("the nodeagent mechanism was built without agents (plan mode)")
         parts = list(self._contributions.get(node, {}).values())
-        if not parts:
+        if parts:
+            response = self.agents.apply(target, to_profile(merge_profiles(parts), f"node {node}"))
+            (written if response.writes_performed else unchanged).append(f"NodeProfile/{node}")
+        elif node in self._needs_reset:
             self.agents.reset(target)
             written.append(f"NodeProfile/{node} (reset)")
-            return
-        response = self.agents.apply(target, to_profile(merge_profiles(parts), f"node {node}"))
-        (written if response.writes_performed else unchanged).append(f"NodeProfile/{node}")
+        self._needs_reset.discard(node)
+        wanted = merge_telemetry(self._telemetry.get(node, {}).values())
+        applied = self._applied_telemetry.get(node, {})
+        if wanted != applied:
+            self.agents.set_telemetry(target, collectors(wanted, applied))
+            self._applied_telemetry[node] = wanted
+            written.append(f"TelemetryConfig/{node}")
+
+
+def _needs_of(obj: Obj | None) -> dict[str, int]:
+    """The collectors a rendered NodeProfile asks for (name -> interval ms)."""
+    if not obj or "telemetry" not in obj:
+        return {}
+    return {c["name"]: int(c["interval_ms"]) for c in obj["telemetry"]["collectors"]}

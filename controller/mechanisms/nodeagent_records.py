@@ -36,8 +36,17 @@ def app_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def entries(parts: Mapping[str, Any]) -> list[Obj]:
-    return [{"app": key, "profile": parts[key]} for key in sorted(parts)]
+Telemetry = dict[str, dict[str, int]]  # "namespace/app" -> collector -> interval ms
+
+
+def entries(parts: Mapping[str, Any], telemetry: Mapping[str, Mapping[str, int]]) -> list[Obj]:
+    out = []
+    for key in sorted(set(parts) | set(telemetry)):
+        entry: Obj = {"app": key, "profile": parts.get(key, {})}
+        if telemetry.get(key):
+            entry["telemetry"] = dict(telemetry[key])
+        out.append(entry)
+    return out
 
 
 class NodeRecords:
@@ -47,19 +56,23 @@ class NodeRecords:
         self.api = api
         self.namespace = namespace
 
-    def load(self) -> dict[str, Parts]:
-        """node -> its recorded contributions (one list of the namespace's nodes)."""
-        out: dict[str, Parts] = {}
+    def load(self) -> dict[str, tuple[Parts, Telemetry]]:
+        """node -> its recorded profile contributions and telemetry needs, per app (one list of
+        the namespace's nodes)."""
+        out: dict[str, tuple[Parts, Telemetry]] = {}
         for node in self.api.list(resources.NODE, self.namespace)[0]:
             recorded = (node.get("status") or {}).get(FIELD) or []
             if recorded:
-                out[node["metadata"]["name"]] = {e["app"]: dict(e["profile"]) for e in recorded}
+                parts = {e["app"]: dict(e["profile"]) for e in recorded if e.get("profile")}
+                needs = {e["app"]: {k: int(v) for k, v in e["telemetry"].items()}
+                         for e in recorded if e.get("telemetry")}
+                out[node["metadata"]["name"]] = (parts, needs)
         return out
 
-    def write(self, node: str, parts: Mapping[str, Any]) -> bool:
+    def write(self, node: str, parts: Mapping[str, Any], telemetry: Mapping[str, Mapping[str, int]]) -> bool:
         """Record the node's contributions; False when there is no MLSysOpsNode to record them in.
         Writes only when they differ from what is recorded."""
-        wanted = entries(parts)
+        wanted = entries(parts, telemetry)
         for _attempt in range(ATTEMPTS):
             try:
                 obj = self.api.get(resources.NODE, self.namespace, node)

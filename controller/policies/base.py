@@ -59,6 +59,8 @@ class Decision:
     action: str = PLACE
     previous_node: str | None = None
     no_fit: str | None = None  # NO_FIT_CONSTRAINTS / NO_FIT_CAPACITY: examined, nothing fits
+    # node agent collectors the placement needs on `node`, name -> interval ms (freshness)
+    telemetry: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def hosts(self) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from controller.policies.base import (
 )
 from controller.policies.clusters import NONE_QUALIFIES, eligible_clusters
 from controller.policies.pools import Constraints, Ledger, Pool, Search, pool_for, unmet
-from controller.policies.settings import node_settings
+from controller.policies.settings import node_settings, telemetry_needs
 
 TOP_K = 5
 
@@ -131,6 +131,7 @@ class ConstraintAwarePlacer:
             # the settings come from the description and the node, never from the previous plan
             # (a plan read back from a status has none: keeping those would reset the node)
             settings, _notes = node_settings(app, member, node)
+            needs = telemetry_needs(member, node, settings)
             decided[p.component] = Decision(
                 p.component,
                 p.node,
@@ -141,6 +142,7 @@ class ConstraintAwarePlacer:
                 nodes=p.nodes,
                 clusters=tuple(_cluster(inventory, h) for h in p.nodes),
                 action=KEEP,
+                telemetry=needs,
             )
         return None
 
@@ -240,6 +242,7 @@ class ConstraintAwarePlacer:
                     clusters=tuple(_cluster(inventory, h) for h in hosts) if unit.replicas > 1 else (),
                     action=RELOCATE if why else PLACE,
                     previous_node=prev.node if (why and prev is not None) else None,
+                    telemetry=telemetry_needs(m, node, settings),
                 )
             )
         return out

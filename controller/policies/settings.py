@@ -8,6 +8,11 @@
   workloads it runs (the `local` mechanism) and reports drift.
 
 Each returned note says what was decided and why, for the explanation.
+
+Telemetry is declared the same way (`telemetry_needs`): what a placement relies on, per node
+agent collector, with the freshness it needs (the collector's interval). The nodeagent
+mechanism merges every app's needs per node (the freshest wins) and re-times the agent's
+collectors live with SetTelemetryConfig.
 """
 
 from __future__ import annotations
@@ -45,3 +50,22 @@ def node_settings(app: App, comp: Component, node: NodeInfo) -> tuple[dict[str, 
         sections["cgroups"] = {"groups": [{"path": f"{app.namespace}/{app.name}/{comp.name}", **group}]}
         notes.append("cgroup limits from platform_requirements")
     return sections, notes
+
+
+#: collector -> interval (ms) a placement needs, by what the component asks for (knobs as data)
+QOS_COLLECTORS = {"cpu": 5_000, "memory": 5_000}  # QoS targets: relocation reads node load
+CPUFREQ_COLLECTOR = {"cpufreq": 2_000}  # a governor the controller set: watch it hold
+CGROUP_COLLECTOR = {"cgroups": 10_000}  # limits the controller set: their usage and drift
+
+
+def telemetry_needs(comp: Component, node: NodeInfo, settings: dict[str, Any]) -> dict[str, int]:
+    """The node agent collectors (name -> interval ms) this placement needs; {} without an agent."""
+    if node.agent_target is None:
+        return {}
+    needs: dict[str, int] = {}
+    parts = [QOS_COLLECTORS if comp.qos_metrics else {}, CPUFREQ_COLLECTOR if "cpufreq" in settings else {},
+             CGROUP_COLLECTOR if "cgroups" in settings else {}]
+    for part in parts:
+        for name, interval in part.items():
+            needs[name] = min(interval, needs.get(name, interval))
+    return needs

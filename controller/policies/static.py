@@ -17,7 +17,7 @@ from controller.model import App, Component, depends_on_order
 from controller.policies.base import CandidateVerdict, Decision, Plan, Telemetry
 from controller.policies.clusters import eligible_clusters
 from controller.policies.pools import Ledger
-from controller.policies.settings import node_settings
+from controller.policies.settings import node_settings, telemetry_needs
 
 
 class StaticPlacedComponents:
@@ -69,7 +69,8 @@ class StaticPlacedComponents:
             warn = [f"warning: {d}" for d in lacking]
             reason = "; ".join([f"{source} pins it to {wanted} (static placement)", *warn, *notes])
             verdict = CandidateVerdict(wanted, True, None, (f"requested by {source}", *warn))
-            return Decision(comp.name, wanted, node.cluster, reason, (verdict,), settings)
+            return Decision(comp.name, wanted, node.cluster, reason, (verdict,), settings,
+                            telemetry=telemetry_needs(comp, node, settings))
         wanted_clusters = app.cluster_placement.cluster_ids
         if wanted_clusters:
             chosen = eligible[0] if eligible else None

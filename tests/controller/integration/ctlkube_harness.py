@@ -39,6 +39,7 @@ class FakeAgents:
         self.applied: dict[str, nodeconfig_pb2.Profile] = {}
         self.calls: list[tuple[str, str]] = []
         self.resets: list[str] = []
+        self.telemetry: dict[str, dict[str, tuple[bool, int]]] = {}  # target -> collector -> (on, ms)
 
     def apply(self, target: str, profile: nodeconfig_pb2.Profile) -> nodeconfig_pb2.ApplyResponse:
         self.calls.append(("apply", target))
@@ -51,6 +52,14 @@ class FakeAgents:
         self.resets.append(target)
         self.applied.pop(target, None)
         return nodeconfig_pb2.ResetResponse()
+
+    def set_telemetry(self, target: str, collectors: Any) -> nodeconfig_pb2.TelemetryConfig:
+        self.calls.append(("set_telemetry", target))
+        mine = self.telemetry.setdefault(target, {})
+        for c in collectors:
+            interval = c.interval_ms if c.HasField("interval_ms") else mine.get(c.name, (False, 0))[1]
+            mine[c.name] = (c.enabled, interval)
+        return nodeconfig_pb2.TelemetryConfig(collectors=list(collectors))
 
     def inventory(self, target: str) -> nodeconfig_pb2.Inventory:
         from controller.mechanisms.nodeagent import AgentError

@@ -142,3 +142,28 @@ def test_a_transient_agent_failure_is_retried_into_the_settings_never_a_reset(ku
     # what the app contributes is recorded on the node, for a restarted controller
     [record] = kube.get(R.NODE, NAMESPACE, "edge-1")["status"]["settings"]
     assert record["app"] == f"{NAMESPACE}/{APP}" and record["profile"]["cpufreq"]["settings"][0]["governor"]
+
+
+def test_telemetry_is_driven_by_what_placements_need_and_re_timed_live(kube, world, app_doc, controllers):
+    """Defect 10: the agents' SetTelemetryConfig used to be never called."""
+    kube.delete(R.NODE, NAMESPACE, "edge-2")
+    agents = FakeAgents()
+    controller = controllers.start(gateway=agents, mechanisms=("kubernetes", "nodeagent"))
+    kube.apply(app_doc, field_manager="test-user")
+    wait_for(lambda: (controller.outcomes.get(APP) or None) and controller.outcomes[APP].phase == "Deployed",
+             what="Deployed")
+    # camera-reader on edge-1: a QoS target (node load), a governor and cgroup limits to watch
+    assert agents.telemetry[EDGE1] == {"cpu": (True, 5000), "memory": (True, 5000),
+                                       "cpufreq": (True, 2000), "cgroups": (True, 10000)}
+    explained = {e["component"]: e for e in kube.get(R.APP, NAMESPACE, APP)["status"]["explanation"]}
+    assert explained["camera-reader"]["telemetry"] == {"cpu": 5000, "memory": 5000, "cpufreq": 2000,
+                                                       "cgroups": 10000}
+    [record] = kube.get(R.NODE, NAMESPACE, "edge-1")["status"]["settings"]
+    assert record["telemetry"]["cpufreq"] == 2000
+
+    changed = {**app_doc, "components": [dict(app_doc["components"][0]), *app_doc["components"][1:]]}
+    del changed["components"][0]["qos_metrics"]  # no QoS target, no cpufreq hint any more
+    kube.apply(changed, field_manager="test-user")
+    wait_for(lambda: agents.telemetry[EDGE1].get("cpu") == (False, 5000), what="cpu collector switched off")
+    assert agents.telemetry[EDGE1] == {"cpu": (False, 5000), "memory": (False, 5000),
+                                       "cpufreq": (False, 2000), "cgroups": (True, 10000)}

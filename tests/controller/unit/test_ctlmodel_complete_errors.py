@@ -94,3 +94,10 @@ def test_deploy_of_a_document_in_another_namespace_is_an_error(run: Any, tmp_pat
         "from -n/--namespace)" in result.output
     )
     assert "(got 'mlsysops')" in result.output
+
+
+def test_explain_shows_the_telemetry_a_placement_needs(run: Any, examples_dir: Path) -> None:
+    result = run("apps", "explain", "camera-pipeline", "-f", examples_dir / "app.yaml",
+                 "--inventory", examples_dir / "inventory", "--component", "camera-reader")
+    assert result.exit_code == 0, result.output
+    assert "telemetry: cpu every 5s, memory every 5s, cpufreq every 2s, cgroups every 10s" in result.output
