@@ -140,8 +140,22 @@ def show_device(ctx: click.Context, device: str, output_format: str) -> None:
 def set_device(ctx: click.Context, device: str, assignments: tuple[str, ...], output_format: str) -> None:
     """Change desired settings: DEVICE key=value [key=value ...] (validated before sending)."""
     settings = parse_assignments(assignments)
-    view = _client(ctx).call({"op": "set", "id": device, "settings": settings})["device"]
-    twin = view["twin"]
+    _emit_twin(device, _client(ctx).call({"op": "set", "id": device, "settings": settings}), output_format)
+
+
+@devices.command("unset")
+@click.argument("device")
+@click.argument("keys", nargs=-1, required=True)
+@output_option
+@click.pass_context
+@_mapped_errors
+def unset_device(ctx: click.Context, device: str, keys: tuple[str, ...], output_format: str) -> None:
+    """Remove desired settings: DEVICE key [key ...] (the device keeps its current values)."""
+    _emit_twin(device, _client(ctx).call({"op": "unset", "id": device, "keys": list(keys)}), output_format)
+
+
+def _emit_twin(device: str, reply: dict[str, Any], output_format: str) -> None:
+    twin = reply["device"]["twin"]
     emit(
         {
             "id": device,

@@ -1,7 +1,7 @@
 """The bridge's local control socket, used by `mlsysops devices list|show|set|monitor`.
 
 A unix stream socket (mode 0660: access is file permissions, no network exposure). Protocol:
-one JSON request per line, `{"op": "list"|"show"|"set"|"monitor", ...}`; the answer is one JSON
+one JSON request per line, `{"op": "list"|"show"|"set"|"unset"|"monitor", ...}`; the answer is one JSON
 line `{"ok": true, ...}` or `{"ok": false, "error": {"kind", "field", "message"}}`; `monitor`
 answers with one event per line until the client hangs up. Errors are turned into that shape in
 exactly one place (`error_reply`) and back into typed errors in one place (`ControlClient`).
@@ -72,6 +72,12 @@ class _Handler(socketserver.StreamRequestHandler):
             if not isinstance(settings, dict):
                 raise Invalid("settings", "must be an object")
             router.set_desired(device_id, settings)
+            return {"ok": True, "device": router.view(device_id)}
+        if op == "unset":
+            keys = request.get("keys")
+            if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+                raise Invalid("keys", "must be a non-empty list of setting names")
+            router.unset_desired(device_id, keys)
             return {"ok": True, "device": router.view(device_id)}
         raise Invalid("op", f"unknown operation {op!r}")
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from faredge.errors import Invalid, NotFound
+from faredge.errors import Dropped, Invalid, NotFound
+from faredge.protocol.messages import FreqCaps, parse_freq_caps
 from faredge.twin import Twin
 
 FORMAT = 1
@@ -42,6 +43,7 @@ class Device:
     last_seen: float = 0.0  # wall clock, seconds
     port: str = ""  # serial port path when transport == "serial"
     telemetry_lost: int = 0  # from the last birth: QoS 1 telemetry the device had to drop
+    freqs: FreqCaps | None = None  # from the last birth: the CPU frequencies the board accepts
     twin: Twin = field(default_factory=Twin)
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +58,7 @@ class Device:
             "last_seen": self.last_seen,
             "port": self.port,
             "telemetry_lost": self.telemetry_lost,
+            "caps": {} if self.freqs is None else {"freq_hz": self.freqs.to_json()},
             "twin": self.twin.to_json(),
         }
 
@@ -72,8 +75,16 @@ class Device:
             last_seen=float(data.get("last_seen", 0.0)),
             port=str(data.get("port", "")),
             telemetry_lost=int(data.get("telemetry_lost", 0)),
+            freqs=_caps(data.get("caps")),
             twin=Twin.from_json(data.get("twin", {})),
         )
+
+
+def _caps(data: Any) -> FreqCaps | None:
+    try:
+        return parse_freq_caps(data)
+    except Dropped:
+        return None  # written by us; a hand-edited bad value only loses the up-front check
 
 
 class Registry:

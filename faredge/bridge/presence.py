@@ -30,6 +30,7 @@ def registered(old: Device | None, birth: Birth, transport: str, port: str, now:
         last_seen=now,
         port=port,
         telemetry_lost=birth.lost,
+        freqs=birth.freqs,
     )
 
 

@@ -164,6 +164,12 @@ class Router:
         with self._lock:
             return self._twins.set_desired(device_id, settings)
 
+    def unset_desired(self, device_id: str, keys: list[str]) -> Device:
+        """Remove keys from the desired settings, persist, and send the rest to the device."""
+        check_device_id(device_id, "device")
+        with self._lock:
+            return self._twins.unset_desired(device_id, keys)
+
     def view(self, device_id: str) -> dict[str, Any]:
         with self._lock:
             device = self.registry.get(device_id)

@@ -12,12 +12,13 @@ from typing import Any
 
 from faredge.bridge.downlink import DownlinkSender
 from faredge.bridge.events import DeviceEvents
-from faredge.errors import Dropped
+from faredge.errors import Dropped, Invalid
 from faredge.metrics import BridgeMetrics
 from faredge.protocol.messages import TwinReported
-from faredge.protocol.settings import validate_settings
+from faredge.protocol.settings import KNOBS, validate_settings
 from faredge.registry import Device, Registry
-from faredge.twin.reconcile import decide_report, plan_desired
+from faredge.twin import unset_desired
+from faredge.twin.reconcile import check_capabilities, decide_report, plan_desired
 
 
 class TwinSync:
@@ -33,6 +34,7 @@ class TwinSync:
         """Validate and merge desired settings, persist them, and send the desired state."""
         changes = validate_settings(settings)  # first: a bad request is refused for any device
         device = self._registry.get(device_id)
+        check_capabilities(device_id, device.sensors, device.freqs, changes)
         twin = plan_desired(device_id, device.twin, changes, limit=self._downlink.limit(device.transport))
         if twin is not device.twin:
             device = replace(device, twin=twin)
@@ -40,6 +42,21 @@ class TwinSync:
             self._registry.flush()  # durable before it is sent or the CLI hears "done"
             self._events.desired(device_id, twin)
         self._downlink.send_desired(device)
+        return device
+
+    def unset_desired(self, device_id: str, keys: list[str]) -> Device:
+        """Remove keys from the desired state (validated names), persist, send the rest."""
+        for key in keys:
+            if key not in KNOBS:
+                raise Invalid(f"keys.{key}", f"unknown setting (known: {', '.join(KNOBS)})")
+        device = self._registry.get(device_id)
+        twin = unset_desired(device.twin, keys)
+        if twin is not device.twin:
+            device = replace(device, twin=twin)
+            self._registry.put(device)
+            self._registry.flush()
+            self._events.desired(device_id, twin)
+            self._downlink.send_desired(device)
         return device
 
     def requested(self, device: Device) -> None:

@@ -24,7 +24,10 @@ import orjson
 from faredge.errors import Dropped, Invalid
 from faredge.protocol.settings import MAX_SENSORS, NAME_RE
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+# The one id rule (bridge, provisioning, firmware/micropython/config.py check_id): 1..32 of
+# [A-Za-z0-9_.-], not starting with '.'. Ids are topic levels, usernames, file names and labels.
+MAX_DEVICE_ID = 32
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,31}$")
 MAX_MESSAGE_BYTES = 4096
 MAX_BATCH = 32
 MAX_READINGS = MAX_SENSORS
@@ -44,9 +47,35 @@ def check_device_id(device_id: object, field: str = "id") -> str:
     """Device ids end up in MQTT topics, file names and metric labels: keep them plain."""
     if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
         raise Invalid(
-            field, f"{device_id!r} is not a device id (letters, digits, '_', '-', '.'; 1..64 chars)"
+            field,
+            f"{device_id!r} is not a device id ([A-Za-z0-9_.-], not starting with '.'; 1..32 chars)",
         )
     return device_id
+
+
+@dataclass(frozen=True, slots=True)
+class FreqCaps:
+    """CPU frequencies a board accepts: a list of values, or low..high in steps of step."""
+
+    values: tuple[int, ...] = ()
+    low: int = 0
+    high: int = 0
+    step: int = 1
+
+    def accepts(self, hz: int) -> bool:
+        if self.values:
+            return hz in self.values
+        return self.low <= hz <= self.high and (hz - self.low) % self.step == 0
+
+    def describe(self) -> str:
+        if self.values:
+            return ", ".join(str(v) for v in self.values)
+        return f"{self.low}..{self.high} in steps of {self.step}"
+
+    def to_json(self) -> list[int] | dict[str, int]:
+        if self.values:
+            return list(self.values)
+        return {"min": self.low, "max": self.high, "step": self.step}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +87,7 @@ class Birth:
     sensors: tuple[str, ...]
     freq: int
     lost: int = 0  # QoS 1 telemetry the device's store-and-forward ring dropped since boot
+    freqs: FreqCaps | None = None  # the CPU frequencies the board accepts (None: not reported)
 
 
 class Sample(NamedTuple):
@@ -204,7 +234,30 @@ def _birth(obj: dict[str, Any], device_id: str) -> Birth:
         sensors=tuple(sensors),
         freq=_int(obj, "freq", required=False) or 0,
         lost=_int(obj, "lost", required=False) or 0,
+        freqs=parse_freq_caps(obj.get("caps")),
     )
+
+
+def parse_freq_caps(caps: Any) -> FreqCaps | None:
+    """`caps.freq_hz` of a birth: a list of values, or {"min", "max", "step"}."""
+    if caps is None:
+        return None
+    if type(caps) is not dict:
+        raise _bad("caps", "must be an object")
+    freq = caps.get("freq_hz")
+    if freq is None:
+        return None
+    if type(freq) is list:
+        if not 1 <= len(freq) <= 32 or not all(_uint(v) for v in freq):
+            raise _bad("caps.freq_hz", "must be a list of 1..32 frequencies in Hz")
+        return FreqCaps(values=tuple(freq))
+    if type(freq) is dict:
+        lo, hi, step = (_int(freq, k, where="caps.freq_hz.") for k in ("min", "max", "step"))
+        assert lo is not None and hi is not None and step is not None
+        if lo > hi or step < 1:
+            raise _bad("caps.freq_hz", "needs min <= max and step >= 1")
+        return FreqCaps(low=lo, high=hi, step=step)
+    raise _bad("caps.freq_hz", "must be a list or {min, max, step}")
 
 
 def _reported(obj: dict[str, Any], device_id: str) -> TwinReported:

@@ -63,6 +63,15 @@ def set_desired(twin: Twin, changes: dict[str, Any]) -> Twin:
     return replace(twin, desired=merged, desired_version=twin.desired_version + 1)
 
 
+def unset_desired(twin: Twin, keys: list[str]) -> Twin:
+    """Drop keys from the desired settings (the device keeps what it has; the bridge stops
+    asking). A new version only when something was removed: unsetting twice changes nothing."""
+    kept = {k: v for k, v in twin.desired.items() if k not in keys}
+    if kept == twin.desired:
+        return twin
+    return replace(twin, desired=kept, desired_version=twin.desired_version + 1)
+
+
 def apply_report(
     twin: Twin, version: int, settings: dict[str, Any], errors: dict[str, str]
 ) -> tuple[Twin, ReportOutcome]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faredge.errors import Invalid
-from faredge.protocol.messages import TwinReported, encode_desired
+from faredge.protocol.messages import FreqCaps, TwinReported, encode_desired
 from faredge.twin import ReportOutcome, Twin, apply_report, set_desired
 
 
@@ -31,6 +31,26 @@ def plan_desired(device_id: str, twin: Twin, changes: dict[str, Any], *, limit: 
     if size > limit:
         raise Invalid("settings", f"the desired state would be {size} bytes, over {limit} for {device_id}")
     return new
+
+
+def check_capabilities(
+    device_id: str, sensors: tuple[str, ...], freqs: FreqCaps | None, changes: dict[str, Any]
+) -> None:
+    """Refuse, up front and by name, what the device said it cannot do (its birth's `sensors`
+    and `caps.freq_hz`): such a value would be rejected by the board and block every later
+    version of the twin."""
+    freq = changes.get("freq_hz")
+    if freq is not None and freqs is not None and not freqs.accepts(freq):
+        raise Invalid(
+            "settings.freq_hz", f"{freq} is not a frequency {device_id} accepts ({freqs.describe()})"
+        )
+    wanted = changes.get("sensors")
+    if wanted is not None and sensors:
+        missing = [s for s in wanted if s not in sensors]
+        if missing:
+            raise Invalid(
+                "settings.sensors", f"{', '.join(missing)} not on {device_id} (it has {', '.join(sensors)})"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ class Device:
             "sensors": list(self.hal.SENSORS),
             "freq": self.hal.freq(),
             "lost": getattr(self.link, "dropped", 0),  # QoS 1 telemetry the ring had to drop
+            "caps": {"freq_hz": self.hal.FREQ_CAPS},  # what the bridge may ask for
         }
 
     def on_connect(self):

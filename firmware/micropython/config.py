@@ -35,6 +35,8 @@ def check_id(v):
     """Device ids are also MQTT topic levels and usernames: a safe, short alphabet only."""
     if not isinstance(v, str) or not 0 < len(v) <= 32:
         return "must be a string of 1..32 characters"
+    if v[0] == ".":
+        return "must not start with '.'"
     for c in v:
         if c not in _ID_CHARS:
             return f"character {c!r} not allowed (use letters, digits, '-', '_', '.')"

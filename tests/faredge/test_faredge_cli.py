@@ -140,3 +140,72 @@ def test_provision_rejects_a_bad_device_id(tmp_path: Path) -> None:
     result = run("devices", "provision", "a/b", "--broker-dir", str(tmp_path))
     assert result.exit_code == 1 and "invalid device" in result.output
     assert not (tmp_path / "passwd").exists()
+
+
+# ------------------------------------------------------------------ issue 9, defect 8
+@pytest.fixture
+def capable(broker: Any, mqtt_bridge: Any) -> Any:
+    """A device whose birth lists its frequencies (as our firmware's does)."""
+    bridge = mqtt_bridge()
+    dev_id, password = broker.device()
+    dev = DeviceClient(broker.port, dev_id, password).start()
+    dev.birth(sensors=["temp", "light"], caps={"freq_hz": [80000000, 160000000, 240000000]})
+    wait_for(lambda: dev_id in bridge.registry, what="birth")
+    yield bridge, dev, ["devices", "--socket", str(bridge.config.control_socket)]
+    dev.close()
+
+
+def test_values_the_device_cannot_take_are_refused_up_front(capable: Any) -> None:
+    bridge, dev, cli = capable
+    result = run(*cli, "set", dev.id, "freq_hz=100000000")
+    assert result.exit_code == 1
+    assert "100000000 is not a frequency" in result.output
+    assert "80000000, 160000000, 240000000" in result.output
+    result = run(*cli, "set", dev.id, "sensors=temp,humidity")
+    assert result.exit_code == 1 and "humidity not on" in result.output
+    assert bridge.registry.get(dev.id).twin.desired_version == 0 and not dev.desired  # nothing sent
+    assert run(*cli, "set", dev.id, "freq_hz=160000000", "sensors=light").exit_code == 0
+    assert wait_for(lambda: dev.desired, what="desired")[-1]["settings"]["freq_hz"] == 160000000
+
+
+def test_unset_removes_one_key_and_sends_the_rest(capable: Any) -> None:
+    bridge, dev, cli = capable
+    assert run(*cli, "set", dev.id, "interval_ms=700", "batch=4").exit_code == 0
+    result = run(*cli, "unset", dev.id, "batch", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) | {"reported_version": None} == {
+        "id": dev.id,
+        "desired_version": 2,
+        "desired": {"interval_ms": 700},
+        "reported_version": None,
+    }
+    wait_for(lambda: dev.desired and dev.desired[-1]["version"] == 2, what="the rest sent")
+    assert dev.desired[-1]["settings"] == {"interval_ms": 700}
+    assert run(*cli, "unset", dev.id, "batch").exit_code == 0  # again: nothing changes
+    assert bridge.registry.get(dev.id).twin.desired_version == 2
+    result = run(*cli, "unset", dev.id, "volume")
+    assert result.exit_code == 1 and "invalid keys.volume: unknown setting" in result.output
+
+
+def _firmware_check_id() -> Any:
+    from faredge.virtual.firmware import load_module  # the firmware's own rules, plain Python
+
+    return load_module("config").check_id
+
+
+@pytest.mark.parametrize("device_id", ["a" * 32, "a" * 33, "a" * 64, ".hidden", "a.b-c_d", "", "a/b", "é"])
+def test_one_id_rule_for_bridge_provisioning_and_firmware(device_id: str, tmp_path: Path) -> None:
+    from faredge.errors import Dropped, Invalid
+    from faredge.protocol.messages import check_device_id, parse_message
+
+    def bridge_ok() -> bool:
+        try:
+            check_device_id(device_id)
+            parse_message("birth", json.dumps({"id": device_id, "boot": 1}).encode())
+            return True
+        except (Invalid, Dropped):
+            return False
+
+    provisioned = run("devices", "provision", device_id, "--broker-dir", str(tmp_path)).exit_code == 0
+    firmware_ok = _firmware_check_id()(device_id) is None
+    assert bridge_ok() == provisioned == firmware_ok == (device_id in ("a" * 32, "a.b-c_d"))

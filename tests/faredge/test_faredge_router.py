@@ -161,8 +161,8 @@ def test_capacity_limits_new_devices(kit: Any) -> None:
 
 
 def test_desired_state_too_big_for_a_serial_frame_is_refused(kit: Any) -> None:
-    kit.router.handle(msg("birth", BIRTH, identity=None, transport="serial"))
-    sensors = [f"sensor_{i:02d}_" + "x" * 20 for i in range(32)]
+    sensors = [f"sensor_{i:02d}_" + "x" * 20 for i in range(32)]  # all on the device: only size fails
+    kit.router.handle(msg("birth", {**BIRTH, "sensors": sensors}, identity=None, transport="serial"))
     with pytest.raises(Invalid, match="over 1024"):
         kit.router.set_desired("d1", {"sensors": sensors})
     assert kit.router.registry.get("d1").twin.desired_version == 0 and kit.downlink.sent == []

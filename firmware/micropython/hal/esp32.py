@@ -13,6 +13,7 @@ from hal._hw import uart as _uart
 NAME = "esp32"
 SENSORS = ("temp", "adc")
 FREQS = (80000000, 160000000, 240000000)
+FREQ_CAPS = list(FREQS)
 _nvs = esp32.NVS("mlsysops")
 
 

@@ -13,6 +13,9 @@ NAME = "rp2040"
 SENSORS = ("temp", "adc")
 
 
+FREQ_CAPS = {"min": 48000000, "max": 250000000, "step": 1000000}
+
+
 def freq_ok(hz):
     return 48000000 <= hz <= 250000000 and hz % 1000000 == 0
 

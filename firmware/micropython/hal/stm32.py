@@ -21,6 +21,9 @@ def freq(hz=None):
     return hz
 
 
+FREQ_CAPS = {"min": 8000000, "max": 216000000, "step": 1000000}
+
+
 def freq_ok(hz):
     return 8000000 <= hz <= 216000000 and hz % 1000000 == 0
 

@@ -15,6 +15,7 @@ from hal._state import save_state as _save
 NAME = "virtual"
 SENSORS = ("temp", "light", "vbat")
 FREQS = (80000000, 160000000, 240000000)
+FREQ_CAPS = list(FREQS)
 _freq = [160000000]
 _n = {}
 

@@ -2,6 +2,7 @@
 
 NAME = "fake"
 SENSORS = ("temp", "adc")
+FREQ_CAPS = [80000000, 160000000]
 calls = []
 state = {}
 freq_now = [160000000]

@@ -62,6 +62,7 @@ def test_connect_sends_birth_then_twin_get():
         "sensors": ["temp", "adc"],
         "freq": 160000000,
         "lost": 0,
+        "caps": {"freq_hz": [80000000, 160000000]},
     }
     assert get == {"id": "d1"}
 

@@ -78,6 +78,7 @@ sys.modules["pyb"] = object()
 INTERFACE = (
     "NAME",
     "SENSORS",
+    "FREQ_CAPS",
     "freq",
     "freq_ok",
     "sense",
@@ -97,6 +98,20 @@ def test_every_board_module_provides_the_whole_interface():
         h = hal.load(board)
         missing = [n for n in INTERFACE if not hasattr(h, n)]
         assert not missing, board + " lacks " + ", ".join(missing)
+
+
+def test_reported_frequency_capabilities_agree_with_freq_ok():
+    import hal
+
+    for board in ("esp32", "rp2040", "stm32", "virtual"):
+        h = hal.load(board)
+        caps = h.FREQ_CAPS
+        if isinstance(caps, list):
+            assert all(h.freq_ok(f) for f in caps), board
+        else:
+            lo, hi, step = caps["min"], caps["max"], caps["step"]
+            assert h.freq_ok(lo) and h.freq_ok(hi) and h.freq_ok(lo + step), board
+            assert not h.freq_ok(lo - step) and not h.freq_ok(hi + step) and not h.freq_ok(lo + 1), board
 
 
 def test_esp32_hal():
