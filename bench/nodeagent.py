@@ -426,7 +426,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{tag}-")))
         cgroup_root = stack.enter_context(private_cgroups(tag))
-        netns = stack.enter_context(private_netns(tag))
         sink = WatchdogSink(workdir / "notify.sock")
         stack.callback(sink.close)
         proc, target = stack.enter_context(running_agent(workdir, cgroup_root))
@@ -439,6 +438,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(args.idle_seconds)
         result["idle_cpu_pct"] = round((cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100, 3)
         result["idle_seconds"] = args.idle_seconds
+        # The namespace comes after the idle figures: listing a named namespace's interfaces is
+        # netlink's job, and the agent loads pyroute2 only once a request needs it.
+        netns = stack.enter_context(private_netns(tag))
+        stack.callback(reset_quietly, client)  # its shaping restored before the namespace goes
 
         latencies = timed_applies(client, lambda i: one_knob((50_000, 60_000)[i % 2]), args.applies)
         result["applies"] = args.applies

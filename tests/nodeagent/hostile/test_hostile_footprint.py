@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from nodeagent.host.lazynetlink import sysfs_links
 
 
@@ -17,7 +19,10 @@ def test_pyroute2_loads_with_the_first_network_request_not_before(tmp_path: Path
         from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
         from nodeagent.api.convert import dict_to_profile
         from pathlib import Path
-        live = start_agent(Path({str(tmp_path)!r}), mechanisms={{"network": {{"enabled": True}}}})
+        live = start_agent(  # no named namespaces: listing their interfaces would need netlink
+            Path({str(tmp_path)!r}), mechanisms={{"network": {{"enabled": True}}}},
+            host={{"netns_dir": {str(tmp_path / "netns")!r}}},
+        )
         inventory = live.stub.GetInventory(pb.GetInventoryRequest(), timeout=30)
         network = next(m for m in inventory.mechanisms if m.name == "network")
         names = [i.name for i in inventory.network.interfaces]
@@ -43,3 +48,21 @@ def test_own_namespace_interfaces_come_from_sysfs(tmp_path: Path) -> None:
     assert (link.name, link.netns, link.index, link.mtu, link.state, link.root_qdisc) == (
         "lo", "", 1, 65536, "unknown", ""
     )
+
+
+def test_mechanisms_are_found_without_scanning_every_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import entry_points
+
+    from nodeagent.bootstrap import MECHANISM_GROUP, mechanism_plugins
+
+    declared = {(e.name, e.value) for e in entry_points(group=MECHANISM_GROUP)}
+    assert {(e.name, e.value) for e in mechanism_plugins()} == declared  # built-ins as pyproject says
+    info = tmp_path / "extra_plugin-1.0.dist-info"
+    info.mkdir()
+    text = f"[console_scripts]\nx = a:b\n\n[{MECHANISM_GROUP}]\ngpu = gpu_mod:Gpu\n"
+    (info / "entry_points.txt").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = {(e.name, e.value) for e in mechanism_plugins()}
+    assert found == declared | {("gpu", "gpu_mod:Gpu")}
