@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import logging
 import threading
 from collections.abc import Callable
 
 from controller.kube.api import Obj
+from controller.mechanisms.nodeagent_records import FIELD as RECORD_FIELD
 from controller.policies.base import QosViolation
 from controller.reconcile.informer import Informers
 from controller.reconcile.nodesync import NodeSync
@@ -47,6 +49,7 @@ class Controller:
         self.freeze_after_sync = True
         self.outcomes: dict[str, Outcome] = {}  # last outcome per app, for tests and metrics
         self._qos_seen: dict[str, tuple[QosViolation, ...]] = {}  # per app: violations last reported
+        self._world_seen: dict[tuple[str, str], str] = {}  # (kind, name) -> what placement reads of it
         self.reconciles = 0
         self._kick = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -112,7 +115,18 @@ class Controller:
         if event_type in ("ADDED", "DELETED") or generation != observed or qos_changed:
             self.queue.add(name)
 
-    def _on_world(self, _event_type: str, _obj: Obj) -> None:
+    def _on_world(self, event_type: str, obj: Obj) -> None:
+        """A node or cluster changed what placement reads: rebuild the inventory, requeue every
+        app. The controller's own bookkeeping in a node's status (the node settings record)
+        is not such a change: requeueing the fleet on every apply would cost O(apps) each."""
+        key = (str(obj.get("kind")), obj["metadata"]["name"])
+        seen = None if event_type == "DELETED" else placement_view(obj)
+        if seen is not None and self._world_seen.get(key) == seen:
+            return
+        if seen is None:
+            self._world_seen.pop(key, None)
+        else:
+            self._world_seen[key] = seen
         self.inventory.invalidate()
         self._kick.set()
 
@@ -164,3 +178,13 @@ class Controller:
                 log.info("%s: %s (%s); retrying in %.2fs", name, outcome.phase, outcome.message, delay)
             else:
                 self.queue.forget(key)
+
+
+def placement_view(obj: Obj) -> str:
+    """The object as placement reads it: without server bookkeeping and the settings record."""
+    meta = {k: v for k, v in obj["metadata"].items()
+            if k not in ("resourceVersion", "managedFields", "generation")}
+    status = {k: v for k, v in (obj.get("status") or {}).items()
+              if k not in (RECORD_FIELD, "lastInventory")}
+    rest = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    return json.dumps([meta, status, rest], sort_keys=True, default=str)

@@ -167,3 +167,17 @@ def test_telemetry_is_driven_by_what_placements_need_and_re_timed_live(kube, wor
     wait_for(lambda: agents.telemetry[EDGE1].get("cpu") == (False, 5000), what="cpu collector switched off")
     assert agents.telemetry[EDGE1] == {"cpu": (False, 5000), "memory": (False, 5000),
                                        "cpufreq": (False, 2000), "cgroups": (True, 10000)}
+
+
+def test_the_settings_record_on_a_node_does_not_requeue_the_fleet():
+    """Recording node settings writes the node's status; only what placement reads may wake
+    every app (else each apply costs a reconcile of every app)."""
+    from controller.reconcile.loop import placement_view
+
+    node = {"kind": "MLSysOpsNode", "metadata": {"name": "edge-1", "resourceVersion": "7"},
+            "continuum_layer": "edge", "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    recorded = {**node, "metadata": {**node["metadata"], "resourceVersion": "8"},
+                "status": {**node["status"], "settings": [{"app": "default/a", "profile": {}}]}}
+    unready = {**node, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    assert placement_view(recorded) == placement_view(node)
+    assert placement_view(unready) != placement_view(node)

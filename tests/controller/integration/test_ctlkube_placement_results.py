@@ -201,7 +201,7 @@ def test_runtime_classes_are_deleted_once_no_workload_needs_them(kube, world, ap
     del without["components"][0]["runtime_class_name"]
     kube.apply(without, field_manager="test-user")
     wait_for(lambda: kube.list(R.RUNTIME_CLASS, "")[0] == [], what="crun released")
-    assert in_phase(kube, "Deployed", "other", generation=2)
+    wait_for(lambda: in_phase(kube, "Deployed", "other", generation=2), what="other generation 2 Deployed")
 
 
 def test_waiting_for_a_replacement_watches_instead_of_polling_and_the_status_says_progressing(
