@@ -6,6 +6,8 @@ too) in one place:
 - the request is decoded here, not by gRPC: a body that is not the method's message (garbage
   bytes, a Struct nested past protobuf's recursion limit) is INVALID_ARGUMENT naming the
   message, where gRPC's own decoder would answer INTERNAL ("Exception deserializing request!");
+- the decoded request's lists and strings are checked against the limits (service/limits.py)
+  before it is converted to anything, so a 50,000-entry list costs no 50,000 dicts;
 - the message size limit is the server's (`grpc.max_receive_message_length`, set from the same
   RequestLimits in server.py), so an oversized body is refused before it is decoded;
 - the caller is identified from what its transport proved (the unix socket's SO_PEERCRED via
@@ -33,10 +35,15 @@ from nodeagent.api.errors import status_for
 from nodeagent.api.peercred import PeerTable
 from nodeagent.errors import InvalidSpec, NodeAgentError
 from nodeagent.service.authz import ANONYMOUS, Identity, Policy
+from nodeagent.service.limits import RequestLimits, check_message
 
 log = logging.getLogger(__name__)
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+#: Methods whose decoded request is checked against the limits field by field (the others are
+#: small by shape, or belong to services that bound their own requests).
+BOUNDED_METHODS = frozenset({"Apply", "ReportDevices", "SetTelemetryConfig", "WatchEvents"})
 
 #: Requests at least this large are followed by a collection and a malloc_trim.
 LARGE_REQUEST_BYTES = 256 * 1024
@@ -72,10 +79,17 @@ def release_memory() -> None:
 class RequestGuard(grpc.ServerInterceptor):
     """Decode each request itself (see the module docstring) for methods below `prefix`."""
 
-    def __init__(self, prefix: str, policy: Policy | None = None, peers: PeerTable | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        policy: Policy | None = None,
+        peers: PeerTable | None = None,
+        limits: RequestLimits | None = None,
+    ) -> None:
         self._prefix = prefix
         self._policy = policy
         self._peers = peers
+        self._limits = limits or RequestLimits()
 
     def intercept_service(
         self,
@@ -112,6 +126,8 @@ class RequestGuard(grpc.ServerInterceptor):
                 except Exception as exc:  # DecodeError, RecursionError: either way not our message
                     reason = f"is not a valid {name} request ({type(exc).__name__})"
                     raise InvalidSpec("request", reason) from None
+                if name in BOUNDED_METHODS:
+                    check_message(request, self._limits)
             except NodeAgentError as error:
                 if len(raw) >= LARGE_REQUEST_BYTES:
                     release_memory()

@@ -54,7 +54,7 @@ class ApiServer:
         self._reload_tls = False
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=listen.workers, thread_name_prefix="grpc"),
-            interceptors=[RequestGuard(f"/{SERVICE_NAME}/", policy, self._peers)],
+            interceptors=[RequestGuard(f"/{SERVICE_NAME}/", policy, self._peers, limits)],
             options=[
                 ("grpc.so_reuseport", 0),  # a second agent on the same port must fail, not share it
                 ("grpc.max_receive_message_length", limits.max_message_bytes),  # limits.max_message_bytes

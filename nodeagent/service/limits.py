@@ -89,3 +89,49 @@ def clean_label(text: str, limits: RequestLimits) -> str:
     characters (NUL, ESC of ANSI sequences, newlines) removed, at most max_label_chars."""
     printable = "".join(c for c in text if c.isprintable())
     return printable[: limits.max_label_chars]
+
+
+#: Repeated fields bounded by a limit of their own rather than max_items (message field -> limit).
+OWN_LIMITS = {"devices": "max_devices_per_source"}
+
+
+def check_message(message: Any, limits: RequestLimits, path: str = "") -> None:
+    """The same limits on a decoded protobuf message, before it is converted to anything: list
+    lengths and string sizes are checked field by field, so a 50,000-entry list is refused
+    without building 50,000 dicts. Maps (Struct, attributes) are walked like lists of values."""
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            _check_count(len(value), where, limits, "max_items")
+            for key, item in value.items():
+                _check_string(key, f"{where}.{bounded(str(key), 40)}", limits)
+                entry = field.message_type.fields_by_name["value"]
+                _check_value(item, f"{where}.{bounded(str(key), 40)}", limits, entry)
+            continue
+        if field.is_repeated:
+            _check_count(len(value), where, limits, OWN_LIMITS.get(field.name, "max_items"))
+            for i, item in enumerate(value):
+                _check_value(item, f"{where}[{i}]", limits, field)
+        else:
+            _check_value(value, where, limits, field)
+
+
+def _check_value(value: Any, where: str, limits: RequestLimits, field: Any) -> None:
+    if isinstance(value, str):
+        _check_string(value, where, limits)
+    elif field.message_type is not None and hasattr(value, "ListFields"):
+        if where.count(".") + where.count("[") > 4 * limits.max_depth:
+            raise InvalidSpec(where, f"nested deeper than {limits.max_depth} levels (limits.max_depth)")
+        check_message(value, limits, where)
+
+
+def _check_count(count: int, where: str, limits: RequestLimits, limit: str) -> None:
+    if count > getattr(limits, limit):
+        raise InvalidSpec(where, f"{count} entries, more than {getattr(limits, limit)} (limits.{limit})")
+
+
+def _check_string(value: str, where: str, limits: RequestLimits) -> None:
+    if len(value) > limits.max_string_chars:
+        raise InvalidSpec(
+            where, f"{len(value)} characters, more than {limits.max_string_chars} (limits.max_string_chars)"
+        )

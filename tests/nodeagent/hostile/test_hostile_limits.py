@@ -283,3 +283,13 @@ def test_set_telemetry_with_only_an_interval_keeps_the_collector_running(live: L
     off = pb.SetTelemetryConfigRequest(collectors=[pb.Collector(name="cpu", enabled=False)])
     cpu = next(c for c in live.stub.SetTelemetryConfig(off, timeout=10).collectors if c.name == "cpu")
     assert not cpu.enabled and cpu.interval_ms == 2000
+
+
+def test_a_huge_list_is_refused_before_it_is_converted(live: LiveAgent) -> None:
+    """50,000 interfaces took 23 s: now the decoded message is checked field by field first."""
+    interfaces = [pb.InterfaceShaping(name=f"e{i}", remove=True) for i in range(50_000)]
+    request = pb.ApplyRequest(profile=pb.Profile(network=pb.NetworkProfile(interfaces=interfaces)))
+    code, message = code_of(lambda: live.stub.Apply(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith("profile.network.interfaces: 50000 entries") and "limits.max_items" in message
+    assert live.agent.engine.max_lock_hold_s < 0.25
