@@ -8,8 +8,12 @@ Why each queue setting (Mosquitto 2.0 defaults in brackets):
 - `max_queued_bytes 67108864` [0, unlimited]: the memory bound that replaces the count.
 - `max_inflight_messages 100` [20]: QoS 1 messages on the wire to one client before acks come
   back; the bridge acknowledges after processing, so this also bounds its inbound queue.
-- `persistence true` + `autosave_interval 10`: queued QoS 1 messages and sessions survive a
-  broker restart (saved on shutdown, and every 10 s against crashes).
+- `persistence true` + `autosave_interval 2`: queued QoS 1 messages and sessions survive a
+  broker restart (saved on shutdown, and every 2 s against crashes: a broker crash while the
+  bridge is down loses at most the last 2 s).
+- `user mosquitto` (the packaged broker's user): started as root (the Debian service), the
+  broker drops to it; provisioning gives that user's group read access to `passwd` and `acl`
+  (0640) and the `data/` directory (persistence, pid file, log) to the user itself.
 - `persistent_client_expiration 7d`: a bridge gone for a week does not pin memory forever.
 - `allow_anonymous false`, `password_file`, `acl_file`: every device has its own credentials and
   may write only its own topics (`device_acl`).
@@ -71,11 +75,11 @@ class BrokerLayout:
 
     @property
     def pid_file(self) -> Path:
-        return self.root / "mosquitto.pid"
+        return self.data / "mosquitto.pid"  # written by the broker after it dropped privileges
 
     @property
     def log(self) -> Path:
-        return self.root / "mosquitto.log"
+        return self.data / "mosquitto.log"
 
     @property
     def devices(self) -> Path:
@@ -92,7 +96,7 @@ class BrokerSettings:
 
     port: int
     host: str = "127.0.0.1"
-    user: str | None = None  # Unix user to run as (private instances: the current user)
+    user: str | None = "mosquitto"  # Unix user it drops to (private instances: the current user)
     tls: BrokerTls | None = None
     tls_port: int | None = None
 
@@ -113,7 +117,7 @@ def render_conf(layout: BrokerLayout, settings: BrokerSettings) -> str:
         f"acl_file {layout.acl}",
         "persistence true",
         f"persistence_location {layout.data}/",
-        "autosave_interval 10",
+        "autosave_interval 2",
         *(f"{k} {v}" for k, v in QUEUE_SETTINGS.items()),
         f"pid_file {layout.pid_file}",
         f"log_dest file {layout.log}",

@@ -25,7 +25,7 @@ from faredge.protocol.settings import KNOBS, parse_assignments
 from faredge.provision import BOARDS, init_broker, provision_device
 from mlsysops.output import emit, output_option, table
 
-DEFAULT_SOCKET = "/run/mlsysops/faredge.sock"
+DEFAULT_SOCKET = "/run/mlsysops-faredge/faredge.sock"
 DEFAULT_BROKER_DIR = "/etc/mlsysops/faredge/broker"
 F = TypeVar("F", bound=Callable[..., Any])
 

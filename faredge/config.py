@@ -20,7 +20,7 @@ from mlsysops.nodeapi import DEFAULT_TARGET
 
 EXAMPLE = """\
 state_dir: /var/lib/mlsysops/faredge      # registry.json (devices and twins) lives here
-control_socket: /run/mlsysops/faredge.sock  # used by `mlsysops devices`
+control_socket: /run/mlsysops-faredge/faredge.sock  # used by `mlsysops devices`
 log_interval_s: 60                        # bad input is logged once per device and reason per interval
 queue_size: 10000                         # inbound queue (messages), see "Queues"
 max_devices: 10000                        # registry capacity; births beyond it are dropped (counted)
@@ -111,7 +111,7 @@ class SerialSettings:
 @dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/mlsysops/faredge")
-    control_socket: Path = Path("/run/mlsysops/faredge.sock")
+    control_socket: Path = Path("/run/mlsysops-faredge/faredge.sock")
     log_interval_s: float = 60.0
     queue_size: int = 10000
     max_devices: int = 10_000
@@ -267,7 +267,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> Config:
     mqtt, serial, agent = s.sub("mqtt"), s.sub("serial"), s.sub("nodeagent") or _Section({}, "nodeagent")
     config = Config(
         state_dir=base / s.get("state_dir", str, "/var/lib/mlsysops/faredge", _nonempty),
-        control_socket=base / s.get("control_socket", str, "/run/mlsysops/faredge.sock", _nonempty),
+        control_socket=base / s.get("control_socket", str, "/run/mlsysops-faredge/faredge.sock", _nonempty),
         log_interval_s=s.get("log_interval_s", float, 60.0, _range(0.0, 86400)),
         queue_size=s.get("queue_size", int, 10000, _range(100, 10_000_000)),
         max_devices=s.get("max_devices", int, 10_000, _range(1, 1_000_000)),

@@ -24,7 +24,7 @@ from faredge.broker import (
     render_acl,
     render_conf,
 )
-from faredge.channels.mosquitto import reload_broker, set_password
+from faredge.channels.mosquitto import grant_access, reload_broker, set_password
 from faredge.errors import Invalid
 from faredge.protocol.messages import check_device_id
 
@@ -75,6 +75,7 @@ def add_bridge_user(layout: BrokerLayout, user: str) -> str:
     password = secrets.token_urlsafe(24)
     set_password(layout.passwd, user, password)
     _set_acl(layout, user, bridge_acl())
+    grant_access(layout)
     return password
 
 
@@ -101,6 +102,7 @@ def provision_device(
     password = secrets.token_urlsafe(18)
     set_password(layout.passwd, device_id, password)
     _set_acl(layout, device_id, device_acl(device_id))
+    grant_access(layout)
     config = device_config(device_id, password, board=board, host=host, port=port, ca=ca)
     config_file = layout.devices / f"{device_id}.json"
     _write_secret(config_file, json.dumps(config, indent=2) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -38,6 +39,39 @@ def set_password(passwd_file: Path, user: str, password: str) -> None:
     )
     if result.returncode != 0:
         raise Invalid("password_file", f"mosquitto_passwd failed: {result.stderr.strip() or result.stdout}")
+
+
+def broker_user(layout: BrokerLayout) -> str | None:
+    """The `user` line of the layout's mosquitto.conf (None: none, or no config yet)."""
+    try:
+        lines = layout.conf.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    users = [line.split(None, 1)[1].strip() for line in lines if line.startswith("user ")]
+    return users[-1] if users else None
+
+
+def grant_access(layout: BrokerLayout) -> None:
+    """Let the broker's own user read what it needs after dropping privileges.
+
+    `passwd` and `acl` stay owned by root, group of the broker's user, 0640 (Mosquitto re-reads
+    them on SIGHUP, as that user); `data/` (persistence, pid file, log) belongs to the user. Only
+    root can hand files to another user; for a private broker running as us there is nothing to do.
+    """
+    user = broker_user(layout)
+    if user is None or user == getpass.getuser() or os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise Invalid("user", f"no Unix user {user!r} for the broker (Debian package mosquitto)") from None
+    layout.data.mkdir(parents=True, exist_ok=True)
+    os.chown(layout.data, entry.pw_uid, entry.pw_gid)
+    os.chmod(layout.data, 0o750)
+    for path in (layout.passwd, layout.acl):
+        if path.exists():
+            os.chown(path, 0, entry.pw_gid)
+            os.chmod(path, 0o640)
 
 
 def reload_broker(layout: BrokerLayout) -> bool:
