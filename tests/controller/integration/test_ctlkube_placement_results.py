@@ -97,6 +97,19 @@ def test_a_component_no_node_fits_stays_unplaced_with_per_filter_counts(kube, wo
     }
 
 
+def move_to_edge(kube: KubeApi, standin: Any, doc: dict[str, Any]) -> set[str]:
+    """Change the description of the app's one component from [cloud] to [edge] with a camera,
+    its possible replacements held unavailable; their names."""
+    name = doc["metadata"]["name"]
+    moved = copy.deepcopy(doc)
+    moved["components"][0]["node_placement"] = {"continuum_layer": ["edge"], "labels": ["camera"]}
+    news = {deployment_name(name, "worker", n, "uth-edge") for n in ("edge-1", "edge-2")}
+    for held in news:
+        standin.hold(held)
+    kube.apply(moved, field_manager="test-user")
+    return news
+
+
 def test_changed_constraints_re_place_the_component_make_before_break(kube, world, controllers, standin):
     """Defect 6: a component whose description moves it to [edge] used to stay on its cloud node."""
     doc = app("mover", component("worker", node_placement={"continuum_layer": ["cloud"]}))
@@ -107,12 +120,7 @@ def test_changed_constraints_re_place_the_component_make_before_break(kube, worl
     old = deployment_name("mover", "worker", "cloud-1", "uth-edge")
     assert set(workloads(kube)) == {old}
 
-    moved = copy.deepcopy(doc)
-    moved["components"][0]["node_placement"] = {"continuum_layer": ["edge"], "labels": ["camera"]}
-    news = {deployment_name("mover", "worker", n, "uth-edge") for n in ("edge-1", "edge-2")}
-    for name in news:
-        standin.hold(name)
-    kube.apply(moved, field_manager="test-user")
+    news = move_to_edge(kube, standin, doc)
     wait_for(lambda: news & set(workloads(kube)), what="the replacement Deployment")
     wait_for(lambda: controller.outcomes["mover"].retry, what="a reconcile waiting for the replacement")
     assert old in workloads(kube)  # make-before-break: the old one still serves
@@ -212,12 +220,7 @@ def test_waiting_for_a_replacement_watches_instead_of_polling_and_the_status_say
     kube.apply(doc, field_manager="test-user")
     controller = controllers.start(availability_timeout=3.0)
     wait_for(lambda: in_phase(kube, "Deployed", "waiter"), what="waiter Deployed")
-    moved = copy.deepcopy(doc)
-    moved["components"][0]["node_placement"] = {"continuum_layer": ["edge"], "labels": ["camera"]}
-    news = {deployment_name("waiter", "worker", n, "uth-edge") for n in ("edge-1", "edge-2")}
-    for name in news:
-        standin.hold(name)
-    kube.apply(moved, field_manager="test-user")
+    news = move_to_edge(kube, standin, doc)
     s = wait_for(lambda: (x := status(kube, "waiter")).get("observedGeneration") == 2 and x,
                  what="the status of generation 2")
     assert s["phase"] == "Deploying"
