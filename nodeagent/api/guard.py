@@ -26,6 +26,7 @@ import contextvars
 import ctypes
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -69,11 +70,26 @@ def identify(context: grpc.ServicerContext, peers: PeerTable | None) -> Identity
     return ANONYMOUS
 
 
-def release_memory() -> None:
-    """Give what a large request allocated back to the kernel (glibc keeps freed pages)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
-        ctypes.CDLL(None).malloc_trim(0)
+_TRIM = threading.Lock()
+
+
+def release_memory(delay_s: float = 0.2) -> None:
+    """Give what a large request allocated back to the kernel (glibc keeps freed pages), once
+    gRPC has freed the request's buffers too: shortly after the call, once for a burst."""
+    if not _TRIM.acquire(blocking=False):
+        return  # a trim is already due
+
+    def trim() -> None:
+        try:
+            gc.collect()
+            with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
+                ctypes.CDLL(None).malloc_trim(0)
+        finally:
+            _TRIM.release()
+
+    timer = threading.Timer(delay_s, trim)
+    timer.daemon = True
+    timer.start()
 
 
 class RequestGuard(grpc.ServerInterceptor):
