@@ -270,6 +270,7 @@ def _runtime(r: Any) -> dict[str, Any]:
         "available": r.available,
         **({"reason": r.reason} if r.reason else {}),
         **({"version": r.version} if r.version else {}),
+        **({"runtime_class_name": r.runtime_class_name} if r.runtime_class_name else {}),
     }
 
 

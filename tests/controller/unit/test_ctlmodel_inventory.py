@@ -37,7 +37,7 @@ def agent_inventory(name: str = "worker-7") -> nodeconfig_pb2.Inventory:
             controllers=[nodeconfig_pb2.CgroupController(name="cpu", version="v2")],
         ),
         runtimes=[
-            nodeconfig_pb2.Runtime(handler="runc", available=True, version="1.1"),
+            nodeconfig_pb2.Runtime(handler="runc", available=True, version="1.1", runtime_class_name="runc"),
             nodeconfig_pb2.Runtime(handler="kata-fc", available=False, reason="no /dev/kvm"),
         ],
         devices=[
@@ -82,6 +82,8 @@ def test_an_agent_report_becomes_a_valid_node_description() -> None:
     assert node.sensors == {"temperature"}  # offline devices do not offer their sensors
     assert doc["hardware"]["cpu"]["frequency"] == [800_000_000, 2_400_000_000]
     assert doc["cgroup"] == {"version": "v2", "root": "mlsysops", "controllers": ["cpu"]}
+    runc = {"handler": "runc", "available": True, "version": "1.1", "runtime_class_name": "runc"}
+    assert doc["runtimes"][0] == runc
 
 
 def test_agent_facts_refresh_a_described_node_and_keep_what_only_the_description_knows(
