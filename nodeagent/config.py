@@ -3,7 +3,7 @@
 Each option is declared once, with its default, its documentation and its check, in the
 dataclasses below; the loader, the error messages ("listen.socket_mode: expected an octal
 mode string like '0660'") and docs/nodeagent-config.md are all derived from that one table
-(`python -m nodeagent.config > docs/nodeagent-config.md`; a test keeps the doc current).
+(`python -m nodeagent.config_doc > docs/nodeagent-config.md`; a test keeps the doc current).
 
 The default file (/etc/mlsysops/nodeagent.yaml) is optional: without it the agent runs on the
 embedded defaults. A file given explicitly must exist.
@@ -11,22 +11,32 @@ embedded defaults. A file given explicitly must exist.
 
 from __future__ import annotations
 
-import os
-import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nodeagent.config_checks import (
+    OCTAL,
+    SIMULATE_MODES,
+    Check,
+    absolute,
+    absolute_or_empty,
+    host_port,
+    in_range,
+    octal_mode,
+    one_of,
+    policy,
+    positive,
+    relative,
+)
 from nodeagent.service.limits import RequestLimits
 
 DEFAULT_PATH = Path("/etc/mlsysops/nodeagent.yaml")
-
-Check = Callable[[Any], str | None]  # returns the reason a value is wrong, or None
 
 
 class ConfigError(ValueError):
@@ -43,69 +53,6 @@ def doc(text: str, check: Check | None = None, expect: str = "") -> dict[str, An
     return {"doc": text, "check": check, "expect": expect}
 
 
-# ---------------------------------------------------------------- checks
-
-OCTAL = "an octal mode string like '0660'"
-SIMULATE_MODES = ("off", "cpufreq", "all")
-
-
-
-def octal_mode(value: str) -> str | None:
-    return None if re.fullmatch(r"0?[0-7]{3}", value) else f"expected {OCTAL}"
-
-
-def host_port(value: str) -> str | None:
-    if value == "":
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        return "expected HOST:PORT (e.g. '127.0.0.1:50051', '[::1]:50051'), or '' for none"
-    return None
-
-
-def absolute(value: str) -> str | None:
-    return None if os.path.isabs(value) else "must be an absolute path"
-
-
-def relative(value: str) -> str | None:
-    return None if value and not os.path.isabs(value) else "must be a non-empty path relative to host.fs_root"
-
-
-def one_of(*choices: str) -> Check:
-    def check(value: str) -> str | None:
-        return None if value in choices else f"expected one of {', '.join(choices)}"
-
-    return check
-
-
-def in_range(low: float, high: float) -> Check:
-    def check(value: float) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}"
-
-    return check
-
-
-def absolute_or_empty(value: str) -> str | None:
-    return None if value == "" else absolute(value)
-
-
-ROLES = ("read", "apply", "reset", "admin")
-IDENTITY = re.compile(r"\*|(uid|gid):[0-9]+|(cn|san):[^\s]+", re.ASCII)
-
-
-def policy(value: dict[str, str]) -> str | None:
-    for identity, role in value.items():
-        if not IDENTITY.fullmatch(identity):
-            return f"{identity!r}: an identity is uid:N, gid:N, cn:NAME, san:NAME or '*'"
-        if role not in ROLES:
-            return f"{identity!r}: role {role!r} is not one of {', '.join(ROLES)}"
-    return None
-
-
-def positive(value: int) -> str | None:
-    return None if value > 0 else "must be positive"
-
-
 # ---------------------------------------------------------------- the options
 # Each option: field(default..., metadata=doc(what it means, check, what a good value looks like)).
 
@@ -118,14 +65,14 @@ class TlsConfig:
     key: str = field(default="", metadata=doc("PEM private key of the server.", absolute_or_empty))
     client_ca: str = field(
         default="",
-        metadata=doc("PEM CA bundle client certificates must chain to (clients must present one).",
-                     absolute_or_empty),
+        metadata=doc(
+            "PEM CA bundle client certificates must chain to (clients must present one).", absolute_or_empty
+        ),
     )
 
     @property
     def enabled(self) -> bool:
         return bool(self.cert or self.key or self.client_ca)
-
 
 
 @dataclass(frozen=True)
@@ -134,7 +81,7 @@ class ListenConfig:
 
     socket: str = field(
         default="/run/mlsysops/nodeagent.sock",
-        metadata=doc("Unix socket path; '' for none.", absolute_or_empty)
+        metadata=doc("Unix socket path; '' for none.", absolute_or_empty),
     )
     socket_mode: str = field(
         default="0660",
@@ -142,8 +89,10 @@ class ListenConfig:
     )
     socket_group: str = field(
         default="",
-        metadata=doc("Group owning the socket (a name or a number), so its members may connect "
-                     "(with socket_mode 0660); '' leaves root's."),
+        metadata=doc(
+            "Group owning the socket (a name or a number), so its members may connect "
+            "(with socket_mode 0660); '' leaves root's."
+        ),
     )
     socket_dir_mode: str = field(
         default="0755",
@@ -161,8 +110,11 @@ class ListenConfig:
     )
     max_watchers: int = field(
         default=4,
-        metadata=doc("Concurrent WatchEvents streams; more are refused (RESOURCE_EXHAUSTED). "
-                     "Must stay below `workers`.", in_range(1, 32)),
+        metadata=doc(
+            "Concurrent WatchEvents streams; more are refused (RESOURCE_EXHAUSTED). "
+            "Must stay below `workers`.",
+            in_range(1, 32),
+        ),
     )
 
 
@@ -185,10 +137,13 @@ class HostConfig:
     )
     simulate: str = field(
         default="off",
-        metadata=doc("'off': the real host below fs_root. 'cpufreq': like off, but cpufreq runs on "
-                     "a faithful simulated sysfs tree under runtime_dir when fs_root has no cpufreq "
-                     "(demos, VMs). 'all': fs_root is a simulated node (laid out if empty) whose files "
-                     "behave like the kernel's (tests).", one_of(*SIMULATE_MODES)),
+        metadata=doc(
+            "'off': the real host below fs_root. 'cpufreq': like off, but cpufreq runs on "
+            "a faithful simulated sysfs tree under runtime_dir when fs_root has no cpufreq "
+            "(demos, VMs). 'all': fs_root is a simulated node (laid out if empty) whose files "
+            "behave like the kernel's (tests).",
+            one_of(*SIMULATE_MODES),
+        ),
     )
 
 
@@ -224,8 +179,10 @@ class TelemetryConfig:
     )
     collectors: dict[str, CollectorConfig] = field(
         default_factory=dict,
-        metadata=doc("Per collector (cpu, memory, network, cgroups, cpufreq, agent): `enabled`, "
-                     "`interval_ms`; collectors not listed keep their defaults."),
+        metadata=doc(
+            "Per collector (cpu, memory, network, cgroups, cpufreq, agent): `enabled`, "
+            "`interval_ms`; collectors not listed keep their defaults."
+        ),
     )
 
 
@@ -255,8 +212,10 @@ class RuntimesConfig:
     )
     dropin: str = field(
         default="/etc/containerd/conf.d/mlsysops-runtimes.toml",
-        metadata=doc("The drop-in the agent writes its handlers to (config.toml must import it); "
-                     "'' writes none.", absolute_or_empty),
+        metadata=doc(
+            "The drop-in the agent writes its handlers to (config.toml must import it); '' writes none.",
+            absolute_or_empty,
+        ),
     )
     runsc_wrapper: str = field(
         default="/var/lib/mlsysops/runsc-wrapper",
@@ -272,8 +231,10 @@ class RuntimesConfig:
     )
     restart_unit: str = field(
         default="",
-        metadata=doc("systemd unit restarted when the handler drop-in changed (e.g. containerd.service); "
-                     "'' only reports that containerd must be restarted."),
+        metadata=doc(
+            "systemd unit restarted when the handler drop-in changed (e.g. containerd.service); "
+            "'' only reports that containerd must be restarted."
+        ),
     )
 
 
@@ -310,11 +271,14 @@ class AuthzConfig:
 
     policy: dict[str, str] = field(
         default_factory=lambda: {"uid:0": "admin", "*": "read"},
-        metadata=doc("Identity -> role, the most privileged match wins; default `{uid:0: admin, '*': read}`. "
-                     "Identities: `uid:N`, `gid:N` (the unix socket's peer, SO_PEERCRED), `cn:NAME`, "
-                     "`san:NAME` (the TCP client's certificate), `*` (any caller). Roles, each including "
-                     "those before it: `read` (inventory, state, telemetry, events), `apply` (Apply, "
-                     "ReportDevices, SetTelemetryConfig), `reset` (Reset), `admin` (everything).", policy),
+        metadata=doc(
+            "Identity -> role, the most privileged match wins; default `{uid:0: admin, '*': read}`. "
+            "Identities: `uid:N`, `gid:N` (the unix socket's peer, SO_PEERCRED), `cn:NAME`, "
+            "`san:NAME` (the TCP client's certificate), `*` (any caller). Roles, each including "
+            "those before it: `read` (inventory, state, telemetry, events), `apply` (Apply, "
+            "ReportDevices, SetTelemetryConfig), `reset` (Reset), `admin` (everything).",
+            policy,
+        ),
     )
 
 
@@ -328,15 +292,20 @@ class AgentConfig:
     )
     runtime_dir: str = field(
         default="/run/mlsysops",
-        metadata=doc("Journal of originals and desired state. On tmpfs on purpose: after a reboot the "
-                     "kernel's values are the originals again.", absolute),
+        metadata=doc(
+            "Journal of originals and desired state. On tmpfs on purpose: after a reboot the "
+            "kernel's values are the originals again.",
+            absolute,
+        ),
     )
     restore_on_shutdown: bool = field(
         default=False,
-        metadata=doc("false (default, like TuneD's rollback=not_on_exit): applied settings stay across "
-                     "a stop or restart and are re-adopted (verified, drifted knobs written again) on "
-                     "start, the journal keeping the originals; true: restore every original on "
-                     "SIGTERM/SIGINT. `mlsysops node reset` always restores."),
+        metadata=doc(
+            "false (default, like TuneD's rollback=not_on_exit): applied settings stay across "
+            "a stop or restart and are re-adopted (verified, drifted knobs written again) on "
+            "start, the journal keeping the originals; true: restore every original on "
+            "SIGTERM/SIGINT. `mlsysops node reset` always restores."
+        ),
     )
     listen: ListenConfig = field(default_factory=ListenConfig, metadata=doc("gRPC listeners."))
     host: HostConfig = field(default_factory=HostConfig, metadata=doc("Host interfaces."))
@@ -420,11 +389,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     for name in raw:
         if name not in known:
-            raise ConfigError(_join(prefix, str(name)), f"unknown option (known: {', '.join(known)})")
+            raise ConfigError(join_key(prefix, str(name)), f"unknown option (known: {', '.join(known)})")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
-        key = _join(prefix, name)
+        key = join_key(prefix, name)
         try:
             converted = _convert(hints[name], value, key)
         except ConfigError as exc:
@@ -451,7 +420,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         _, item_type = typing.get_args(tp)
         if not isinstance(value, Mapping):
             raise ConfigError(key, "expected a mapping")
-        return {str(k): _convert(item_type, v, _join(key, str(k))) for k, v in value.items()}
+        return {str(k): _convert(item_type, v, join_key(key, str(k))) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -467,91 +436,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
-def _join(prefix: str, name: str) -> str:
+def join_key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
 def _type_name(tp: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
-
-
-# ---------------------------------------------------------------- documentation
-
-
-def render_doc() -> str:
-    """docs/nodeagent-config.md, generated from the dataclasses above."""
-    lines = [
-        "# Node agent configuration",
-        "",
-        "<!-- Generated by `python -m nodeagent.config > docs/nodeagent-config.md`: "
-        "edit nodeagent/config.py. -->",
-        "",
-        f"One YAML file, `{DEFAULT_PATH}` by default (`mlsysops-nodeagent --config PATH`).",
-        "Without the default file the agent runs on the defaults below; a file named with `--config`",
-        "must exist. Unknown keys and bad values stop the agent with a message naming the key, e.g.",
-        "`listen.socket_mode: expected an octal mode string like '0660'`.",
-        "",
-        "Flags override the file: `--socket` (listen.socket), `--listen` (listen.tcp), `--insecure`,",
-        "`--tls-cert`/`--tls-key`/`--tls-client-ca`, `--runtime-dir`, `--fs-root` (host.fs_root),",
-        "`--simulate` (host.simulate), `--node-name`, `--log-level`, `--metrics-listen`, `--drift-interval`.",
-        "",
-    ]
-    _doc_section(AgentConfig, "", lines)
-    lines += [
-        "## Example",
-        "",
-        "```yaml",
-        "node_name: edge-01",
-        "listen:",
-        "  socket: /run/mlsysops/nodeagent.sock",
-        '  socket_mode: "0660"',
-        "  tcp: 0.0.0.0:50051",
-        "  tls: {cert: /etc/mlsysops/tls/node.crt, key: /etc/mlsysops/tls/node.key,",
-        "        client_ca: /etc/mlsysops/tls/ca.crt}",
-        "drift: {interval_s: 10, enforce: true}",
-        "telemetry:",
-        "  collectors:",
-        "    cpu: {interval_ms: 1000}",
-        "    network: {enabled: false}",
-        "mechanisms:",
-        "  network: {enabled: false}",
-        "  cgroups: {options: {}}",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _doc_type(tp: type) -> str:
-    return "null" if tp is type(None) else tp.__name__
-
-
-def _doc_section(cls: type, prefix: str, lines: list[str]) -> None:
-    title = prefix or "Top level"
-    lines += [f"## {title}", "", (cls.__doc__ or "").strip(), "", "| key | type | default | meaning |",
-              "|---|---|---|---|"]
-    hints = typing.get_type_hints(cls)
-    nested: list[tuple[type, str]] = []
-    for f in fields(cls):
-        tp = hints[f.name]
-        key = _join(prefix, f.name)
-        if is_dataclass(tp):
-            nested.append((tp, key))  # type: ignore[arg-type]
-            lines.append(f"| `{key}` | section | | {f.metadata['doc']} See below. |")
-            continue
-        if typing.get_origin(tp) is dict:
-            item = typing.get_args(tp)[1]
-            if is_dataclass(item):
-                nested.append((item, f"{key}.<name>"))  # type: ignore[arg-type]
-            lines.append(f"| `{key}` | map | `{{}}` | {f.metadata['doc']} |")
-            continue
-        default = f.default
-        type_name = " or ".join(_doc_type(t) for t in typing.get_args(tp) or (tp,))
-        lines.append(f"| `{key}` | {type_name} | `{default!r}` | {f.metadata['doc']} |")
-    lines.append("")
-    for sub, key in nested:
-        _doc_section(sub, key, lines)
-
-
-if __name__ == "__main__":
-    print(render_doc(), end="")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.config import ConfigError, load_config, parse_config, render_doc
+from nodeagent.config import ConfigError, load_config, parse_config
+from nodeagent.config_doc import render_doc
 
 OCTAL = "an octal mode string like '0660'"
 
@@ -75,7 +76,7 @@ def test_an_explicit_file_must_exist_and_parse(tmp_path: Path) -> None:
 
 def test_the_documentation_is_generated_from_the_options() -> None:
     doc = (REPO / "docs" / "nodeagent-config.md").read_text()
-    assert doc == render_doc(), "stale: run python -m nodeagent.config > docs/nodeagent-config.md"
+    assert doc == render_doc(), "stale: run python -m nodeagent.config_doc > docs/nodeagent-config.md"
     keys = ["listen.socket_mode", "listen.tls.client_ca", "host.simulate", "drift.enforce"]
     keys += ["restore_on_shutdown", "telemetry.collectors.<name>.interval_ms", "mechanisms.<name>.options"]
     for key in keys:
