@@ -103,6 +103,32 @@ def validate(
     unknown = sorted(set(data) - set(SPEC_FIELDS))
     if unknown:
         raise InvalidSpec(unknown[0], f"unknown field (known: {', '.join(SPEC_FIELDS)})")
+    name, image, handler, args, env = _process(data, handlers)
+    mounts = tuple(_mount(m, i, allowed_roots, resolve) for i, m in enumerate(data.get("mounts") or ()))
+    cgroup, netns = _placement(data)
+    quota, period, memory = _limits(data)
+    readiness, timeout = _readiness(data)
+    return WorkloadSpec(
+        name,
+        image,
+        handler,
+        args,
+        env,
+        mounts,
+        cgroup,
+        netns,
+        quota,
+        period,
+        memory,
+        readiness=readiness,
+        readiness_timeout_s=timeout,
+    )
+
+
+def _process(
+    data: Mapping[str, Any], handlers: Sequence[str]
+) -> tuple[str, str, str, tuple[str, ...], tuple[str, ...]]:
+    """(name, image, handler, args, env): what runs, and under which handler."""
     name = _text(data, "name")
     if not NAME.fullmatch(name):
         raise InvalidSpec(
@@ -126,37 +152,36 @@ def validate(
         key, sep, _ = item.partition("=")
         if not sep or not ENV_NAME.fullmatch(key):
             raise InvalidSpec(f"env[{i}]", f"{item!r} is not KEY=value")
-    mounts = tuple(_mount(m, i, allowed_roots, resolve) for i, m in enumerate(data.get("mounts") or ()))
+    return name, image, handler, args, env
+
+
+def _placement(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(cgroup, netns): where the agent's cgroup and network settings reach the workload."""
     cgroup = _text(data, "cgroup")
     if cgroup and (not CGROUP.fullmatch(cgroup) or ".." in cgroup.split("/")):
         raise InvalidSpec("cgroup", f"{cgroup!r} is not a relative cgroup path below the agent's root")
     netns = _text(data, "netns")
     if netns and not re.fullmatch(r"[A-Za-z0-9_.-]+", netns):
         raise InvalidSpec("netns", f"{netns!r} is not a network namespace name")
+    return cgroup, netns
+
+
+def _limits(data: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(cpu quota, cpu period, memory max)."""
     quota = _int(data, "cpu_quota_us", 0, 0, 10**9)
     period = _int(data, "cpu_period_us", 100_000, 1000, 1_000_000)
     memory = _int(data, "memory_max_bytes", 0, 0, 1 << 50)
     if memory and memory < 4 << 20:
         raise InvalidSpec("memory_max_bytes", f"{memory} is below 4 MiB: no container starts in that")
+    return quota, period, memory
+
+
+def _readiness(data: Mapping[str, Any]) -> tuple[tuple[str, ...], float]:
     readiness = _strings(data, "readiness")
     timeout = data.get("readiness_timeout_s", 10.0) or 10.0
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 600:
         raise InvalidSpec("readiness_timeout_s", f"{timeout!r} is not a number of seconds in 0.1..600")
-    return WorkloadSpec(
-        name,
-        image,
-        handler,
-        args,
-        env,
-        mounts,
-        cgroup,
-        netns,
-        quota,
-        period,
-        memory,
-        readiness=readiness,
-        readiness_timeout_s=float(timeout),
-    )
+    return readiness, float(timeout)
 
 
 def _mount(raw: Any, i: int, roots: Sequence[str], resolve: Callable[[str], str]) -> MountSpec:
