@@ -82,5 +82,6 @@ def test_a_qos_violation_does_not_move_a_component_the_app_does_not_permit_to_mo
     wait_for(lambda: "not permit component_relocation" in
              {e["component"]: e["reason"] for e in status(kube)["explanation"]}["camera-reader"],
              what="the violation seen and explained")
-    assert controller.reconciles > reconciles
+    # the status is written inside the reconcile, the counter right after it returns
+    wait_for(lambda: controller.reconciles > reconciles, what="the reconcile that explained it counted")
     assert placement(kube)["camera-reader"] == node and deployments(kube) == before
