@@ -1,13 +1,16 @@
-"""Polling with a deadline, shared by tests, benchmarks and demos across the packages.
+"""Helpers shared by tests, benchmarks and demos across the packages.
 
-Waiting on a condition instead of sleeping a fixed time keeps suites fast on a quiet machine and
-correct on a loaded one; one helper keeps the failure message the same everywhere.
+`wait_for` polls with a deadline: waiting on a condition instead of sleeping a fixed time keeps
+suites fast on a quiet machine and correct on a loaded one, with one failure message everywhere.
+`files_below` makes "nothing was written" checkable: compare it before and after.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -23,3 +26,14 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def files_below(root: Path) -> dict[str, str]:
+    """Every regular file below root (symlinks aside), by relative path, with its content."""
+    found: dict[str, str] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                found[str(path.relative_to(root))] = path.read_text(errors="replace")
+    return found

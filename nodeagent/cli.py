@@ -2,11 +2,8 @@
 
 Layers: click verbs -> one call each through the shared node-API client (mlsysops.nodeapi) ->
 rendering (nodeagent.cli_render) through mlsysops.output; profile files are read by
-nodeagent.profile_file. Its domain errors carry the message; `EXIT_CODES` gives each
-kind its exit code (nodeagent.cli_connection), so every verb fails the same way:
-
-    0 ok · 1 agent-side failure · 2 bad input (file, flag, or INVALID_ARGUMENT from the agent)
-    3 agent unreachable or too slow · 4 not possible on this node · 5 refused (auth)
+nodeagent.profile_file. Every verb fails the same way: the client's domain errors carry the
+message, and nodeagent.cli_connection gives each kind its exit code (listed in `node --help`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import grpc
 import pytest
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2_grpc as pb_grpc
-from mlsysops.testing import wait_for
+from mlsysops.testing import files_below, wait_for
 from nodeagent.host.simulated import build_simulated_host
 
 HERE = Path(__file__).resolve().parent
@@ -161,17 +161,6 @@ def install_test_plugin(directory: Path) -> None:
     )
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Every regular file below root and its content: "nothing was written" made checkable."""
-    found: dict[str, str] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath, name)
-            if not path.is_symlink():
-                found[str(path.relative_to(root))] = path.read_text(errors="replace")
-    return found
-
-
 @pytest.fixture
 def agent_env() -> Iterator[AgentEnv]:
     # A private directory, not pytest's tmp_path: concurrent pytest sessions on this machine prune
@@ -192,4 +181,4 @@ def agent_env() -> Iterator[AgentEnv]:
 
 @pytest.fixture
 def snap() -> Callable[[Path], dict[str, str]]:
-    return snapshot
+    return files_below

@@ -3,7 +3,6 @@ tree (cpufreq + cgroup v2), for requests an attacker or a careless script would 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,17 +29,6 @@ class LiveAgent:
     @property
     def stub(self) -> pb_grpc.NodeConfigStub:
         return pb_grpc.NodeConfigStub(self.channel)
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every regular file below root and its content (to prove nothing was written)."""
-    found: dict[str, str] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath, name)
-            if not path.is_symlink():
-                found[str(path.relative_to(root))] = path.read_text(errors="replace")
-    return found
 
 
 def start_agent(workdir: Path, **overrides: Any) -> LiveAgent:

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
-from tests.nodeagent.hostile.conftest import LiveAgent, start_agent, tree
+from mlsysops.testing import files_below
+from tests.nodeagent.hostile.conftest import LiveAgent, start_agent
 
 CASES = 1200  # per RPC test below; ~3000 in all
 LOCK_BOUND_S = 1.0  # generous for a loaded CI machine; bench/nodeagent.py measures the real figure
@@ -112,7 +113,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveAgent
     workdir = tmp_path_factory.mktemp("fuzz")
     agent = start_agent(workdir)
     try:
-        yield agent, tree(agent.root), workdir
+        yield agent, files_below(agent.root), workdir
     finally:
         agent.channel.close()
         agent.agent.stop()
@@ -155,14 +156,14 @@ def test_after_the_fuzz_nothing_was_written_outside_the_roots_and_reset_restores
     fuzzed: tuple[LiveAgent, dict[str, str], Path],
 ) -> None:
     agent, before, workdir = fuzzed
-    after = tree(agent.root)
+    after = files_below(agent.root)
     changed = {p for p in after if before.get(p) != after[p]} | (before.keys() - after.keys())
     allowed = ("sys/fs/cgroup/mlsysops/", "sys/devices/system/cpu/")
     assert sorted(p for p in changed if not p.startswith(allowed)) == []
     outside = {str(p.relative_to(workdir)) for p in workdir.rglob("*") if p.is_file()}
     assert all(p.startswith(("host/", "run/")) for p in outside), sorted(outside)
     agent.stub.Reset(pb.ResetRequest(), timeout=30)
-    restored = tree(agent.root)
+    restored = files_below(agent.root)
     assert {p: v for p, v in restored.items() if p in before and not p.startswith(allowed[0])} == {
         p: v for p, v in before.items() if p in restored and not p.startswith(allowed[0])
     }

@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
+from mlsysops.testing import files_below
 from nodeagent.api.convert import dict_to_profile
 from nodeagent.api.errors import status_for
 from nodeagent.errors import HostError, InvalidSpec
@@ -24,7 +25,7 @@ from nodeagent.service.devices import DeviceRegistry
 from nodeagent.service.engine import Engine
 from nodeagent.service.events import EventBus
 from nodeagent.service.limits import RequestLimits, check_profile
-from tests.nodeagent.hostile.conftest import LiveAgent, tree
+from tests.nodeagent.hostile.conftest import LiveAgent
 
 HUGE_CPULIST = ",".join(["0-8191"] * 40_000)  # 280 KB: expanded id by id it held the lock 36 s
 
@@ -232,12 +233,12 @@ def make_engine(tmp_path: Any) -> Callable[..., Engine]:
 
 
 def test_a_huge_field_is_invalid_argument_bounded_and_changes_nothing(live: LiveAgent) -> None:
-    before = tree(live.root)
+    before = files_below(live.root)
     profile = dict_to_profile({"cgroups": {"groups": [{"path": "app", "cpuset_cpus": HUGE_CPULIST}]}})
     code, message = code_of(lambda: live.stub.Apply(pb.ApplyRequest(profile=profile), timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "limits.max_string_chars" in message
     assert len(message) < 1000
-    assert tree(live.root) == before
+    assert files_below(live.root) == before
     assert live.agent.engine.max_lock_hold_s < 0.25
 
 
