@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, watch
 
 from controller.kube.errors import KubeError, NotFound, from_status, translate
+from controller.kube.objectapi import FIELD_MANAGER, Obj, ObjectApi, WatchEvent
 from controller.kube.resources import Resource, resource_for
 
-Obj = dict[str, Any]
+__all__ = ["FIELD_MANAGER", "KubeApi", "Obj", "ObjectApi", "WatchEvent"]
+
 Query = list[tuple[str, str]]  # (name, value) query parameters (named here: KubeApi.list shadows `list`)
 
 APPLY = "application/apply-patch+yaml"
-FIELD_MANAGER = "mlsysops-controller"
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
-    object: Obj
 
 
 class KubeApi:
-    """Requests to one API server. `request_timeout` bounds every non-watch call (seconds)."""
+    """Requests to one API server (an ObjectApi). `request_timeout` bounds every non-watch call (seconds)."""
 
     def __init__(self, api_client: client.ApiClient, request_timeout: float = 10.0,
                  user_agent: str | None = None) -> None:
@@ -123,3 +117,6 @@ class KubeApi:
         if not 200 <= response.status <= 299:
             raise from_status(response.status, data)
         return json.loads(data) if data else {}
+
+
+_SATISFIES: type[ObjectApi] = KubeApi  # mypy checks here that KubeApi implements the protocol

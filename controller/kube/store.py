@@ -1,4 +1,4 @@
-"""AppStore: the MLSysOps descriptions on an API server, as the CLI sees them.
+"""AppStore: the MLSysOps descriptions in an object store (API server or embedded), as the CLI sees them.
 
 `mlsysops apps deploy|list|status|delete`, `nodes list` and `clusters list` go through here.
 Apps are written with server-side apply under the CLI's own field manager, so a redeploy
@@ -15,13 +15,17 @@ from kubernetes import client
 from controller.kube import resources
 from controller.kube.api import KubeApi
 from controller.kube.errors import NotFound
+from controller.kube.objectapi import ObjectApi
 
 CLI_FIELD_MANAGER = "mlsysops-cli"
 
 
 class AppStore:
-    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
-        self.api = KubeApi(api_client)
+    """The CLI's view of one namespace, over any ObjectApi (an ApiClient is wrapped in a KubeApi;
+    the embedded store is passed as it is)."""
+
+    def __init__(self, api: ObjectApi | client.ApiClient, namespace: str) -> None:
+        self.api: ObjectApi = KubeApi(api) if isinstance(api, client.ApiClient) else api
         self.namespace = namespace
 
     def apply_app(self, doc: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from controller.inventory import Inventory
 from controller.kube.api import KubeApi
 from controller.kube.client import ApiClient
+from controller.kube.objectapi import ObjectApi
 from controller.mechanisms import MechanismContext, MechanismRegistry
 from controller.mechanisms.nodeagent import AgentGateway, GrpcAgents
 from controller.model import App
@@ -73,10 +74,12 @@ def _copy(ledger: Ledger) -> Ledger:
     return Ledger(ledger.inventory, dict(ledger.cpu), dict(ledger.memory), dict(ledger.gpus))
 
 
-def build(config: Config, api_client: ApiClient, agents: AgentGateway | None = None,
+def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | None = None,
           registry: PolicyRegistry | None = None, mechanisms: MechanismRegistry | None = None) -> Controller:
-    """The daemon for `config`; the registries default to the installed entry points."""
-    api = KubeApi(api_client, user_agent=USER_AGENT)
+    """The daemon for `config` over `store`: any ObjectApi (the embedded SQLite store, or a
+    KubeApi), or a kubernetes ApiClient, wrapped in a KubeApi that names us in audit logs.
+    The registries default to the installed entry points."""
+    api = KubeApi(store, user_agent=USER_AGENT) if isinstance(store, ApiClient) else store
     agents = agents if agents is not None else GrpcAgents()
     registry = registry if registry is not None else PolicyRegistry.from_entry_points()
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()

@@ -13,8 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Gone, KubeError
+from controller.kube.objectapi import Obj, ObjectApi
 from controller.kube.resources import APP, CLUSTER, NODE, Resource
 from controller.reconcile.queue import Backoff
 
@@ -27,7 +27,7 @@ Handler = Callable[[str, Obj], None]  # (event type, object)
 class Informer:
     """One kind's list-watch and cache; handlers added with `add_handler` get every event."""
 
-    def __init__(self, api: KubeApi, resource: Resource, namespace: str,
+    def __init__(self, api: ObjectApi, resource: Resource, namespace: str,
                  backoff: Backoff = WATCH_BACKOFF, watch_timeout: int = 300) -> None:
         self.api, self.resource, self.namespace = api, resource, namespace
         self.handlers: list[Handler] = []
@@ -115,7 +115,7 @@ class Informers:
     """The controller's three list-watches: apps, and the nodes and clusters the inventory is
     built from (`world`, which reads the caches: no API call per reconcile)."""
 
-    def __init__(self, api: KubeApi, namespace: str, backoff: Backoff = WATCH_BACKOFF,
+    def __init__(self, api: ObjectApi, namespace: str, backoff: Backoff = WATCH_BACKOFF,
                  watch_timeout: int = 300) -> None:
         self.apps = Informer(api, APP, namespace, backoff, watch_timeout)
         self.nodes = Informer(api, NODE, namespace, backoff, watch_timeout)

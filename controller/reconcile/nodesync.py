@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from controller.inventory import node_document_from_agent
 from controller.kube import resources
-from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Conflict, KubeError, NotFound
+from controller.kube.objectapi import Obj, ObjectApi
 from controller.mechanisms.nodeagent import AgentError, AgentGateway
 from controller.reconcile.status import Condition, conditions, now
 
@@ -49,7 +49,7 @@ class SyncResult:
 
 
 class NodeSync:
-    def __init__(self, api: KubeApi, agents: AgentGateway, targets: list[AgentTarget],
+    def __init__(self, api: ObjectApi, agents: AgentGateway, targets: list[AgentTarget],
                  namespace: str) -> None:
         self.api = api
         self.agents = agents

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from controller.inventory import Inventory
 from controller.kube import resources
-from controller.kube.api import KubeApi, Obj
 from controller.kube.errors import Conflict, KubeError, NotFound
+from controller.kube.objectapi import Obj, ObjectApi
 from controller.mechanisms.base import Mechanism, RealizeResult
 from controller.model import App, DescriptionError, Resources, parse_document
 from controller.plan import status_for
@@ -146,7 +146,7 @@ def plan_from_status(app: App, status: Mapping[str, Any]) -> Plan | None:
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, namespace: str, mechanisms: Sequence[Mechanism], planner: Planner,
+    def __init__(self, api: ObjectApi, namespace: str, mechanisms: Sequence[Mechanism], planner: Planner,
                  inventory: InventoryCache, status_retries: int = 5, qos: QosSource | None = None) -> None:
         self.api = api
         self.namespace = namespace
