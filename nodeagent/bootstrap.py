@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -43,8 +43,10 @@ from nodeagent.service.journal import Journal
 from nodeagent.service.profile import BUILTIN_SECTIONS
 from nodeagent.service.registry import MechanismEntry, MechanismSet, probe
 from nodeagent.service.runtime_handlers import HandlerCatalog
-from nodeagent.service.workloads import WorkloadService, WorkloadSettings
+from nodeagent.service.workloads import LABEL as WORKLOAD_LABEL
+from nodeagent.service.workloads import SPEC_EXTENSION, WorkloadService, WorkloadSettings
 from nodeagent.telemetry import DEFAULT_SETTINGS, AgentMetrics, CollectorSettings, Telemetry
+from nodeagent.telemetry.workloads import WorkloadCgroup, listed_workloads
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,7 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
     limits = config.limits.request_limits()
     engine = Engine(mechanisms, journal, store, events, AgentMetrics(registry), limits=limits)
     layout = cgroup_layout(fs, config)
+    workloads = workload_service(config, events)
     telemetry = Telemetry(
         registry=registry,
         fs=fs,
@@ -194,6 +197,7 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         cgroup_targets=lambda: managed_cgroups(fs, layout, config.host.cgroup_root, engine.desired_profile()),
         settings=collector_settings(config),
         cpufreq_fs=freq_fs,
+        workloads=workload_lister(workloads),
     )
     servicer = NodeConfigServicer(
         node_name=config.node_name or socket.gethostname(),
@@ -203,7 +207,7 @@ def build_agent(config: AgentConfig, plugins: Iterable[EntryPoint] | None = None
         events=events,
         telemetry=telemetry,
         max_watchers=config.listen.max_watchers,
-        workloads=(workloads := workload_service(config, events)),
+        workloads=workloads,
     )
     server = ApiServer(servicer, config.listen, limits, Policy(config.authz.policy))
     drift = DriftMonitor(engine, config.drift.interval_s, config.drift.enforce)
@@ -237,6 +241,16 @@ def workload_service(config: AgentConfig, events: EventBus) -> WorkloadService |
     client = ContainerdClient(settings.containerd_socket, settings.namespace)
     restart = functools.partial(restart_unit, settings.restart_unit) if settings.restart_unit else None
     return WorkloadService(client, catalog, workload_settings, events, restart_containerd=restart)
+
+
+def workload_lister(service: WorkloadService | None) -> Callable[[], Sequence[WorkloadCgroup]]:
+    """What the workloads collector samples: the containers of our namespace (one List call on
+    the sampler thread), or nothing when runtimes are disabled."""
+    if service is None:
+        return list
+    return functools.partial(
+        listed_workloads, service.client, service.settings.cgroup_root, WORKLOAD_LABEL, SPEC_EXTENSION
+    )
 
 
 # ---------------------------------------------------------------- host

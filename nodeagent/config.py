@@ -180,7 +180,7 @@ class TelemetryConfig:
     collectors: dict[str, CollectorConfig] = field(
         default_factory=dict,
         metadata=doc(
-            "Per collector (cpu, memory, network, cgroups, cpufreq, agent): `enabled`, "
+            "Per collector (cpu, memory, network, cgroups, cpufreq, agent, workloads): `enabled`, "
             "`interval_ms`; collectors not listed keep their defaults."
         ),
     )

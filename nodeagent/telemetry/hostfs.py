@@ -62,8 +62,8 @@ class CgroupsCollector:
         )
         for target in dict.fromkeys(self._targets()):  # de-duplicated, order kept
             label = [target.strip("/").removeprefix(self._mount)]
-            stat = _parse_stat(self._read(f"{target}/cpu.stat"))
-            ns_usage = _to_int(self._read(f"{target}/cpuacct.usage"))
+            stat = parse_stat(self._read(f"{target}/cpu.stat"))
+            ns_usage = to_int(self._read(f"{target}/cpuacct.usage"))
             if ns_usage is not None:
                 usage.add_metric(label, ns_usage * _NS)
             elif "usage_usec" in stat:
@@ -75,7 +75,7 @@ class CgroupsCollector:
                 throttled_seconds.add_metric(label, stat["throttled_usec"] * _US)
             elif "throttled_time" in stat:
                 throttled_seconds.add_metric(label, stat["throttled_time"] * _NS)
-            mem = _to_int(
+            mem = to_int(
                 self._read(f"{target}/memory.current") or self._read(f"{target}/memory.usage_in_bytes")
             )
             if mem is not None:
@@ -89,11 +89,11 @@ class CgroupsCollector:
             return None
 
 
-def _to_int(text: str | None) -> int | None:
+def to_int(text: str | None) -> int | None:
     return int(text) if text is not None and text.strip().isdigit() else None
 
 
-def _parse_stat(text: str | None) -> dict[str, int]:
+def parse_stat(text: str | None) -> dict[str, int]:
     """`key value` lines of cpu.stat; unparsable lines are ignored (future kernel fields)."""
     stat: dict[str, int] = {}
     for line in (text or "").splitlines():
@@ -126,7 +126,7 @@ class CpuFreqCollector:
                     khz = self._fs.read_optional(f"{CPU_SYSFS}/cpu{cpu}/cpufreq/{attr}")
                 except HostError:
                     khz = None
-                if (value := _to_int(khz)) is not None:
+                if (value := to_int(khz)) is not None:
                     family.add_metric([str(cpu)], value * 1000.0)
         return list(families.values())
 

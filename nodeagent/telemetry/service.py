@@ -26,12 +26,19 @@ from nodeagent.telemetry.system import (
     MemoryCollector,
     NetworkCollector,
 )
+from nodeagent.telemetry.workloads import WorkloadCgroup, WorkloadsCollector
 
 
 def default_collectors(
-    fs: HostFS, cgroup_targets: Callable[[], Sequence[str]], cpufreq_fs: HostFS | None = None
+    fs: HostFS,
+    cgroup_targets: Callable[[], Sequence[str]],
+    cpufreq_fs: HostFS | None = None,
+    workloads: Callable[[], Sequence[WorkloadCgroup]] = list,
 ) -> dict[str, Collector]:
-    """The production collectors: psutil for cpu/memory/network/process, HostFS for the rest."""
+    """The production collectors: psutil for cpu/memory/network/process, HostFS for the rest.
+
+    Workloads are real containerd tasks even on a simulated node, so their cgroups are read
+    from the real cgroupfs (root "/"), not from `fs`."""
     return {
         "cpu": CpuCollector(psutil),
         "memory": MemoryCollector(psutil),
@@ -39,6 +46,7 @@ def default_collectors(
         "cgroups": CgroupsCollector(fs, cgroup_targets),
         "cpufreq": CpuFreqCollector(cpufreq_fs or fs),
         "agent": AgentProcessCollector(psutil.Process()),
+        "workloads": WorkloadsCollector(HostFS("/"), workloads),
     }
 
 
@@ -48,7 +56,8 @@ class Telemetry:
     `settings` are applied over DEFAULT_SETTINGS (so a config may list only what it changes);
     a bad one raises InvalidSpec like configure() does. `cpufreq_fs` is the tree the cpufreq
     mechanism uses when it differs from `fs` (a simulated cpufreq on a machine without one);
-    `collectors` replaces the production collectors (tests).
+    `workloads` lists the workloads the agent runs (none without runtimes); `collectors`
+    replaces the production collectors (tests).
     """
 
     def __init__(
@@ -59,12 +68,14 @@ class Telemetry:
         cgroup_targets: Callable[[], Sequence[str]],
         settings: Sequence[CollectorSettings],
         cpufreq_fs: HostFS | None = None,
+        workloads: Callable[[], Sequence[WorkloadCgroup]] = list,
         collectors: Mapping[str, Collector] | None = None,
     ) -> None:
         self._settings = merge_settings(DEFAULT_SETTINGS, settings)
         self._lock = threading.Lock()
-        chosen = default_collectors(fs, cgroup_targets, cpufreq_fs) if collectors is None else collectors
-        self._sampler = Sampler(chosen, self._settings)
+        if collectors is None:
+            collectors = default_collectors(fs, cgroup_targets, cpufreq_fs, workloads)
+        self._sampler = Sampler(collectors, self._settings)
         registry.register(self._sampler)
         self._view = ExposedView(registry, self._hidden)
         self._server: MetricsServer | None = None

@@ -19,7 +19,7 @@ MAX_INTERVAL_MS = 3_600_000
 class CollectorSettings:
     """One collector's switch and sampling interval."""
 
-    name: str  # "cpu", "memory", "network", "cgroups", "cpufreq", "agent"
+    name: str  # "cpu", "memory", "network", "cgroups", "cpufreq", "agent", "workloads"
     enabled: bool
     interval_ms: int  # MIN_INTERVAL_MS .. MAX_INTERVAL_MS
 
@@ -34,6 +34,7 @@ DEFAULT_SETTINGS: tuple[CollectorSettings, ...] = (
     CollectorSettings("cgroups", True, 10_000),
     CollectorSettings("cpufreq", True, 15_000),
     CollectorSettings("agent", True, 15_000),
+    CollectorSettings("workloads", True, 10_000),
 )
 
 COLLECTOR_NAMES: tuple[str, ...] = tuple(s.name for s in DEFAULT_SETTINGS)

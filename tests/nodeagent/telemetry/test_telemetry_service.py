@@ -171,6 +171,7 @@ def test_stop_ends_the_sampler_thread_and_the_server(tmp_path: Any) -> None:
 def test_production_collectors_read_the_given_trees(host_tree: Any, tmp_path: Any) -> None:
     fs, _ = host_tree
     targets = ["sys/fs/cgroup/unified/mlsysops/web"]
+    names = ("cpu", "memory", "network", "agent", "cgroups", "cpufreq", "workloads")
     tel = Telemetry(
         registry=CollectorRegistry(),
         fs=HostFS(tmp_path / "empty"),
@@ -180,17 +181,13 @@ def test_production_collectors_read_the_given_trees(host_tree: Any, tmp_path: An
     )
     tel.start()
     try:
-        wait_for(
-            lambda: (
-                b'collector_success{collector="cgroups"}' in tel.exposition()
-                and b'collector_success{collector="cpufreq"}' in tel.exposition()
-            )
-        )
+        # every collector sampled once (the sampler takes the due ones in name order)
+        wait_for(lambda: all(f'success{{collector="{n}"}}'.encode() in tel.exposition() for n in names))
         text = exposed(tel)
     finally:
         tel.stop()
     assert 'mlsysops_nodeagent_cpu_scaling_frequency_hertz{cpu="0"} 1.2e+09' in text  # the cpufreq tree
     assert "mlsysops_nodeagent_cgroup_memory_usage_bytes{" not in text  # the (empty) main tree
-    for name in ("cpu", "memory", "network", "agent", "cgroups", "cpufreq"):
+    for name in names:
         assert f'mlsysops_nodeagent_collector_success{{collector="{name}"}} 1.0' in text
     assert "mlsysops_nodeagent_process_resident_memory_bytes" in text

@@ -10,7 +10,8 @@ from nodeagent.telemetry.settings import COLLECTOR_NAMES, MAX_INTERVAL_MS, MIN_I
 
 
 def test_defaults_cover_every_collector_enabled_with_intervals_of_seconds() -> None:
-    assert [s.name for s in DEFAULT_SETTINGS] == ["cpu", "memory", "network", "cgroups", "cpufreq", "agent"]
+    names = ["cpu", "memory", "network", "cgroups", "cpufreq", "agent", "workloads"]
+    assert [s.name for s in DEFAULT_SETTINGS] == names
     assert all(s.enabled for s in DEFAULT_SETTINGS)
     # idle CPU budget: nothing samples more often than every 5 s by default
     assert all(5_000 <= s.interval_ms <= 60_000 for s in DEFAULT_SETTINGS)
@@ -22,8 +23,8 @@ def test_merge_changes_only_the_listed_collectors_and_keeps_the_canonical_order(
     )
     assert [s.name for s in merged] == list(COLLECTOR_NAMES)
     assert merged[0] == CollectorSettings("cpu", True, 500)
-    assert merged[-1] == CollectorSettings("agent", False, 1000)
-    assert merged[1:-1] == list(DEFAULT_SETTINGS[1:-1])
+    assert merged[5] == CollectorSettings("agent", False, 1000)
+    assert merged[1:5] + merged[6:] == list(DEFAULT_SETTINGS[1:5] + DEFAULT_SETTINGS[6:])
 
 
 @pytest.mark.parametrize(
