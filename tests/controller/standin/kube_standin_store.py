@@ -17,7 +17,8 @@ kube-apiserver does on create/update/patch/apply/delete) read in one place:
   created: such an update, patch or apply is a 422, as kube-apiserver's validation answers;
 - server-side apply tracks each field manager's fields (lists are atomic here: the stand-in
   simplifies associative lists, which is enough when one manager owns a list) and reports
-  conflicts with other managers unless forced.
+  conflicts with other managers unless forced; the field-path helpers are the embedded
+  store's (controller.store.apply), which implements the same rules.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from controller.store.apply import clone, delete_path, field_paths, fields_v1, get_path, paths_of_fields_v1
 
 Obj = dict[str, Any]
 Path = tuple[str, ...]
@@ -105,17 +108,6 @@ class Event:
 Validator = Callable[[Obj], list[str]]
 Key = tuple[str, str, str]  # (plural.group, namespace, name)
 
-_META_OWNED = ("labels", "annotations", "ownerReferences", "finalizers")
-
-
-def clone(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars), several times faster than deepcopy."""
-    if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) for v in value]
-    return value
-
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -145,72 +137,6 @@ def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
 
 def _named_list(items: list[Any]) -> bool:
     return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
-
-
-def field_paths(obj: Obj) -> set[Path]:
-    """Leaf paths a manager would own for this object: everything but identity, server-set
-    metadata and status; lists are leaves (atomic)."""
-    paths: set[Path] = set()
-    for key, value in obj.items():
-        if key in ("apiVersion", "kind", "status"):
-            continue
-        if key == "metadata":
-            for mkey in _META_OWNED:
-                if mkey in value:
-                    _collect(value[mkey], ("metadata", mkey), paths)
-            continue
-        _collect(value, (key,), paths)
-    return paths
-
-
-def _collect(value: Any, prefix: Path, out: set[Path]) -> None:
-    if isinstance(value, dict) and value:
-        for key, sub in value.items():
-            _collect(sub, (*prefix, key), out)
-    else:
-        out.add(prefix)
-
-
-def get_path(obj: Any, path: Path) -> Any:
-    for key in path:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-def delete_path(obj: Obj, path: Path) -> None:
-    parents = [obj]
-    for key in path[:-1]:
-        nxt = parents[-1].get(key)
-        if not isinstance(nxt, dict):
-            return
-        parents.append(nxt)
-    parents[-1].pop(path[-1], None)
-    for depth in range(len(path) - 2, -1, -1):  # prune maps left empty
-        if parents[depth + 1] == {}:
-            parents[depth].pop(path[depth], None)
-
-
-def fields_v1(paths: set[Path]) -> Obj:
-    """The managedFields encoding of a set of paths ({"f:spec": {"f:replicas": {}}})."""
-    root: Obj = {}
-    for path in sorted(paths):
-        node = root
-        for key in path:
-            node = node.setdefault(f"f:{key}", {})
-    return root
-
-
-def paths_of_fields_v1(tree: Obj, prefix: Path = ()) -> set[Path]:
-    out: set[Path] = set()
-    for key, sub in tree.items():
-        path = (*prefix, key[2:])
-        if sub:
-            out |= paths_of_fields_v1(sub, path)
-        else:
-            out.add(path)
-    return out
 
 
 def _spec_view(obj: Obj) -> Obj:
