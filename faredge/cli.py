@@ -19,6 +19,7 @@ import click
 
 from faredge.broker import BrokerLayout, BrokerSettings
 from faredge.control import ControlClient
+from faredge.deploy.cli import flash_command
 from faredge.errors import FarEdgeError, Invalid
 from faredge.protocol.messages import check_device_id
 from faredge.protocol.settings import KNOBS, parse_assignments
@@ -256,3 +257,6 @@ def monitor(ctx: click.Context, count: int | None, output_format: str) -> None:
             click.echo(json.dumps(event, sort_keys=True))
         if count is not None and seen >= count:
             return
+
+
+devices.add_command(flash_command(_mapped_errors))

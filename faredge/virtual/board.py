@@ -247,8 +247,18 @@ class VirtualBoard(_Supervised):
 
     transport = "serial"
 
-    def __init__(self, device_config: Mapping[str, Any], workdir: Path | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        device_config: Mapping[str, Any],
+        workdir: Path | None = None,
+        *,
+        raw_paste: bool = True,
+        **kw: Any,
+    ) -> None:
+        """`raw_paste=False` makes the REPL refuse raw-paste mode, like a board older than
+        MicroPython 1.14, so clients must fall back to the plain raw REPL."""
         super().__init__(device_config, workdir, **kw)
+        self.raw_paste = raw_paste
         self._master: int | None = None
         self._slave: int | None = None
         self.port = ""
@@ -268,7 +278,8 @@ class VirtualBoard(_Supervised):
 
     def _host_args(self, mode: str) -> tuple[list[str], tuple[int, ...]]:
         assert self._master is not None
-        return [mode, "--uart-fd", str(self._master)], (self._master,)
+        paste = [] if self.raw_paste else ["--no-raw-paste"]
+        return [mode, "--uart-fd", str(self._master), *paste], (self._master,)
 
 
 class MqttDevice(_Supervised):

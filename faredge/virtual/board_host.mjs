@@ -1,6 +1,7 @@
 // Host of the virtual board: runs our firmware in the real MicroPython (WebAssembly) under Node.
 //
-//   node board_host.mjs --root DIR (--main | --exec FILE) [--uart-fd N] [--heap BYTES]
+//   node board_host.mjs --root DIR (--main | --raw-repl | --exec FILE) [--uart-fd N] [--heap BYTES]
+//                       [--no-raw-paste]
 //
 // DIR is the board's flash: loaded into the interpreter's in-memory filesystem at start and
 // written back on every `_vboard.sync()` (the firmware persists its state), on reset and on
@@ -17,9 +18,12 @@ import { createRequire } from "node:module";
 import { EXIT_RAW_REPL, EXIT_RESET, interruptScanner, startRepl } from "./raw_repl.mjs";
 
 const require = createRequire(import.meta.url);
+const SYNC_SUFFIX = ".vboard-sync~"; // a file being replaced on the host side
 
 function parseArgs(argv) {
-  const a = { heap: 1024 * 1024, uartFd: null, main: false, exec: null, root: null, repl: false };
+  const a = {
+    heap: 1024 * 1024, uartFd: null, main: false, exec: null, root: null, repl: false, rawPaste: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === "--root") a.root = argv[++i];
@@ -28,6 +32,7 @@ function parseArgs(argv) {
     else if (k === "--heap") a.heap = Number(argv[++i]);
     else if (k === "--main") a.main = true;
     else if (k === "--raw-repl") a.repl = true;
+    else if (k === "--no-raw-paste") a.rawPaste = false;
     else throw new Error(`unknown argument ${k}`);
   }
   if (!a.root || [a.main, a.repl, a.exec !== null].filter(Boolean).length !== 1) {
@@ -59,22 +64,33 @@ function loadTree(FS, hostDir, devDir, system) {
   }
 }
 
+// Mirrors the in-memory tree onto the host directory: changed files replaced atomically, and
+// what the board deleted deleted, so a removal survives a reset as it does on a real flash.
 function syncTree(FS, devDir, hostDir, system) {
+  const present = new Set();
   for (const name of FS.readdir(devDir)) {
     if (name === "." || name === ".." || (devDir === "/" && system.has(name))) continue;
+    present.add(name);
     const src = devDir === "/" ? `/${name}` : `${devDir}/${name}`;
     const dst = path.join(hostDir, name);
     if (FS.isDir(FS.stat(src).mode)) {
+      if (fs.existsSync(dst) && !fs.statSync(dst).isDirectory()) fs.rmSync(dst);
       fs.mkdirSync(dst, { recursive: true });
       syncTree(FS, src, dst, system);
     } else {
       const data = FS.readFile(src);
       let old = null;
-      try { old = fs.readFileSync(dst); } catch { /* new file */ }
+      try { old = fs.readFileSync(dst); } catch { /* new file, or a directory before */ }
       if (old === null || !old.equals(Buffer.from(data))) {
-        fs.writeFileSync(dst + ".tmp~", data);
-        fs.renameSync(dst + ".tmp~", dst);
+        fs.rmSync(dst, { recursive: true, force: true });
+        fs.writeFileSync(dst + SYNC_SUFFIX, data);
+        fs.renameSync(dst + SYNC_SUFFIX, dst);
       }
+    }
+  }
+  for (const name of fs.readdirSync(hostDir)) {
+    if (!present.has(name) && !(devDir === "/" && system.has(name))) {
+      fs.rmSync(path.join(hostDir, name), { recursive: true, force: true });
     }
   }
 }
@@ -190,6 +206,7 @@ async function main() {
   if (args.repl) {
     const input = await startRepl(mp, {
       raw: true, setSink: (fn) => { sink = fn; }, write: uart.write, leave, hidden: [...system],
+      rawPaste: args.rawPaste, sync,
     });
     uart.setRoute(input);
     return;

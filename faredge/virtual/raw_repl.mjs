@@ -4,8 +4,10 @@
 // The WebAssembly interpreter has the REPL state machine but misses three board behaviours,
 // which this module supplies: (1) Ctrl-D on an empty raw-REPL line only prints "OK" (a board
 // soft-resets): we print the reboot banner and exit so the launcher restarts the interpreter on
-// the same flash; (2) raw-paste (Ctrl-E A Ctrl-A) answers "R\x01" and then spins: we answer
-// "R\x00" (understood, not supported) and mpremote falls back to the plain raw REPL; (3) file
+// the same flash; (2) raw-paste (Ctrl-E A Ctrl-A) answers "R\x01" and then spins: we run the
+// board's side of it here (window size, one Ctrl-A per window consumed, Ctrl-D to end, the
+// whole program compiled at once) or, with `rawPaste: false`, answer "R\x00" (understood, not
+// supported) like an old board, so clients fall back to the plain raw REPL; (3) file
 // errors carry Emscripten errno values (ENOENT is 44): a shim re-raises them with MicroPython's
 // numbers, which mpremote maps back to host errors (and adds file sizes to os.ilistdir).
 
@@ -61,12 +63,16 @@ export function interruptScanner() {
   };
 }
 
+export const PASTE_WINDOW = 256; // bytes per flow-control window (a board uses its RX buffer size)
+
 /**
  * Run the REPL: `write(bytes)` sends to the UART, `leave(code)` ends this interpreter, `hidden`
- * lists the interpreter's own top-level directories (not part of the board's flash).
+ * lists the interpreter's own top-level directories (not part of the board's flash), `sync()`
+ * writes the flash back after every program (what a program wrote survives a power loss, as
+ * on a board's flash), `rawPaste: false` refuses raw-paste mode.
  * Returns `input(chunk)` for the UART bytes.
  */
-export async function startRepl(mp, { raw, setSink, write, leave, hidden }) {
+export async function startRepl(mp, { raw, setSink, write, leave, hidden, rawPaste = true, sync = () => {} }) {
   mp.runPython(SHIM(hidden));
   mp.registerJsModule("machine", { reset: () => leave(EXIT_RESET), soft_reset: () => leave(EXIT_RESET) });
   setSink(raw ? () => {} : write); // a board entering the raw REPL directly shows no banner
@@ -75,9 +81,36 @@ export async function startRepl(mp, { raw, setSink, write, leave, hidden }) {
   let mode = "friendly";
   let pending = 0; // bytes in the current raw-REPL command
   let paste = 0; // progress through Ctrl-E 'A' Ctrl-A
+  let pasted = null; // bytes of the program being received in raw-paste mode
+  let window = 0; // bytes left in the current flow-control window
   const feed = (c) => mp.replProcessCharWithAsyncify(c);
 
+  // Raw-paste as pyexec.c does it: Ctrl-D (or Ctrl-C) ends the program, acknowledged with
+  // Ctrl-D; then its output, Ctrl-D, the traceback if any, Ctrl-D and the raw-REPL prompt.
+  function pasteByte(c) {
+    if (c !== 0x04 && c !== 0x03) {
+      pasted.push(c);
+      if (--window === 0) { window = PASTE_WINDOW; write(Buffer.from([0x01])); }
+      return;
+    }
+    const code = Buffer.from(pasted).toString("utf8");
+    pasted = null;
+    write(Buffer.from([0x04]));
+    let err = "";
+    if (c === 0x04) {
+      try { mp.runPython(code); } catch (e) {
+        if (e.name !== "PythonError") throw e;
+        err = e.message;
+      }
+    } else {
+      err = "Traceback (most recent call last):\nKeyboardInterrupt: \n";
+    }
+    sync();
+    write(Buffer.from(`\x04${err.replace(/\r?\n/g, "\r\n")}\x04>`));
+  }
+
   async function handle(c) {
+    if (pasted !== null) return pasteByte(c);
     if (mode === "friendly") {
       if (c === 0x04) {
         write(Buffer.from("MPY: soft reboot\r\n"));
@@ -93,7 +126,13 @@ export async function startRepl(mp, { raw, setSink, write, leave, hidden }) {
       await feed(0x05);
     } else if (paste === 2) {
       paste = 0;
-      if (c === 0x01) { write(Buffer.from("R\x00")); return; }
+      if (c === 0x01 && !rawPaste) { write(Buffer.from("R\x00")); return; }
+      if (c === 0x01) {
+        pasted = [];
+        window = PASTE_WINDOW;
+        write(Buffer.from([0x52, 0x01, PASTE_WINDOW & 0xff, PASTE_WINDOW >> 8]));
+        return;
+      }
       await feed(0x05);
       await feed(0x41);
     }
@@ -103,7 +142,8 @@ export async function startRepl(mp, { raw, setSink, write, leave, hidden }) {
         return leave(EXIT_RAW_RESET);
       }
       pending = 0;
-      return feed(c);
+      await feed(c);
+      return sync();
     }
     if (c === 0x02) mode = "friendly";
     pending = c === 0x01 || c === 0x02 || c === 0x03 ? 0 : pending + 1;

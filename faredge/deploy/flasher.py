@@ -1,0 +1,191 @@
+"""Flashing a board over its REPL line: probe → build → plan → write → delete → config → boot.
+
+The order is what keeps a board usable whatever happens: files go to temporary names and are
+renamed only once their hash matched on the board; the manifest first lists the old and the new
+files (so an interrupted deploy's files are still known to the next one and cleaned up), then
+only the new; the device config (identity, credentials) is written last; then the board is
+soft-rebooted and we wait for its birth (a BIRTH frame on the line, or the firmware's console
+line) carrying the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from faredge.deploy.channel import ByteChannel, Reader
+from faredge.deploy.device import BoardInfo, Device
+from faredge.deploy.plan import Plan, candidates, make_plan
+from faredge.deploy.rawrepl import RawRepl, Timeouts
+from faredge.deploy.release import (
+    CONFIG,
+    MANIFEST,
+    FileEntry,
+    Release,
+    Target,
+    build,
+    check_app,
+    mpy_version,
+)
+from faredge.errors import FarEdgeError, Invalid
+from faredge.protocol.frames import Frame, FrameType, StreamDecoder
+
+
+class Progress(Protocol):
+    """What a deploy reports as it goes (the CLI draws bars; tests record)."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def file(self, entry: FileEntry, written: int) -> None: ...
+
+
+class NoProgress:
+    def planned(self, plan: Plan) -> None:
+        pass
+
+    def file(self, entry: FileEntry, written: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FlashOptions:
+    app_dir: Path
+    config: Mapping[str, Any] | None = None  # the device config to write last (validated)
+    version: str | None = None  # default: the app's FW_VERSION
+    compiled: bool = True  # mpy-cross the modules for the board's .mpy version
+    deflate: bool = True
+    paste: bool = True  # raw-paste when the board supports it
+    boot: bool = True  # soft-reboot into the firmware and wait for its birth
+    birth_timeout: float = 20.0
+
+
+@dataclass
+class FlashReport:
+    release: Release
+    plan: Plan
+    board: BoardInfo
+    birth: dict[str, Any] | None = None
+    raw_paste: bool | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.release.version,
+            "written": [f.name for f in self.plan.write],
+            "skipped": list(self.plan.skip),
+            "deleted": list(self.plan.delete),
+            "bytes": self.plan.bytes_to_write,
+            "raw_paste": self.raw_paste,
+            "birth": self.birth,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def config_entry(config: Mapping[str, Any] | None) -> FileEntry | None:
+    if config is None:
+        return None
+    return FileEntry(CONFIG, json.dumps(dict(config), separators=(",", ":")).encode())
+
+
+def manifest_entry(version: str, files: Mapping[str, str]) -> FileEntry:
+    body = {"version": version, "files": dict(sorted(files.items()))}
+    return FileEntry(MANIFEST, json.dumps(body, separators=(",", ":")).encode())
+
+
+def flash(
+    channel: ByteChannel,
+    options: FlashOptions,
+    progress: Progress | None = None,
+    *,
+    timeouts: Timeouts | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FlashReport:
+    """Deploy `options.app_dir` to the board on `channel` (already open)."""
+    progress = progress or NoProgress()
+    check_app(options.app_dir)
+    t0 = clock()
+    reader = Reader(channel, clock)
+    repl = RawRepl(reader, timeouts, paste=options.paste)
+    repl.enter()
+    repl.soft_reset()  # the interrupted firmware's objects leave the heap
+    device = Device(repl, deflate=options.deflate)
+    info = device.start()
+    t_probe = clock()
+    board = (options.config or {}).get("board") or info.board
+    try:
+        release = build(
+            options.app_dir,
+            Target(mpy_version(info.mpy), board),
+            version=options.version,
+            compiled=options.compiled,
+        )
+    except Invalid:
+        repl.boot()  # the board runs what it ran before
+        raise
+    previous = info.previous
+    on_board = device.hashes(candidates(release, previous))
+    plan = make_plan(release, on_board, previous, config_entry(options.config))
+    progress.planned(plan)
+    t_plan = clock()
+    if plan.changes:
+        old = dict((info.release or {}).get("files") or {})  # type: ignore[call-overload]
+        pending = {**old, **{f.name: f.sha256 for f in release.files}}
+        device.write(manifest_entry(release.version, pending))
+        device.makedirs(f.name for f in plan.write)
+        for entry in plan.write:
+            if entry.name != CONFIG:
+                device.write(entry, progress.file)
+        device.remove(plan.delete)
+        device.write(manifest_entry(release.version, {f.name: f.sha256 for f in release.files}))
+        for entry in plan.write:
+            if entry.name == CONFIG:
+                device.write(entry, progress.file)
+    t_write = clock()
+    report = FlashReport(release, plan, info, raw_paste=repl.paste)
+    if options.boot:
+        repl.boot()
+        report.birth = wait_birth(reader, release.version, options.birth_timeout, clock)
+    else:
+        repl.leave()
+    t_end = clock()
+    report.seconds = {
+        "probe": t_probe - t0,
+        "plan": t_plan - t_probe,
+        "write": t_write - t_plan,
+        "boot": t_end - t_write,
+        "total": t_end - t0,
+    }
+    return report
+
+
+def wait_birth(
+    reader: Reader, version: str, timeout: float, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    """The board's birth with `version`: a BIRTH frame on the line (serial transport) or the
+    firmware's console line `mlsysops fw <version> <id> boot <n>` (boards whose REPL is a
+    separate port). A birth with another version is an error: the new code did not start."""
+    decoder = StreamDecoder()
+    text = b""
+    console = f"mlsysops fw {version} ".encode()
+    deadline = clock() + timeout
+    while clock() < deadline:
+        data = reader.available().data
+        text = (text + data)[-4096:]
+        if console in text:
+            rest = text[text.index(console) + len(console) :].split(b"\n")[0].decode(errors="replace")
+            if "\n" in text[text.index(console) :].decode(errors="replace"):
+                words = rest.split()
+                return {"fw": version, "id": words[0] if words else None, "source": "console"}
+        for item in decoder.feed(data):
+            if isinstance(item, Frame) and item.type is FrameType.BIRTH:
+                try:
+                    birth = json.loads(item.payload)
+                except ValueError:
+                    continue
+                if birth.get("fw") != version:
+                    raise FarEdgeError(f"the board booted version {birth.get('fw')!r}, not {version!r}")
+                return {**birth, "source": "frame"}
+    raise FarEdgeError(f"no birth with version {version!r} within {timeout:g}s after the reboot")

@@ -1,0 +1,140 @@
+"""`mlsysops devices flash` against the virtual board (the real MicroPython, WebAssembly): the
+firmware compiled for the board's .mpy version, written through raw-paste (or the plain raw
+REPL of a board without it), verified, renamed, stale files deleted for good, the config last,
+and the board booted into the new version; stock mpremote keeps working on the same board."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from faredge.cli import devices
+from faredge.deploy.release import MANIFEST, Target, build
+from faredge.virtual import VirtualBoard
+from faredge.virtual.firmware import firmware_dir
+from faredge.virtual.host import NodeHost
+from mlsysops.testing import files_below
+
+VERSION = "1.0.1-deploy-test"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """Our firmware with a new FW_VERSION: the release to deploy."""
+    dst = tmp_path / "app"
+    shutil.copytree(firmware_dir(), dst, ignore=shutil.ignore_patterns("__pycache__"))
+    src = (dst / "app.py").read_text()
+    (dst / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{VERSION}"'))
+    return dst
+
+
+def make_board(node_host: NodeHost, tmp_path: Path, **kw: Any) -> VirtualBoard:
+    return VirtualBoard({"id": "fl-1", "interval_ms": 300}, tmp_path / "board", host=node_host, **kw)
+
+
+@pytest.fixture
+def board(node_host: NodeHost, tmp_path: Path) -> Iterator[VirtualBoard]:
+    with make_board(node_host, tmp_path) as b:
+        assert b.wait_console("boot 1")
+        yield b
+
+
+def flash(board: VirtualBoard, *args: str) -> dict[str, Any]:
+    res = CliRunner().invoke(devices, ["flash", board.port, "-o", "json", *args])
+    assert res.exit_code == 0, res.output
+    return dict(json.loads(res.stdout))
+
+
+def write_config(tmp_path: Path, board: VirtualBoard, **changes: Any) -> Path:
+    path = tmp_path / "device.json"
+    path.write_text(json.dumps({**board.config, **changes}))
+    return path
+
+
+def test_first_flash_installs_the_compiled_release_and_boots_it(
+    board: VirtualBoard, app: Path, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path, board, interval_ms=400)
+    report = flash(board, "--app", str(app), "--config", str(cfg))
+    assert report["version"] == VERSION and report["raw_paste"] is True
+    assert report["birth"]["fw"] == VERSION and report["birth"]["boot"] == 2
+    assert report["written"][-1] == "config.json"  # identity and credentials last
+    release = build(app, Target((6, 3), "virtual"))
+    for f in release.files:  # byte for byte what mpy-cross made for .mpy 6.3
+        assert (board.flash / f.name).read_bytes() == f.data, f.name
+    assert not (board.flash / "app.py").exists()  # it would shadow app.mpy
+    assert json.loads((board.flash / "config.json").read_text())["interval_ms"] == 400
+    assert board.state()["boot"] == 2  # the board's own state is kept
+    assert json.loads((board.flash / MANIFEST).read_text())["version"] == VERSION
+    board.restart()  # deletions persist across a reset
+    assert board.wait_console("boot 3")
+    assert not (board.flash / "app.py").exists() and (board.flash / "app.mpy").exists()
+    assert f"mlsysops fw {VERSION} fl-1 boot 3" in board.console
+
+
+def test_unchanged_redeploy_writes_nothing_and_a_dropped_module_is_deleted(
+    board: VirtualBoard, app: Path
+) -> None:
+    first = flash(board, "--app", str(app))
+    assert "app.mpy" in first["written"]
+    again = flash(board, "--app", str(app))
+    assert again["written"] == [] and again["deleted"] == [] and "app.mpy" in again["skipped"]
+    (app / "telemetry.py").rename(app / "unused_backup.txt")
+    (app / "extra.py").write_text("X = 1\n")
+    third = flash(board, "--app", str(app), "--no-boot")
+    assert third["deleted"] == ["telemetry.mpy"] and set(third["written"]) == {
+        "extra.mpy",
+        "unused_backup.txt",
+    }
+    assert not (board.flash / "telemetry.mpy").exists() and (board.flash / "extra.mpy").exists()
+
+
+def test_board_without_raw_paste_is_flashed_through_the_plain_raw_repl(
+    node_host: NodeHost, tmp_path: Path, app: Path
+) -> None:
+    with make_board(node_host, tmp_path, raw_paste=False) as b:
+        assert b.wait_console("boot 1")
+        report = flash(b, "--app", str(app))
+        assert report["raw_paste"] is False and report["birth"]["fw"] == VERSION
+
+
+def test_bad_config_or_app_changes_nothing_on_the_board(
+    board: VirtualBoard, app: Path, tmp_path: Path
+) -> None:
+    before = files_below(board.flash)
+    bad = write_config(tmp_path, board, interval_ms=1)
+    res = CliRunner().invoke(devices, ["flash", board.port, "--app", str(app), "--config", str(bad)])
+    assert res.exit_code == 1 and "interval_ms" in res.output
+    (app / "broken.py").write_text("def f(:\n")
+    res = CliRunner().invoke(devices, ["flash", board.port, "--app", str(app)])
+    assert res.exit_code == 1 and "broken.py" in res.output
+    assert files_below(board.flash).keys() == before.keys()
+    assert board.console.count("[raw REPL]") == 0  # the firmware was not even interrupted
+
+
+def test_stock_mpremote_still_works_after_a_deploy(board: VirtualBoard, app: Path) -> None:
+    flash(board, "--app", str(app), "--no-boot")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            board.port,
+            "exec",
+            "import app; print(app.FW_VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == VERSION, res.stderr
