@@ -137,6 +137,7 @@ class NetlinkHost:
     def __init__(self, netns_dir: str = "/run/netns") -> None:
         self.netns_dir = netns_dir
         self._conns: dict[str, tuple[tuple[int, int], IPRoute]] = {}
+        self._indexes: dict[tuple[str, str], int] = {}  # (netns, ifname) -> ifindex, as roots() saw it
         self._worker_ident = 0
         self._worker = ThreadPoolExecutor(1, "netlink", initializer=self._remember_worker)
 
@@ -174,6 +175,8 @@ class NetlinkHost:
         return ipr
 
     def _forget(self, netns: str) -> None:
+        for known in [k for k in self._indexes if k[0] == netns]:
+            del self._indexes[known]
         cached = self._conns.pop(netns, None)
         if cached is not None:
             cached[1].close()
@@ -203,10 +206,30 @@ class NetlinkHost:
             raise HostError(key, f"netlink socket failed: {exc}", exc.errno) from exc
 
     def _index(self, ipr: IPRoute, netns: str, ifname: str) -> int:
-        index = _lookup(ipr, ifname)
+        """The interface's index as roots() last saw it (the network mechanism reads the roots
+        right before it writes them), else looked up: one RTM_GETLINK, which pyroute2 decodes
+        slowly, fewer per tc write."""
+        index = self._indexes.get((netns, ifname))
         if index is None:
-            raise HostError(f"{netns or '-'}/{ifname}", "no such interface", errno.ENODEV)
+            index = _lookup(ipr, ifname)
+            if index is None:
+                raise HostError(f"{netns or '-'}/{ifname}", "no such interface", errno.ENODEV)
+            self._indexes[(netns, ifname)] = index
         return index
+
+    def _tc_request(
+        self, ipr: IPRoute, netns: str, ifname: str, build: Callable[[int], Any], msg_type: int, flags: int
+    ) -> None:
+        """The tc message `build(ifindex)` for `ifname`; when the kernel no longer knows a
+        remembered index (the interface was re-created since), looked up again once."""
+        remembered = (netns, ifname) in self._indexes
+        try:
+            self._request(ipr, build(self._index(ipr, netns, ifname)), msg_type, flags)
+        except NetlinkError as exc:
+            if not remembered or exc.code != errno.ENODEV:
+                raise
+            self._indexes.pop((netns, ifname), None)
+            self._request(ipr, build(self._index(ipr, netns, ifname)), msg_type, flags)
 
     # ------------------------------------------------------------ reading
 
@@ -224,8 +247,10 @@ class NetlinkHost:
             links: dict[int, Link] = {}
             for name in dict.fromkeys(ifnames):
                 msg = _get_link(ipr, name)
+                self._indexes.pop((netns, name), None)
                 if msg is not None:
                     links[int(msg["index"])] = _link(msg, netns)
+                    self._indexes[(netns, name)] = int(msg["index"])
             if not links:
                 return {}
             qdiscs: dict[int, Qdisc] = {}
@@ -252,14 +277,13 @@ class NetlinkHost:
     def replace_htb_root(self, netns: str, ifname: str, major: int, default_minor: int) -> None:
         with self._session(netns, f"{ifname}/root") as ipr:
             init = {"version": 3, "rate2quantum": 10, "defcls": default_minor, "debug": 0, "direct_pkts": 0}
-            msg = _tc(self._index(ipr, netns, ifname), major << 16, TC_H_ROOT, "htb")
-            msg["attrs"].append(["TCA_OPTIONS", {"attrs": [["TCA_HTB_INIT", init]]}])
-            self._request(ipr, msg, RTM_NEWQDISC, _REPLACE)
+            options = {"attrs": [["TCA_HTB_INIT", init]]}
+            build = functools.partial(_tc, handle=major << 16, parent=TC_H_ROOT, kind="htb", options=options)
+            self._tc_request(ipr, netns, ifname, build, RTM_NEWQDISC, _REPLACE)
 
     @_on_worker
     def replace_htb_class(self, netns: str, ifname: str, major: int, params: HtbClassParams) -> None:
         with self._session(netns, f"{ifname}/class {major:x}:{params.minor:x}") as ipr:
-            index = self._index(ipr, netns, ifname)
             parms = {
                 "rate": min(params.rate, _U32_MAX),
                 "ceil": min(params.ceil, _U32_MAX),
@@ -274,16 +298,17 @@ class NetlinkHost:
                 attrs.append(["TCA_HTB_RATE64", params.rate])
             if params.ceil >= _U32_MAX:
                 attrs.append(["TCA_HTB_CEIL64", params.ceil])
-            msg = _tc(index, (major << 16) | params.minor, major << 16, "htb")
-            msg["attrs"].append(["TCA_OPTIONS", {"attrs": attrs}])
-            self._request(ipr, msg, RTM_NEWTCLASS, _REPLACE)
+            options = {"attrs": attrs}
+            handle = (major << 16) | params.minor
+            build = functools.partial(_tc, handle=handle, parent=major << 16, kind="htb", options=options)
+            self._tc_request(ipr, netns, ifname, build, RTM_NEWTCLASS, _REPLACE)
 
     @_on_worker
     def delete_htb_class(self, netns: str, ifname: str, major: int, minor: int) -> None:
         with self._session(netns, f"{ifname}/class {major:x}:{minor:x}") as ipr:
-            msg = _tc(self._index(ipr, netns, ifname), (major << 16) | minor, major << 16, None)
+            build = functools.partial(_tc, handle=(major << 16) | minor, parent=major << 16, kind=None)
             try:
-                self._request(ipr, msg, RTM_DELTCLASS, _DELETE)
+                self._tc_request(ipr, netns, ifname, build, RTM_DELTCLASS, _DELETE)
             except NetlinkError as exc:
                 if exc.code != errno.ENOENT:
                     raise
@@ -299,15 +324,15 @@ class NetlinkHost:
                 "peak": 0,
                 "rate___reserved": _LINKLAYER_ETHERNET,
             }
-            msg = _tc(self._index(ipr, netns, ifname), major << 16, TC_H_ROOT, "tbf")
-            msg["attrs"].append(["TCA_OPTIONS", {"attrs": [["TCA_TBF_PARMS", parms]]}])
-            self._request(ipr, msg, RTM_NEWQDISC, _REPLACE)
+            options = {"attrs": [["TCA_TBF_PARMS", parms]]}
+            build = functools.partial(_tc, handle=major << 16, parent=TC_H_ROOT, kind="tbf", options=options)
+            self._tc_request(ipr, netns, ifname, build, RTM_NEWQDISC, _REPLACE)
 
     @_on_worker
     def delete_root(self, netns: str, ifname: str, handle: int) -> None:
         with self._session(netns, f"{ifname}/root") as ipr:
-            msg = _tc(self._index(ipr, netns, ifname), handle, TC_H_ROOT, None)
-            self._request(ipr, msg, RTM_DELQDISC, _DELETE)
+            build = functools.partial(_tc, handle=handle, parent=TC_H_ROOT, kind=None)
+            self._tc_request(ipr, netns, ifname, build, RTM_DELQDISC, _DELETE)
 
     # ------------------------------------------------------------ probing
 
@@ -420,13 +445,15 @@ def _htb_classes(ipr: IPRoute, index: int, major: int) -> tuple[HtbClassParams, 
     return tuple(sorted(out, key=lambda c: c.minor))
 
 
-def _tc(index: int, handle: int, parent: int, kind: str | None) -> Any:
+def _tc(index: int, handle: int, parent: int, kind: str | None, options: Any = None) -> Any:
     msg = tcmsg()
     msg["family"] = socket.AF_UNSPEC
     msg["index"] = index
     msg["handle"] = handle
     msg["parent"] = parent
     msg["attrs"] = [["TCA_KIND", kind]] if kind else []
+    if options is not None:
+        msg["attrs"].append(["TCA_OPTIONS", options])
     return msg
 
 

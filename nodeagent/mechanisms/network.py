@@ -68,6 +68,13 @@ LINK_KINDS = ("veth", "dummy", "bridge", "ifb", "vlan", "macvlan", "vxlan")
 _OPTIONS = {"qdisc_kinds", "link_kinds", "allow_interfaces"}
 
 
+@dataclasses.dataclass(frozen=True)
+class RootsSnapshot:
+    """What validate() read of the host: namespace -> interface -> its root (with our classes)."""
+
+    states: Mapping[str, Mapping[str, RootState]]
+
+
 class NetworkMechanism:
     """Traffic shaping per interface, through the netlink adapter in `context.netlink`."""
 
@@ -161,9 +168,9 @@ class NetworkMechanism:
                         f"{entry.field}.netns", f"no network namespace {netns!r} in {self._context.netns_dir}"
                     )
                 names = [e.target.ifname for e in entries if e.target.netns == netns]
-                states[netns] = self._port.roots(netns, names, None)
+                states[netns] = self._port.roots(netns, names, HTB_MAJOR)  # our classes too: read() reuses it
             self._check_on_host(entry, states[netns].get(entry.target.ifname))
-        return Plan({e.target.key: dumps(e.root) for e in entries})
+        return Plan({e.target.key: dumps(e.root) for e in entries}, RootsSnapshot(states))
 
     def _check_protected(self, entries: Sequence[Entry]) -> None:
         shaped = [e for e in entries if not e.target.netns and e.root is not None]
@@ -205,11 +212,17 @@ class NetworkMechanism:
     # ------------------------------------------------------------ read
 
     def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
+        """The canonical root of each key's interface: from `snapshot` (the roots validate() read
+        a moment ago: three netlink dumps per namespace fewer), else from the host."""
         targets = {key: _target(key) for key in keys}
         by_netns: dict[str, list[str]] = {}
         for target in targets.values():
             by_netns.setdefault(target.netns, []).append(target.ifname)
-        states = {netns: self._roots(netns, names) for netns, names in by_netns.items()}
+        known = snapshot.states if isinstance(snapshot, RootsSnapshot) else {}
+        states = {
+            netns: known[netns] if netns in known else self._roots(netns, names)
+            for netns, names in by_netns.items()
+        }
         return {key: dumps(self._decode(states[t.netns].get(t.ifname))) for key, t in targets.items()}
 
     def _read_root(self, target: Target) -> Root | None:

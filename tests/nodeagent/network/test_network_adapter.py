@@ -143,3 +143,29 @@ def test_lookups_leave_no_orphan_replies_behind(host: NetlinkHost, veth_netns: A
     if count < 0:
         pytest.skip("this pyroute2 version keeps no orphan queue to inspect")
     assert count == 0
+
+
+def test_an_interface_recreated_after_roots_is_written_by_its_new_index(
+    host: NetlinkHost, veth_netns: Any
+) -> None:
+    """Writes use the index roots() saw (one lookup fewer each); an interface deleted and created
+    again under the same name since (a new index) is still the one written, not an error."""
+    old = host.roots(veth_netns.name, [veth_netns.a], MAJOR)[veth_netns.a].link.index
+    veth_netns.ip("link", "del", veth_netns.a)
+    veth_netns.ip("link", "add", veth_netns.a, "type", "veth", "peer", "name", veth_netns.b)
+    host.replace_htb_root(veth_netns.name, veth_netns.a, MAJOR, 1)
+    state = host.roots(veth_netns.name, [veth_netns.a], MAJOR)[veth_netns.a]
+    assert state.link.index != old
+    assert state.qdisc is not None and (state.qdisc.kind, state.qdisc.handle) == ("htb", MAJOR << 16)
+
+
+def test_a_renamed_interface_is_not_written_under_its_old_name(host: NetlinkHost, veth_netns: Any) -> None:
+    host.roots(veth_netns.name, [veth_netns.a], MAJOR)
+    veth_netns.ip("link", "set", veth_netns.a, "down")
+    veth_netns.ip("link", "set", veth_netns.a, "name", "renamed0")
+    assert host.roots(veth_netns.name, [veth_netns.a], MAJOR) == {}  # seen gone: forgotten
+    with pytest.raises(HostError) as raised:
+        host.replace_htb_root(veth_netns.name, veth_netns.a, MAJOR, 1)
+    assert raised.value.errno == errno.ENODEV
+    renamed = host.roots(veth_netns.name, ["renamed0"], MAJOR)["renamed0"]
+    assert renamed.qdisc is None or renamed.qdisc.kind != "htb"
