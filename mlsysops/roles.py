@@ -31,7 +31,9 @@ ROLES: tuple[Role, ...] = (
     Role("node", "the node agent (mlsysops-nodeagent)"),
     Role("bridge", "the far-edge bridge (mlsysops-faredge) and its commands", ("devices",)),
     Role(
-        "controller", "the controller (python -m controller) and its commands", ("apps", "nodes", "clusters")
+        "controller",
+        "the controller (python -m controller, mlsysops-api) and its commands",
+        ("apps", "nodes", "clusters", "api"),
     ),
 )
 

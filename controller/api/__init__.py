@@ -1,0 +1,9 @@
+"""The northbound REST API (FastAPI): apps, inventory, devices, policies, events, and the
+reference framework's route table, over the controller's object store.
+
+Layout: `app` (the factory), `routes_*` (thin handlers), `apps` and `views` (what they do and
+answer), `auth` and `tokens` (bearer tokens and roles), `limits` (body size), `errors` (the one
+error → HTTP table), `ports` (the typed interfaces of what the API drives besides the store),
+`bridge` and `policies` (their adapters), `server` (the daemon's composition root), `cli`
+(`mlsysops api ...`), `client` (the CLI's remote mode).
+"""

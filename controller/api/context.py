@@ -1,0 +1,39 @@
+"""What one REST API instance works with, handed to the app factory (no globals).
+
+The daemon's composition root (controller.api.server) builds an ApiContext from its config;
+tests build one over the stand-in Kubernetes API or the embedded store, with their own ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller.api.ports import DeviceGateway, PerformanceSource, PolicyControl
+from controller.api.tokens import TokenStore
+from controller.kube.objectapi import ObjectApi
+
+API_FIELD_MANAGER = "mlsysops-api"
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: the largest description we have seen is ~40 KiB
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    namespace: str = "default"
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    # The role granted to clients without a token on 127.0.0.1/::1 (the reference's clients send
+    # no credentials). None, the default: every request needs a token.
+    anonymous_loopback_role: str | None = None
+    watch_timeout: int = 10  # seconds of one store watch behind the event stream (it re-watches)
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    store: ObjectApi
+    tokens: TokenStore
+    settings: ApiSettings = ApiSettings()
+    performance: PerformanceSource | None = None
+    devices: DeviceGateway | None = None
+    policies: PolicyControl | None = None
+    # Whether the in-process controller is running (None: it runs elsewhere, not known here).
+    controller_alive: Callable[[], bool] | None = None

@@ -1,0 +1,210 @@
+"""The API daemon's composition root: config in, store + ports + app (+ controller) wired, served.
+
+    serve(ServeConfig(host="127.0.0.1", port=8000, tokens_file=..., store_path=...))
+
+Listener rules, checked before anything is opened: a listener on anything but loopback
+needs TLS (`tls_cert` + `tls_key`), and a client CA (`tls_client_ca`, mTLS: clients must show
+a certificate it signed) needs TLS too. A refused configuration raises ListenerRefused with the
+reason; the daemon exits 2 with it.
+
+The store is the Kubernetes API when a kubeconfig is given, else the embedded SQLite store.
+With `run_controller` the controller runs in this process over the same store, with the
+policy chain PolicyControl keeps: a policy or mode change restarts it with the new chain
+(reconciles are idempotent, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from controller.api.app import create_app
+from controller.api.bridge import BridgeSocket
+from controller.api.context import DEFAULT_MAX_BODY, ApiContext, ApiSettings
+from controller.api.policies import RegistryPolicyControl
+from controller.api.ports import PerformanceSource
+from controller.api.tokens import TokenStore, role_rank
+from controller.kube.objectapi import ObjectApi
+from controller.policies import DEFAULT_CHAIN, PolicyRegistry
+from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
+from controller.reconcile.loop import Controller
+from controller.reconcile.nodesync import AgentTarget
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = Path("/var/lib/mlsysops")
+DEFAULT_TOKENS = STATE_DIR / "api" / "tokens.json"
+
+
+class ListenerRefused(ValueError):
+    """A listener configuration the daemon will not start with (the message says why)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tokens_file: Path = DEFAULT_TOKENS
+    allow_anonymous_loopback: str | None = None  # a role, or None (off)
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    namespace: str = "default"
+    kubeconfig: str | None = None
+    store_path: Path = STATE_DIR / "controller.db"
+    run_controller: bool = False
+    mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS
+    policies: tuple[str, ...] = DEFAULT_CHAIN
+    agents: tuple[AgentTarget, ...] = ()
+    bridge_socket: Path | None = None
+    policy_state: Path = STATE_DIR / "api" / "policies.json"
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_listener(cfg: ServeConfig) -> None:
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise ListenerRefused("TLS needs both tls_cert and tls_key")
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(cfg, name)
+        if path is not None and not Path(path).is_file():
+            raise ListenerRefused(f"{name} {path}: no such file")
+    if cfg.tls_client_ca is not None and cfg.tls_cert is None:
+        raise ListenerRefused("tls_client_ca (mTLS) needs TLS: set tls_cert and tls_key")
+    if cfg.tls_cert is None and not is_loopback(cfg.host):
+        raise ListenerRefused(
+            f"listening on {cfg.host} (not loopback) needs TLS: set tls_cert and tls_key, "
+            "or listen on 127.0.0.1 / ::1"
+        )
+    if cfg.allow_anonymous_loopback is not None:
+        try:
+            role_rank(cfg.allow_anonymous_loopback)
+        except ValueError as exc:
+            raise ListenerRefused(f"allow_anonymous_loopback: {exc}") from None
+
+
+def open_store(cfg: ServeConfig) -> ObjectApi:
+    """The Kubernetes API for a kubeconfig, else the embedded store (controller.store)."""
+    if cfg.kubeconfig:
+        from controller.kube.api import KubeApi
+        from controller.kube.client import load_api_client
+
+        return KubeApi(load_api_client(cfg.kubeconfig), user_agent="mlsysops-api")
+    embedded = importlib.import_module("controller.store")
+    store: ObjectApi = embedded.open(cfg.store_path)
+    return store
+
+
+class ControllerRunner:
+    """The in-process controller: started, restarted with a new policy chain, stopped."""
+
+    def __init__(self, cfg: ServeConfig, store: ObjectApi) -> None:
+        self.cfg = cfg
+        self.store = store
+        self._lock = threading.Lock()
+        self._running: tuple[Controller, threading.Event] | None = None
+
+    def start(self, chain: tuple[str, ...]) -> None:
+        with self._lock:
+            self._stop_locked()
+            config = Config(
+                namespace=self.cfg.namespace,
+                mechanisms=self.cfg.mechanisms,
+                policies=chain,
+                agents=self.cfg.agents,
+            )
+            controller = build(config, self.store)
+            stop = threading.Event()
+            controller.start(stop)
+            self._running = (controller, stop)
+            log.info("controller running with policies %s", ", ".join(chain))
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop_locked()
+
+    def alive(self) -> bool:
+        return self._running is not None
+
+    def _stop_locked(self) -> None:
+        if self._running is not None:
+            controller, stop = self._running
+            stop.set()
+            controller.shutdown()
+            self._running = None
+
+
+def wire(
+    cfg: ServeConfig, store: ObjectApi, performance: PerformanceSource | None = None
+) -> tuple[FastAPI, ControllerRunner | None, RegistryPolicyControl]:
+    runner = ControllerRunner(cfg, store) if cfg.run_controller else None
+    policies = RegistryPolicyControl(
+        PolicyRegistry.from_entry_points(),
+        cfg.policies,
+        cfg.policy_state,
+        on_change=runner.start if runner is not None else None,
+    )
+    ctx = ApiContext(
+        store=store,
+        tokens=TokenStore(cfg.tokens_file),
+        settings=ApiSettings(
+            namespace=cfg.namespace,
+            max_body_bytes=cfg.max_body_bytes,
+            anonymous_loopback_role=cfg.allow_anonymous_loopback,
+        ),
+        performance=performance,
+        devices=BridgeSocket(cfg.bridge_socket) if cfg.bridge_socket else None,
+        policies=policies,
+        controller_alive=runner.alive if runner is not None else None,
+    )
+    return create_app(ctx), runner, policies
+
+
+def uvicorn_config(cfg: ServeConfig, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level=cfg.log_level,
+        access_log=False,
+        ssl_certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+        ssl_keyfile=str(cfg.tls_key) if cfg.tls_key else None,
+        ssl_ca_certs=str(cfg.tls_client_ca) if cfg.tls_client_ca else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if cfg.tls_client_ca else ssl.CERT_NONE,
+    )
+
+
+def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> None:
+    """Check, wire, run until SIGINT/SIGTERM (uvicorn handles them), stop the controller."""
+    check_listener(cfg)
+    store = open_store(cfg)
+    app, runner, policies = wire(cfg, store, performance)
+    if runner is not None:
+        runner.start(policies.chain())
+    try:
+        uvicorn.Server(uvicorn_config(cfg, app)).run()
+    finally:
+        if runner is not None:
+            runner.stop()
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()

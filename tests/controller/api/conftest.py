@@ -1,0 +1,75 @@
+"""Fixtures of the REST API tests: the stand-in Kubernetes API (driven by the real kubernetes
+client through KubeApi), a token file, and API clients with a token of each role."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from api_harness import STANDIN
+
+sys.path.insert(0, str(STANDIN))
+
+from kube_standin import StandIn
+from kube_validators import RecordingValidator
+
+from controller.api.app import create_app
+from controller.api.context import ApiContext, ApiSettings
+from controller.api.tokens import TokenStore
+from controller.kube.api import KubeApi
+from controller.kube.client import api_client_for_host
+
+
+@pytest.fixture
+def standin() -> Iterator[StandIn]:
+    validator = RecordingValidator()
+    with StandIn(validator=validator) as server:
+        yield server
+    assert validator.rejected == [], f"invalid objects were written: {validator.rejected}"
+    assert server.errors == [], f"the stand-in failed internally: {server.errors}"
+
+
+@pytest.fixture
+def store(standin: StandIn) -> KubeApi:
+    return KubeApi(api_client_for_host(standin.host))
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> TokenStore:
+    return TokenStore(tmp_path / "tokens.json")
+
+
+@pytest.fixture
+def bearer(tokens: TokenStore) -> dict[str, dict[str, str]]:
+    """Authorization headers, one per role."""
+    return {
+        role: {"Authorization": f"Bearer {tokens.create(role, name=role)[0]}"}
+        for role in ("viewer", "operator", "admin")
+    }
+
+
+@pytest.fixture
+def make_client(store: KubeApi, tokens: TokenStore) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(settings: ApiSettings | None = None, **ports: Any) -> TestClient:
+        ctx = ApiContext(store, tokens, settings or ApiSettings(), **ports)
+        client = TestClient(create_app(ctx))
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
