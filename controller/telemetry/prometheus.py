@@ -65,6 +65,11 @@ class PrometheusHttp:
         data = self._json("GET", "/api/v1/targets", params={"state": "active"}).get("data") or {}
         return list(data.get("activeTargets", []))
 
+    def flags(self) -> dict[str, str]:
+        """The command-line flags the server runs with (`config.file`, `storage.tsdb.path`, ...)."""
+        data = self._json("GET", "/api/v1/status/flags", params={}).get("data")
+        return dict(data) if isinstance(data, dict) else {}
+
     def ready(self) -> bool:
         try:
             return self._http().get(self.url + "/-/ready").status_code == 200
@@ -224,11 +229,21 @@ class PrometheusProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited ({self._process.returncode}): {self._log_tail()}")
-            if self.http.ready():
+            if self.http.ready() and self._is_ours():
                 return
             time.sleep(0.1)
         waited = self.settings.start_timeout_s
         raise RuntimeError(f"prometheus not ready after {waited} s: {self._log_tail()}")
+
+    def _is_ours(self) -> bool:
+        """The Prometheus answering on our port reads our config (not another one's that holds
+        the port while ours fails to bind it)."""
+        assert self.http is not None
+        try:
+            flags = self.http.flags()
+        except MetricsUnavailable:
+            return False
+        return flags.get("config.file") == str(self.config_path)
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
