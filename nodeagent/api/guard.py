@@ -106,15 +106,28 @@ class RequestGuard(grpc.ServerInterceptor):
         self._policy = policy
         self._peers = peers
         self._limits = limits or RequestLimits()
+        # method -> the guarded handler, built on its first call: gRPC asks on every call, and
+        # building two closures and a handler each time was a tenth of a one-knob Apply. Only
+        # registered methods are kept (an unknown name is not: callers could invent any number).
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix) or handler.request_deserializer is None:
+        if not method.startswith(self._prefix):
+            return continuation(handler_call_details)
+        if (known := self._handlers.get(method)) is not None:
+            return known
+        guarded = self._guard(continuation(handler_call_details), method)
+        if guarded is not None:
+            self._handlers[method] = guarded
+        return guarded
+
+    def _guard(self, handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         decode = handler.request_deserializer
         name = method.rpartition("/")[2]

@@ -1,0 +1,47 @@
+"""Issue 11, footprint: the netlink adapter loads pyroute2 without its package __init__ (which
+imports every pyroute2 API to re-export it, 5 MiB more), and the package still works whole for
+anyone who asks it for one of those names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def run(code: str) -> list[str]:
+    script = textwrap.dedent(code)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def test_the_adapter_loads_without_pyroute2s_other_apis() -> None:
+    out = run("""
+        import sys
+        from nodeagent.host.lazynetlink import LazyNetlink
+        port = LazyNetlink("/nonexistent")
+        port.links("")  # own namespace: sysfs, pyroute2 still absent
+        print("pyroute2" in sys.modules)
+        port._host()  # what the first network request does
+        print("pyroute2.iproute" in sys.modules, "pyroute2.ndb.main" in sys.modules)
+        print(any(link.name == "lo" for link in port.links("")))  # netlink works
+        port.close()
+    """)
+    assert out == ["False", "True", "False", "True"]
+
+
+def test_the_package_becomes_whole_when_asked_for_its_names() -> None:
+    out = run("""
+        from nodeagent.host.lazynetlink import without_package_init
+        without_package_init("pyroute2")
+        from pyroute2.iproute import IPRoute
+        import pyroute2
+        print(pyroute2.iproute.IPRoute is IPRoute)  # submodules as attributes, no __init__
+        from pyroute2 import NDB, IPRoute as Exported  # the package's own names: __init__ runs now
+        print(Exported is IPRoute, NDB.__name__)
+    """)
+    assert out == ["True", "True", "NDB"]
