@@ -7,9 +7,9 @@ Sources, all ending in the same frozen values:
   same CRD validation and becomes the same NodeInfo as a described node. The reconcile loop
   writes those documents as MLSysOpsNode objects.
 
-`Inventory.index` precomputes what placement needs at scale (10,000 nodes): node ids by
-layer, arch, label, runtime handler, cluster and sensor, and candidate pools per constraint
-signature, each sorted by free capacity, so a placement decision does not walk every node.
+`Inventory.index` (controller.nodeindex) precomputes what placement needs at scale (100,000
+nodes): node sets by layer, arch, label, runtime handler, cluster and sensor, as bitmasks over
+the free-capacity order, so a placement decision does not walk every node.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from controller.model import (
     load_documents,
     parse_document,
 )
+from controller.nodeindex import NodeIndex
 from mlsysops.nodeapi import NodeAgentClient, NodeApiError
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2
 
@@ -143,42 +144,6 @@ class Inventory:
     @classmethod
     def from_directory(cls, directory: str | Path, namespace: str = "default") -> Inventory:
         return cls.from_descriptions(load_documents(Path(directory), namespace))
-
-
-class NodeIndex:
-    """Node positions by attribute, built once per inventory (the inventory is immutable).
-
-    Placement intersects these sets to get a candidate pool for a constraint signature, then
-    memoises the pool in `pools` (the policies own what a pool holds)."""
-
-    def __init__(self, nodes: Sequence[NodeInfo]) -> None:
-        self.nodes = tuple(nodes)
-        self.position = {n.name: i for i, n in enumerate(self.nodes)}
-        self.all: frozenset[int] = frozenset(range(len(self.nodes)))
-        self.by_layer = _group(self.nodes, lambda n: (n.continuum_layer,))
-        self.by_arch = _group(self.nodes, lambda n: (n.arch,) if n.arch else ())
-        self.by_label = _group(self.nodes, lambda n: n.labels)
-        self.by_runtime = _group(self.nodes, lambda n: n.runtimes)
-        self.by_cluster = _group(self.nodes, lambda n: (n.cluster,) if n.cluster else ())
-        self.by_sensor = _group(self.nodes, lambda n: n.sensors)
-        self.by_gpu_model = _group(self.nodes, lambda n: (n.gpu_model,) if n.gpu_model else ())
-        self.by_accelerator = _group(self.nodes, lambda n: n.accelerators)
-        self.mobile = frozenset(i for i, n in enumerate(self.nodes) if n.mobile)
-        self.with_gpus = frozenset(i for i, n in enumerate(self.nodes) if n.gpus > 0)
-        # Every node as (-free fraction, position), best first: pools are filtered from it.
-        self.free_order = tuple(sorted((-n.free_fraction, i) for i, n in enumerate(self.nodes)))
-        self.free_rank = [0] * len(self.nodes)  # position of each node in free_order
-        for rank, (_, i) in enumerate(self.free_order):
-            self.free_rank[i] = rank
-        self.pools: dict[Any, Any] = {}  # memo: constraint signature → candidate pool
-
-
-def _group(nodes: Sequence[NodeInfo], keys: Callable[[NodeInfo], Iterable[str]]) -> dict[str, frozenset[int]]:
-    groups: dict[str, set[int]] = {}
-    for i, n in enumerate(nodes):
-        for k in keys(n):
-            groups.setdefault(k, set()).add(i)
-    return {k: frozenset(v) for k, v in groups.items()}
 
 
 # ---------------------------------------------------------------------------- node agents

@@ -4,7 +4,7 @@ The reference stores `node_types` ("the candidate clusters should contain at lea
 each specified type") and `accelerators` ("... nodes containing at least one instance of the
 specified accelerators") and ignores them; here they narrow the clusters, on top of
 `cluster_id`. Answers come from the inventory index (node sets per cluster, layer and
-accelerator), so the check costs a few set intersections per cluster.
+accelerator, as bitmasks), so the check costs a few bitwise ANDs per cluster.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ def eligible_clusters(app: App, inventory: Inventory) -> tuple[str, ...] | None:
     index = inventory.index
     known = sorted({c.cluster_id for c in inventory.clusters} | set(index.by_cluster))
     candidates = [c for c in cp.cluster_ids if c in known] if cp.cluster_ids else known
-    empty: frozenset[int] = frozenset()
 
-    def has(cluster: str, group: frozenset[int]) -> bool:
-        return not index.by_cluster.get(cluster, empty).isdisjoint(group)
+    def has(cluster: str, group: int) -> bool:
+        return bool(index.by_cluster.get(cluster, 0) & group)
 
     return tuple(
         c
         for c in candidates
-        if all(has(c, index.by_layer.get(t, empty)) for t in cp.node_types)
-        and all(has(c, index.by_accelerator.get(a, empty)) for a in cp.accelerators)
+        if all(has(c, index.by_layer.get(t, 0)) for t in cp.node_types)
+        and all(has(c, index.by_accelerator.get(a, 0)) for a in cp.accelerators)
     )

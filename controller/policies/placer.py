@@ -20,7 +20,7 @@ lacked capacity, a few named samples per filter and a count per rejection reason
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.inventory import Inventory
 from controller.model import App, Component, Resources, SingleNodeGroup, depends_on_order
@@ -50,7 +50,7 @@ class _Unit:
     constraints: Constraints
     need: Resources  # per replica
     replicas: int
-    avoid: frozenset[int]  # node positions: unavailable, or being moved away from
+    avoid: frozenset[int] = frozenset()  # node positions: unavailable, or being moved away from
 
 
 class ConstraintAwarePlacer:
@@ -76,12 +76,16 @@ class ConstraintAwarePlacer:
         # Kept components first: their capacity is taken before anything new is placed.
         to_place = []
         for members, group in _units(app, order):
-            wanted = self._unit(members, group, clusters, frozenset(), inventory).constraints
-            moving = self._moving(app, inventory, telemetry, previous, members, wanted, decided, ledger)
+            unit = self._unit(members, group, clusters)
+            moving = self._moving(
+                app, inventory, telemetry, previous, members, unit.constraints, decided, ledger
+            )
             if moving is not None:
-                to_place.append((members, group, moving))
-        for members, group, (excluded, why) in to_place:
-            unit = self._unit(members, group, clusters, excluded | telemetry.unavailable_nodes, inventory)
+                to_place.append((unit, moving))
+        position = inventory.index.position
+        for unit, (excluded, why) in to_place:
+            avoid = frozenset(position[n] for n in excluded | telemetry.unavailable_nodes if n in position)
+            unit = replace(unit, avoid=avoid)
             for d in self._place(app, inventory, ledger, unit, previous, why):
                 decided[d.component] = d
         return Plan(app.name, app.namespace, self.name, tuple(decided[n] for n in order), order)
@@ -154,7 +158,7 @@ class ConstraintAwarePlacer:
         out = []
         for host in sorted(hosts):
             i = index.position[host]
-            if i not in pool.positions:
+            if not index.holds(pool.members, i):
                 out.append(f"{host} fails {'; '.join(unmet(index, wanted, i))}")
         return ", ".join(out)
 
@@ -165,8 +169,6 @@ class ConstraintAwarePlacer:
         members: tuple[Component, ...],
         group: SingleNodeGroup | None,
         clusters: frozenset[str],
-        excluded: frozenset[str],
-        inventory: Inventory,
     ) -> _Unit:
         need = Resources()
         for m in members:
@@ -193,7 +195,6 @@ class ConstraintAwarePlacer:
             ),
             need,
             max((m.replicas for m in members), default=1),
-            frozenset(inventory.index.position[n] for n in excluded if n in inventory.index.position),
         )
 
     # ------------------------------------------------------------------ placement
@@ -207,7 +208,7 @@ class ConstraintAwarePlacer:
         for _, lacking in first.misfits:
             for reason, _detail in lacking:
                 counts[reason] = counts.get(reason, 0) + 1
-        candidates = _verdicts(inventory, pool, first)
+        candidates = _verdicts(inventory, pool, first, self.top_k)
         names = [m.name for m in unit.members]
         if not first.fits:
             no_fit = NO_FIT_CONSTRAINTS if pool.size == 0 else NO_FIT_CAPACITY
@@ -222,7 +223,8 @@ class ConstraintAwarePlacer:
         )
         base = (
             f"{together}placed on {node.name}: best of {pool.size} candidate(s) by free capacity "
-            f"(score {score:.2f}){replicas}; {_rejected_summary(counts, len(inventory.nodes))}"
+            f"(score {score:.2f}; {_scored(first, pool.size, self.top_k)}){replicas}; "
+            f"{_rejected_summary(counts, len(inventory.nodes))}"
         )
         out = []
         for m in unit.members:
@@ -302,7 +304,7 @@ def _units(app: App, order: tuple[str, ...]) -> list[tuple[tuple[Component, ...]
     return units
 
 
-def _verdicts(inventory: Inventory, pool: Pool, search: Search) -> tuple[CandidateVerdict, ...]:
+def _verdicts(inventory: Inventory, pool: Pool, search: Search, top_k: int) -> tuple[CandidateVerdict, ...]:
     nodes = inventory.index.nodes
     out = [
         CandidateVerdict(nodes[i].name, True, round(s, 4), (f"free capacity score {s:.2f}",))
@@ -310,7 +312,7 @@ def _verdicts(inventory: Inventory, pool: Pool, search: Search) -> tuple[Candida
     ]
     out += [
         CandidateVerdict(nodes[i].name, False, None, tuple(d for _, d in lacking))
-        for i, lacking in search.misfits
+        for i, lacking in search.misfits[:top_k]  # the rest are counted in rejected_counts
     ]
     out += [
         CandidateVerdict(name, False, None, (f"{r.reason}: {why}",))
@@ -318,6 +320,15 @@ def _verdicts(inventory: Inventory, pool: Pool, search: Search) -> tuple[Candida
         for name, why in r.samples
     ]
     return tuple(out)
+
+
+def _scored(search: Search, candidates: int, top_k: int) -> str:
+    """How many nodes were scored. Like kube-scheduler's percentageOfNodesToScore, scoring
+    stops early, here after `top_k` fitting nodes; candidates are examined best-first by free
+    capacity, so the best of them is exact, not a sample."""
+    if search.scored >= candidates:
+        return f"scored all {candidates}"
+    return f"scored {search.scored} of {candidates}, best-first, stopping at {top_k} that fit"
 
 
 def _rejected_summary(counts: dict[str, int], total: int) -> str:

@@ -1,29 +1,29 @@
-"""Candidate pools and the capacity ledger: placement at 10,000 nodes without O(nodes) per component.
+"""Candidate pools and the capacity ledger: placement at 100,000 nodes without O(nodes) per component.
 
 A component's hard constraints (pinned node, clusters, layers, archs, labels, runtime handler,
 GPU, mobility, sensors) form a `Constraints` signature. Its `Pool` is computed once per
-inventory by intersecting the inventory's attribute index, recording how many nodes each
-filter removed (plus a few named samples) for the explanation, and is memoised: components
-of the same shape share it.
+inventory by intersecting the inventory's node sets (bitmasks over the free-capacity order,
+controller.nodeindex), recording how many nodes each filter removed (plus a few named
+samples) for the explanation, and is memoised: components of the same shape share it.
 
-Free capacity changes while placing, so the pool only holds nodes ordered by their free
-capacity in the inventory snapshot. A `Ledger` records what placements reserve on top of that
-snapshot and keeps, per pool, a max-heap on the current score with lazy updates: a popped
-entry whose score changed is pushed back with the new score. Reservations only lower a
-score, so the heap top is always the best node after O(log n) work.
+Free capacity changes while placing; the pool's bit order is the free capacity of the
+inventory snapshot. A `Ledger` records what placements reserve on top of that snapshot; a
+search walks the pool best-first, merging the nodes the ledger touched (by their current
+score) and stops after a few fitting nodes: bounded scoring, like kube-scheduler's
+percentageOfNodesToScore, with an exact best.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from controller.inventory import Inventory, NodeIndex, NodeInfo, free_fraction
+from controller.inventory import Inventory, NodeInfo, free_fraction
 from controller.model import Resources
 from controller.model.quantity import format_cpu, format_memory
+from controller.nodeindex import NodeIndex, NodeSet, ranks
 
 SAMPLES_PER_REASON = 3
 AVOIDED = ("unavailable", "unavailable, or the node the component moves away from")
@@ -56,17 +56,11 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Pool:
-    entries: tuple[tuple[float, int], ...]  # (-score, node position), best first: a valid heap
+    """The nodes satisfying one constraint signature, and what each filter removed."""
+
+    members: NodeSet
     rejections: tuple[Rejection, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.entries)
-
-    @functools.cached_property
-    def positions(self) -> frozenset[int]:
-        """The node positions in the pool (for "does this node still satisfy the constraints?")."""
-        return frozenset(i for _, i in self.entries)
+    size: int
 
 
 def pool_for(inventory: Inventory, want: Constraints) -> Pool:
@@ -86,7 +80,7 @@ class Stage:
     component asked for and how to say why a node does not have it."""
 
     reason: str
-    allowed: frozenset[int]
+    allowed: NodeSet
     wanted: frozenset[str]
     why: Why
 
@@ -111,9 +105,13 @@ class Filter:
         values: frozenset[str] = getattr(want, self.wanted)
         if not values:
             return None
-        groups: dict[str, frozenset[int]] = getattr(index, self.groups)
-        sets = [groups.get(v, frozenset()) for v in values]
-        allowed = frozenset.intersection(*sets) if self.needs_all else frozenset().union(*sets)
+        groups: dict[str, NodeSet] = getattr(index, self.groups)
+        allowed = index.all if self.needs_all else 0
+        for v in values:
+            if self.needs_all:
+                allowed &= groups.get(v, 0)
+            else:
+                allowed |= groups.get(v, 0)
         return Stage(self.reason, allowed, values, self.why)
 
 
@@ -139,7 +137,7 @@ FILTERS = (
 def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
     """The filters that apply to `want`, in order."""
     if want.nodes is not None:
-        pinned = frozenset(index.position[n] for n in want.nodes if n in index.position)
+        pinned = index.of(index.position[n] for n in want.nodes if n in index.position)
         yield Stage(
             "node_placement.node", pinned, want.nodes, lambda n, w: f"not the requested node {_list(w)}"
         )
@@ -159,30 +157,23 @@ def unmet(index: NodeIndex, want: Constraints, position: int) -> list[str]:
     return [
         f"{stage.reason}: {stage.explain(node)}"
         for stage in _stages(index, want)
-        if position not in stage.allowed
+        if not index.holds(stage.allowed, position)
     ]
 
 
 def _build_pool(index: NodeIndex, want: Constraints) -> Pool:
     current = index.all
+    size = len(index.nodes)
     rejections = []
     for stage in _stages(index, want):
         kept = current & stage.allowed
-        removed = len(current) - len(kept)
-        if removed:
-            outside = (i for i in current if i not in stage.allowed)
-            sample = sorted(itertools.islice(outside, SAMPLES_PER_REASON))
-            samples = tuple((index.nodes[i].name, stage.explain(index.nodes[i])) for i in sample)
-            rejections.append(Rejection(stage.reason, removed, samples))
-        current = kept
-    if current is index.all:
-        entries = index.free_order
-    elif len(current) * 8 < len(index.nodes):  # small pool: sorting its ranks beats filtering every node
-        order, rank = index.free_order, index.free_rank
-        entries = tuple(order[r] for r in sorted(rank[i] for i in current))
-    else:
-        entries = tuple(e for e in index.free_order if e[1] in current)
-    return Pool(entries, tuple(rejections))
+        left = kept.bit_count()
+        if left < size:
+            outside = itertools.islice(index.best_first(current & ~kept), SAMPLES_PER_REASON)
+            samples = tuple((index.nodes[i].name, stage.explain(index.nodes[i])) for i in outside)
+            rejections.append(Rejection(stage.reason, size - left, samples))
+        current, size = kept, left
+    return Pool(current, tuple(rejections), size)
 
 
 def _list(values: Iterable[str]) -> str:
@@ -198,13 +189,23 @@ class Ledger:
 
     Share one ledger across apps to plan them against each other (the reconcile loop and the
     benchmark do); a fresh one per plan treats each app alone. Not thread-safe by design: one
-    ledger belongs to one planning sequence."""
+    ledger belongs to one planning sequence.
+
+    Only the nodes it reserved on ("touched") have a score other than the snapshot's, so a
+    search merges two streams: the pool's untouched members in snapshot order (its bits), and
+    per pool a max-heap of its touched members, pushed at every reservation (stale entries,
+    whose node was reserved on again, are dropped when popped). A search costs
+    O(examined · log touched), whatever the pool's size: a fresh ledger costs nothing."""
 
     inventory: Inventory
     cpu: dict[int, int] = field(default_factory=dict)
     memory: dict[int, int] = field(default_factory=dict)
     gpus: dict[int, int] = field(default_factory=dict)
-    _heaps: dict[Constraints, list[tuple[float, int]]] = field(default_factory=dict)
+    _touched: dict[Constraints, tuple[Pool, list[tuple[float, int]]]] = field(default_factory=dict)
+    _touched_set: NodeSet = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self._touched_set = self.inventory.index.of(self.cpu)
 
     def free(self, i: int) -> tuple[int, int, int]:
         n = self.inventory.index.nodes[i]
@@ -220,10 +221,18 @@ class Ledger:
         return free_fraction(cpu, n.cpu_millis_capacity, mem, n.memory_bytes_capacity)
 
     def reserve(self, i: int, need: Resources) -> None:
+        index = self.inventory.index
+        if i not in self.cpu:
+            self._touched_set |= 1 << index.free_rank[i]
         self.cpu[i] = self.cpu.get(i, 0) + need.cpu_millis
         self.memory[i] = self.memory.get(i, 0) + need.memory_bytes
         if need.gpus:
             self.gpus[i] = self.gpus.get(i, 0) + need.gpus
+        if self._touched:
+            entry = (-self.score(i), i)
+            for pool, heap in self._touched.values():
+                if index.holds(pool.members, i):
+                    heapq.heappush(heap, entry)
 
     def reserve_node(self, name: str, need: Resources) -> None:
         i = self.inventory.index.position.get(name)
@@ -252,33 +261,56 @@ class Ledger:
             out.append(("insufficient gpus", f"needs {need.gpus} GPU(s), {max(gpus, 0)} free"))
         return out
 
+    def _touched_heap(self, key: Constraints, pool: Pool) -> list[tuple[float, int]]:
+        found = self._touched.get(key)
+        if found is None:
+            mine = self.inventory.index.best_first(self._touched_set & pool.members)
+            heap = [(-self.score(i), i) for i in mine]
+            heapq.heapify(heap)
+            found = self._touched[key] = (pool, heap)
+        return found[1]
+
     def best(
         self, key: Constraints, pool: Pool, need: Resources, top_k: int, avoid: frozenset[int] = frozenset()
     ) -> Search:
         """The best fitting nodes (up to top_k, best first) and the examined nodes that did not fit.
 
-        Pops the pool's heap until top_k fitting nodes are found (or the pool is exhausted),
-        refreshing stale entries, then pushes everything back: the heap stays complete. Nodes to
-        `avoid` (unavailable, or the one a component moves away from) are a handful, so they are
-        skipped here rather than making pools per exclusion set."""
-        heap = self._heaps.get(key)
-        if heap is None:
-            heap = self._heaps[key] = list(pool.entries)  # sorted, hence already a heap
+        Scoring is bounded like kube-scheduler's percentageOfNodesToScore: nodes are examined
+        best-first and the search stops once top_k fitting nodes are found, so a decision
+        scores a handful of nodes whatever the pool's size (the best is exact: the order is
+        by the current score). Nodes to `avoid` (unavailable, or the one a component moves
+        away from) are a handful, so they are skipped here rather than making pools per
+        exclusion set."""
+        index = self.inventory.index
+        heap = self._touched_heap(key, pool)
+        fresh = ranks(pool.members & ~self._touched_set)
+        order = index.free_order
+        head = next(fresh, None)
         popped: list[tuple[float, int]] = []
+        seen: set[int] = set()
         fits: list[tuple[int, float]] = []
         misfits: list[tuple[int, list[tuple[str, str]]]] = []
-        while heap and len(fits) < top_k:
-            neg, i = heapq.heappop(heap)
-            current = self.score(i)
-            if current != -neg:
-                heapq.heappush(heap, (-current, i))
-                continue
-            popped.append((neg, i))
+        while len(fits) < top_k:
+            while heap and -heap[0][0] != self.score(heap[0][1]):
+                heapq.heappop(heap)  # stale: the node was reserved on again since
+            candidate = order[head] if head is not None else None
+            if heap and (candidate is None or heap[0] < candidate):
+                entry = heapq.heappop(heap)
+                popped.append(entry)
+                if entry[1] in seen:
+                    continue
+            elif candidate is not None:
+                entry = candidate
+                head = next(fresh, None)
+            else:
+                break
+            neg, i = entry
+            seen.add(i)
             lacking = [AVOIDED] if i in avoid else self.shortfall(i, need)
             if lacking:
                 misfits.append((i, lacking))
             else:
-                fits.append((i, current))
+                fits.append((i, -neg))
         for entry in popped:
             heapq.heappush(heap, entry)
         return Search(tuple(fits), tuple(misfits))
@@ -288,3 +320,8 @@ class Ledger:
 class Search:
     fits: tuple[tuple[int, float], ...]  # (node position, score), best first
     misfits: tuple[tuple[int, list[tuple[str, str]]], ...]  # examined: (reason, detail) why not
+
+    @property
+    def scored(self) -> int:
+        """How many nodes the search examined (fitting or not)."""
+        return len(self.fits) + len(self.misfits)
