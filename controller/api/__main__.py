@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mechanism", action="append", dest="mechanisms")
     p.add_argument("--policy", action="append", dest="policies")
     p.add_argument("--agent", action="append", dest="agents", type=parse_agent, help="TARGET[=LAYER]")
+    p.add_argument("--policy-state", type=Path, help="where policy and mode changes are kept")
     p.add_argument("--bridge-socket", type=Path, help="the far-edge bridge's control socket")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     return p
@@ -79,7 +80,7 @@ def load_config(path: Path | None, args: argparse.Namespace) -> ServeConfig:
         if not sep or not port.isdigit():
             raise ListenerRefused(f"listen {listen!r}: expected HOST:PORT")
         values["host"], values["port"] = host.strip("[]"), int(port)
-    known = {f.name for f in fields(ServeConfig)} - {"extra"}
+    known = {f.name for f in fields(ServeConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ListenerRefused(f"unknown option(s) {', '.join(unknown)} (expected {', '.join(sorted(known))})")

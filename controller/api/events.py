@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+import queue
+import threading
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -79,46 +81,76 @@ def _frame(kind: str, data: Obj, event_id: str) -> str:
     return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-def _next(events: Iterator[WatchEvent]) -> WatchEvent | None:
-    return next(events, None)
+class _Follower:
+    """The store's watch, followed in one thread of its own, feeding a queue.
+
+    When the client leaves, the thread finishes the watch it is in (it ends at its timeout)
+    instead of cutting the connection mid-stream, then stops."""
+
+    def __init__(self, ctx: ApiContext, version: str) -> None:
+        self.ctx = ctx
+        self.version = version
+        self.events: queue.Queue[WatchEvent | str] = queue.Queue(maxsize=10_000)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        store, namespace = self.ctx.store, self.ctx.settings.namespace
+        while not self.stopping.is_set():
+            try:
+                for event in store.watch(
+                    resources.APP, namespace, self.version, timeout_seconds=self.ctx.settings.watch_timeout
+                ):
+                    self.version = event.object.get("metadata", {}).get("resourceVersion") or self.version
+                    self._put(event)
+            except Gone:  # the history moved on: continue from now
+                self.version = store.list(resources.APP, namespace)[1]
+            except Unavailable:
+                self._put("object store unavailable; retrying")
+                self.stopping.wait(1.0)
+
+    def _put(self, item: WatchEvent | str) -> None:
+        if not self.stopping.is_set():
+            with contextlib.suppress(queue.Full):  # a client that stopped reading loses events, says `missed`
+                self.events.put_nowait(item)
+
+    def get(self) -> WatchEvent | str | None:
+        try:
+            return self.events.get(timeout=1.0)
+        except queue.Empty:
+            return None
 
 
 async def stream(ctx: ApiContext, last_event_id: str | None, limit: int | None) -> AsyncIterator[str]:
     """The event stream; ends after `limit` events when given (else when the client leaves)."""
-    namespace = ctx.settings.namespace
-    items, version = await run_in_threadpool(ctx.store.list, resources.APP, namespace)
+    items, version = await run_in_threadpool(ctx.store.list, resources.APP, ctx.settings.namespace)
     seen: dict[str, Obj] = {o["metadata"]["name"]: o for o in items}
-    if last_event_id:
-        version = last_event_id
-    sent = 0
-    yield ": connected\n\n"
-    while limit is None or sent < limit:
-        events = ctx.store.watch(
-            resources.APP, namespace, version, timeout_seconds=ctx.settings.watch_timeout
-        )
-        try:
-            while limit is None or sent < limit:
-                event = await run_in_threadpool(_next, events)
-                if event is None:
-                    break
-                version = event.object.get("metadata", {}).get("resourceVersion") or version
-                if event.type == "BOOKMARK":
-                    continue
-                name = event.object["metadata"]["name"]
-                for kind, data in changes(seen.get(name), event.type, event.object):
-                    yield _frame(kind, data, version)
-                    sent += 1
-                    if limit is not None and sent >= limit:
-                        break
-                if event.type == "DELETED":
-                    seen.pop(name, None)
-                else:
-                    seen[name] = event.object
-            yield ": keep-alive\n\n"
-        except Gone:  # the history moved on: continue from now
-            _, version = await run_in_threadpool(ctx.store.list, resources.APP, namespace)
-        except Unavailable:
-            yield _frame("error", {"message": "object store unavailable; retrying"}, version)
-        finally:
-            with contextlib.suppress(ValueError):  # still running in a worker thread: it ends at its timeout
-                events.close()  # type: ignore[attr-defined]
+    follower = _Follower(ctx, last_event_id or version)
+    threading.Thread(target=follower.run, name="api-events", daemon=True).start()
+    sent, idle = 0, 0
+    try:
+        yield ": connected\n\n"
+        while limit is None or sent < limit:
+            item = await run_in_threadpool(follower.get)
+            if item is None:
+                idle += 1
+                if idle % 15 == 0:
+                    yield ": keep-alive\n\n"
+                continue
+            if isinstance(item, str):
+                yield _frame("error", {"message": item}, follower.version)
+                continue
+            if item.type == "BOOKMARK":
+                continue
+            name = item.object["metadata"]["name"]
+            event_id = item.object["metadata"].get("resourceVersion", "")
+            for kind, data in changes(seen.get(name), item.type, item.object)[
+                : None if limit is None else limit - sent
+            ]:
+                yield _frame(kind, data, event_id)
+                sent += 1
+            if item.type == "DELETED":
+                seen.pop(name, None)
+            else:
+                seen[name] = item.object
+    finally:
+        follower.stopping.set()

@@ -69,7 +69,9 @@ class ServeConfig:
     bridge_socket: Path | None = None
     policy_state: Path = STATE_DIR / "api" / "policies.json"
     log_level: str = "info"
-    extra: dict[str, Any] = field(default_factory=dict)
+    # More controller.reconcile.bootstrap.Config fields for the in-process controller
+    # (workers, resync_period, watch_timeout, ...), by name.
+    controller_options: dict[str, Any] = field(default_factory=dict)
 
 
 def is_loopback(host: str) -> bool:
@@ -131,6 +133,7 @@ class ControllerRunner:
                 mechanisms=self.cfg.mechanisms,
                 policies=chain,
                 agents=self.cfg.agents,
+                **self.cfg.controller_options,
             )
             controller = build(config, self.store)
             stop = threading.Event()

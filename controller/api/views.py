@@ -6,12 +6,15 @@ yet is "Submitted" (no status), never "Deployed": Deployed appears only when the
 Ready condition says every component runs.
 
 Per-component conditions are derived from the status: `Placed` from the placement (a node or
-a cluster was chosen), `Ready` from the app's Ready condition, except for a component the
-Ready/Realized message names as pending or unplaced (the reconciler lists them by name).
+a cluster was chosen), `Ready` from the app's Ready condition. The one case where components
+differ is a Degraded app: everything was realized but what the Ready message names (pending
+or unplaced components, listed by name by the reconciler), so the others are Ready. While an
+app deploys, its components are not Ready until the app is (the status does not say more).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -72,15 +75,16 @@ def component_names(obj: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def _names(message: str, component: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(component)}(?![\w-])", message) is not None
+
+
 def component_views(obj: Mapping[str, Any]) -> list[Obj]:
     status = obj.get("status") or {}
     conds = status.get("conditions") or []
     placement = {p.get("component"): p for p in status.get("placement") or []}
     ready = _condition(conds, "Ready")
-    realized = _condition(conds, "Realized")
-    not_ready_text = " ".join(
-        str(c.get("message") or "") for c in (ready, realized) if c is not None and c.get("status") != "True"
-    )
+    degraded = str((ready or {}).get("message") or "") if status.get("phase") == "Degraded" else None
     out = []
     for name in component_names(obj) or list(placement):
         where = placement.get(name) or {}
@@ -105,7 +109,9 @@ def component_views(obj: Mapping[str, Any]) -> list[Obj]:
                     "message": "the controller has not reported on this version yet",
                 }
             )
-        elif ready.get("status") == "True" or (placed and name not in not_ready_text):
+        elif ready.get("status") == "True" or (
+            placed and degraded is not None and not _names(degraded, name)
+        ):
             comp_conds.append({"type": "Ready", "status": "True", "reason": "Running", "message": ""})
         else:
             comp_conds.append(
