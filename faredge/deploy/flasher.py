@@ -34,6 +34,10 @@ from faredge.deploy.release import (
 from faredge.errors import FarEdgeError, Invalid
 from faredge.protocol.frames import Frame, FrameType, StreamDecoder
 
+# A board with less free heap than this after the interrupt (the firmware's objects still
+# referenced) is soft-reset first: a chunk program, its decoding and inflating need ~16 KB.
+SOFT_RESET_BELOW = 48 * 1024
+
 
 class Progress(Protocol):
     """What a deploy reports as it goes (the CLI draws bars; tests record)."""
@@ -110,9 +114,11 @@ def flash(
     reader = Reader(channel, clock)
     repl = RawRepl(reader, timeouts, paste=options.paste)
     repl.enter()
-    repl.soft_reset()  # the interrupted firmware's objects leave the heap
     device = Device(repl, deflate=options.deflate)
     info = device.start()
+    if info.mem_free < SOFT_RESET_BELOW:
+        repl.soft_reset()  # the interrupted firmware's objects leave the heap
+        info = device.start()
     t_probe = clock()
     board = (options.config or {}).get("board") or info.board
     try:

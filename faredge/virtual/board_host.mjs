@@ -142,9 +142,15 @@ function makeTcp(FS) {
 // Bytes go to the firmware (`uart_read`) or, in REPL mode, to the REPL (`route`). While the
 // firmware runs, mpremote's interrupt sequence ends this interpreter (exit 4) and the launcher
 // starts the next one in the raw REPL, as a board drops into the REPL on Ctrl-C.
+// A program running in the REPL may read the UART itself (sys.stdin.buffer, select.poll: what
+// mpremote's `mount` does): it runs synchronously, so those reads and writes go to the fd
+// directly (`readSync`/`writeSync`), and what such a read took beyond the program's share
+// goes back to the REPL afterwards (`drainSync`).
 function makeUart(fd, onInterrupt) {
   let rx = [];
   let route = null;
+  let syncRx = Buffer.alloc(0);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
   const scan = interruptScanner();
   const uart = {
     writer: null,
@@ -157,6 +163,37 @@ function makeUart(fd, onInterrupt) {
       return new Uint8Array(d);
     },
     uart_write(hex) { uart.write(Buffer.from(hex, "hex")); },
+    readSync(n, timeoutMs) {
+      const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
+      const chunk = Buffer.alloc(4096);
+      while (!syncRx.length && fd !== null) {
+        try {
+          const k = fs.readSync(fd, chunk, 0, chunk.length, null);
+          if (k > 0) syncRx = Buffer.from(chunk.subarray(0, k));
+        } catch (e) {
+          if (e.code !== "EAGAIN") return null;
+        }
+        if (!syncRx.length) {
+          if (Date.now() >= deadline) return null;
+          Atomics.wait(nap, 0, 0, 1);
+        }
+      }
+      const take = syncRx.subarray(0, Math.max(0, n));
+      syncRx = syncRx.subarray(take.length);
+      return new Uint8Array(take);
+    },
+    writeSync(hex) {
+      let buf = Buffer.from(hex, "hex");
+      while (buf.length && fd !== null) {
+        try { buf = buf.subarray(fs.writeSync(fd, buf)); } catch (e) {
+          if (e.code !== "EAGAIN") return;
+          Atomics.wait(nap, 0, 0, 1);
+        }
+      }
+    },
+    drainSync() {
+      if (syncRx.length && route) { const d = syncRx; syncRx = Buffer.alloc(0); route(d); }
+    },
   };
   if (fd !== null) {
     // A pty master is a TTY to libuv: a tty stream (non-blocking, event driven) in both ways.
@@ -206,7 +243,7 @@ async function main() {
   if (args.repl) {
     const input = await startRepl(mp, {
       raw: true, setSink: (fn) => { sink = fn; }, write: uart.write, leave, hidden: [...system],
-      rawPaste: args.rawPaste, sync,
+      rawPaste: args.rawPaste, sync, uart,
     });
     uart.setRoute(input);
     return;

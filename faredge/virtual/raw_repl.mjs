@@ -35,14 +35,20 @@ def _shim(hidden):
                 raise
         return call
     def ilistdir(path="."):  # VfsPosix gives no sizes: add them, as mpremote fs ls shows them
+        path = path or "."
         top = (path if path.startswith("/") else os.getcwd() + "/" + path).rstrip("/.") == ""
+        out = []  # a list, not a generator: errors surface in the call, where they are mapped
         for e in os_ilistdir(path):
             if top and e[0] in hidden:
                 continue  # the interpreter's own /dev, /proc, /tmp, /home are not the flash
-            yield e if len(e) > 3 else (e[0], e[1], e[2], os_stat(path + "/" + e[0])[6])
+            out.append(e if len(e) > 3 else (e[0], e[1], e[2], os_stat(path + "/" + e[0])[6]))
+        return iter(out)
+    def stat(path):  # a board's stat("") is its working directory, as mpremote's "cp x :" expects
+        return os_stat(path or os.getcwd())
     os_ilistdir = os.ilistdir
     os_stat = os.stat
     os.ilistdir = ilistdir
+    os.stat = stat
     builtins.open = wrap(builtins.open)
     for n in ("stat", "listdir", "ilistdir", "mkdir", "rmdir", "remove", "unlink", "rename",
               "chdir", "statvfs"):
@@ -50,6 +56,57 @@ def _shim(hidden):
             setattr(os, n, wrap(getattr(os, n)))
 _shim(${JSON.stringify(hidden)})
 del _shim
+def _stdio():
+    # sys.stdin.buffer / sys.stdout.buffer and select.poll on them, for programs that talk to
+    # the host over the REPL line themselves (mpremote mount); everything else is the real one.
+    import sys, select, _vuart
+    real_sys, real_select = sys, select
+    class In:
+        def readinto(self, buf, n=None):
+            n = len(buf) if n is None else n
+            d = bytes(_vuart.read(n, -1) or b"")
+            buf[: len(d)] = d
+            return len(d)
+        def read(self, n=-1):
+            return bytes(_vuart.read(n if n > 0 else 4096, -1) or b"")
+    class Out:
+        def write(self, b, n=None):
+            b = bytes(b if n is None else memoryview(b)[:n])
+            _vuart.write(b.hex())
+            return len(b)
+    class Std:
+        def __init__(self, real, buffer):
+            self.real, self.buffer = real, buffer
+        def __getattr__(self, k):
+            return getattr(self.real, k)
+    stdin_buf = In()
+    class Sys:
+        stdin = Std(real_sys.stdin, stdin_buf)
+        stdout = Std(real_sys.stdout, Out())
+        def __getattr__(self, k):
+            return getattr(real_sys, k)
+    class Poll:
+        def __init__(self):
+            self.p, self.o = real_select.poll(), None
+        def register(self, o, mask=real_select.POLLIN):
+            if o is stdin_buf or o is Sys.stdin:
+                self.o = o
+            else:
+                self.p.register(o, mask)
+        def poll(self, timeout=-1):
+            if self.o is None:
+                return self.p.poll(timeout)
+            return [(self.o, real_select.POLLIN)] if _vuart.ready(timeout) else []
+        def ipoll(self, timeout=-1, flags=0):
+            return iter(self.poll(timeout))
+    class Select:
+        poll = Poll
+        def __getattr__(self, k):
+            return getattr(real_select, k)
+    sys.modules["sys"] = Sys()
+    sys.modules["select"] = Select()
+_stdio()
+del _stdio
 `;
 
 /** Finds INTERRUPT in a byte stream delivered in arbitrary chunks. */
@@ -72,7 +129,18 @@ export const PASTE_WINDOW = 256; // bytes per flow-control window (a board uses 
  * on a board's flash), `rawPaste: false` refuses raw-paste mode.
  * Returns `input(chunk)` for the UART bytes.
  */
-export async function startRepl(mp, { raw, setSink, write, leave, hidden, rawPaste = true, sync = () => {} }) {
+export async function startRepl(mp, {
+  raw, setSink, write, leave, hidden, rawPaste = true, sync = () => {}, uart = null,
+}) {
+  mp.registerJsModule("_vuart", {
+    read: (n, timeoutMs) => (uart ? uart.readSync(n, timeoutMs) : null),
+    ready(timeoutMs) {
+      if (!uart) return false;
+      const d = uart.readSync(0, timeoutMs); // waits for data without taking it
+      return d !== null;
+    },
+    write: (hex) => uart && uart.writeSync(hex),
+  });
   mp.runPython(SHIM(hidden));
   mp.registerJsModule("machine", { reset: () => leave(EXIT_RESET), soft_reset: () => leave(EXIT_RESET) });
   setSink(raw ? () => {} : write); // a board entering the raw REPL directly shows no banner
@@ -106,6 +174,7 @@ export async function startRepl(mp, { raw, setSink, write, leave, hidden, rawPas
       err = "Traceback (most recent call last):\nKeyboardInterrupt: \n";
     }
     sync();
+    if (uart) uart.drainSync();
     write(Buffer.from(`\x04${err.replace(/\r?\n/g, "\r\n")}\x04>`));
   }
 

@@ -1,6 +1,7 @@
 """mpremote against the virtual board's pseudo-terminal: the board drops from the firmware into
-the raw REPL when mpremote interrupts it, takes files, runs code, maps file errors, and boots
-the firmware again on `reset` — the way the bridge deploys .mpy files to real boards."""
+the raw REPL when mpremote interrupts it, takes files (`cp x :`, `cp -r`), keeps deletions
+across resets, runs code (also from a host directory with `mount`), maps file errors, and
+boots the firmware again on `reset`, as a real board does."""
 
 from __future__ import annotations
 
@@ -67,3 +68,45 @@ def test_soft_reset_in_raw_repl_keeps_the_board_in_the_repl(board: VirtualBoard)
     res = mpremote(board.port, "soft-reset", "exec", "print('still here')")
     assert res.returncode == 0 and res.stdout.strip() == "still here", res.stderr
     assert board.console.count("boot ") == 1  # the firmware did not run again
+
+
+def test_cp_to_the_root_and_recursive_copy(board: VirtualBoard, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.py", tmp_path / "b.txt"
+    a.write_text("A = 1\n")
+    b.write_bytes(bytes(range(256)))
+    assert mpremote(board.port, "fs", "cp", str(a), str(b), ":").returncode == 0  # stat("") is the cwd
+    tree = tmp_path / "pkg"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "__init__.py").write_text("")
+    (tree / "sub" / "leaf.py").write_text("LEAF = 'deep'\n")
+    cp = mpremote(board.port, "fs", "cp", "-r", str(tree), ":")
+    assert cp.returncode == 0, cp.stderr
+    run = mpremote(board.port, "exec", "from pkg.sub import leaf; import a; print(leaf.LEAF, a.A)")
+    assert run.stdout.strip() == "deep 1", run.stderr
+    assert (board.flash / "b.txt").read_bytes() == bytes(range(256))
+    assert (board.flash / "pkg" / "sub" / "leaf.py").read_text() == "LEAF = 'deep'\n"
+    ls = mpremote(board.port, "fs", "ls", ":pkg/missing")  # an error inside ilistdir is mapped
+    assert ls.returncode == 1 and "No such file" in ls.stderr
+
+
+def test_deletions_persist_across_reset(board: VirtualBoard, tmp_path: Path) -> None:
+    doomed = tmp_path / "doomed.py"
+    doomed.write_text("X = 1\n")
+    assert mpremote(board.port, "fs", "cp", str(doomed), ":doomed.py").returncode == 0
+    assert (board.flash / "doomed.py").exists()
+    assert mpremote(board.port, "fs", "rm", ":doomed.py").returncode == 0
+    assert not (board.flash / "doomed.py").exists()  # removed from the flash, not only the RAM copy
+    assert mpremote(board.port, "reset").returncode == 0
+    assert board.wait_console("boot 2")
+    ls = mpremote(board.port, "fs", "ls")
+    assert "doomed.py" not in ls.stdout and "main.py" in ls.stdout
+
+
+def test_mount_runs_host_code_and_leaves_the_board_usable(board: VirtualBoard, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "hello.py").write_text("print('hello from the host', 6 * 7)\n")
+    res = mpremote(board.port, "mount", str(local), "exec", "import hello")
+    assert res.returncode == 0 and "hello from the host 42" in res.stdout, res.stderr
+    after = mpremote(board.port, "exec", "print('still responsive')")
+    assert after.returncode == 0 and after.stdout.strip() == "still responsive", after.stderr
