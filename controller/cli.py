@@ -5,7 +5,10 @@ Two modes, chosen per invocation:
   from `--inventory DIR` (MLSysOpsNode/Cluster documents) and/or live node agents (`--agent
   HOST:PORT`); commands show what the controller would decide and write;
 - cluster mode (`--kubeconfig` or KUBECONFIG, and no `-f/--inventory`): the MLSysOps objects
-  on the API server, through controller.kube.store.AppStore.
+  on the API server, through controller.kube.store.AppStore;
+- remote mode (`--api URL` or MLSYSOPS_API_URL): the same commands through the northbound REST
+  API (controller.api.client.RemoteStore), with the token from MLSYSOPS_API_TOKEN or
+  ~/.config/mlsysops/api.yaml.
 
 Errors are translated to CLI messages in one place (`_friendly`): a bad description names the
 field path and what was expected, and nothing is written.
@@ -56,16 +59,26 @@ class Source:
     policies: tuple[str, ...] = ()
     namespace: str = "default"
     kubeconfig: str | None = None
+    api: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether objects are written and read somewhere (an API server or the REST API)."""
+        return bool(self.kubeconfig or self.api)
 
     @property
     def plan_mode(self) -> bool:
+        if self.api and (self.inventory_dir or self.agents):
+            raise click.UsageError("--api reads the system from the REST API: drop --inventory/--agent")
+        if self.api:
+            return False
         if self.files or self.inventory_dir or self.agents:
             return True
         if self.kubeconfig:
             return False
         raise click.UsageError(
             "no system given: use -f FILE and/or --inventory DIR (plan mode), "
-            "or --kubeconfig / KUBECONFIG (cluster mode)"
+            "--kubeconfig / KUBECONFIG (cluster mode) or --api URL (remote mode)"
         )
 
     def report(self) -> PlanReport:
@@ -82,6 +95,10 @@ class Source:
         )
 
     def store(self) -> Any:
+        if self.api:
+            from controller.api.client import RemoteApi, RemoteStore
+
+            return RemoteStore(RemoteApi(self.api))
         return _store(self.kubeconfig, self.namespace)
 
     def inventory(self) -> Inventory:
@@ -157,6 +174,13 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         default=None,
         help="Cluster mode: kubeconfig file (default: $KUBECONFIG).",
     ),
+    "api": click.option(
+        "--api",
+        envvar="MLSYSOPS_API_URL",
+        default=None,
+        metavar="URL",
+        help="Remote mode: the REST API (default: $MLSYSOPS_API_URL; token from $MLSYSOPS_API_TOKEN).",
+    ),
 }
 
 
@@ -196,6 +220,8 @@ def _friendly(fn: F) -> F:
         except Exception as exc:
             if type(exc).__module__ == "controller.kube.errors":
                 raise click.ClickException(f"API server: {exc}") from exc
+            if type(exc).__name__ == "RemoteError":  # controller.api.client, imported only in remote mode
+                raise click.ClickException(str(exc)) from exc
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -273,7 +299,7 @@ def apps_plan(source: Source, objects: bool, output_format: str) -> None:
 @apps.command("explain")
 @click.argument("app")
 @click.option("--component", "components", multiple=True, metavar="NAME", help="Only these components.")
-@source_options(*PLAN_INPUTS, "kubeconfig")
+@source_options(*PLAN_INPUTS, "kubeconfig", "api")
 @output_option
 @_friendly
 def apps_explain(app: str, components: tuple[str, ...], source: Source, output_format: str) -> None:
@@ -293,7 +319,7 @@ def apps_explain(app: str, components: tuple[str, ...], source: Source, output_f
 
 
 @apps.command("deploy")
-@source_options("files", "inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig")
+@source_options("files", "inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig", "api")
 @output_option
 @_friendly
 def apps_deploy(source: Source, output_format: str) -> None:
@@ -304,7 +330,7 @@ def apps_deploy(source: Source, output_format: str) -> None:
     if not apps_:
         raise click.UsageError("no MLSysOpsApp in the given files")
     _check_namespaces(per_file, source.namespace)
-    if source.kubeconfig and not source.inventory_dir and not source.agents:
+    if source.remote and not source.inventory_dir and not source.agents:
         store = source.store()
         stored = [store.apply_app(dict(a.raw)) for a in apps_]
         emit(
@@ -334,7 +360,7 @@ def _check_namespaces(per_file: list[tuple[str, list[Any]]], namespace: str) -> 
 
 
 @apps.command("list")
-@source_options("files", "inventory_dir", "namespace", "kubeconfig")
+@source_options("files", "inventory_dir", "namespace", "kubeconfig", "api")
 @output_option
 @_friendly
 def apps_list(source: Source, output_format: str) -> None:
@@ -348,7 +374,7 @@ def apps_list(source: Source, output_format: str) -> None:
 
 @apps.command("status")
 @click.argument("app")
-@source_options("files", "inventory_dir", "namespace", "kubeconfig")
+@source_options("files", "inventory_dir", "namespace", "kubeconfig", "api")
 @output_option
 @_friendly
 def apps_status(app: str, source: Source, output_format: str) -> None:
@@ -362,14 +388,14 @@ def apps_status(app: str, source: Source, output_format: str) -> None:
 
 @apps.command("delete")
 @click.argument("app")
-@source_options("namespace", "kubeconfig")
+@source_options("namespace", "kubeconfig", "api")
 @_friendly
 def apps_delete(app: str, source: Source) -> None:
     """Delete an app from the cluster (everything created for it goes with it)."""
-    if not source.kubeconfig:
+    if not source.remote:
         raise click.ClickException(
-            "delete needs a cluster (--kubeconfig or KUBECONFIG); plan mode writes "
-            "nothing, so there is nothing to delete"
+            "delete needs a cluster (--kubeconfig or KUBECONFIG) or the REST API (--api URL); "
+            "plan mode writes nothing, so there is nothing to delete"
         )
     source.store().delete_app(app)
     click.echo(f"mlsysopsapp/{app} deleted")
@@ -384,7 +410,7 @@ def nodes() -> None:
 
 
 @nodes.command("list")
-@source_options("inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig")
+@source_options("inventory_dir", *AGENT_INPUTS, "namespace", "kubeconfig", "api")
 @output_option
 @_friendly
 def nodes_list(source: Source, output_format: str) -> None:
@@ -398,7 +424,7 @@ def clusters() -> None:
 
 
 @clusters.command("list")
-@source_options("inventory_dir", "namespace", "kubeconfig")
+@source_options("inventory_dir", "namespace", "kubeconfig", "api")
 @output_option
 @_friendly
 def clusters_list(source: Source, output_format: str) -> None:

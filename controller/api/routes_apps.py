@@ -22,8 +22,12 @@ Description = Annotated[
 
 
 @router.get("", dependencies=VIEWER, summary="List apps with their phase")
-def list_apps(request: Request) -> list[dict[str, Any]]:
-    return [views.app_summary(o) for o in apps.listed(context(request))]
+def list_apps(
+    request: Request,
+    full: Annotated[bool, Query(description="Whole objects (description, status), not summaries")] = False,
+) -> list[dict[str, Any]]:
+    found = apps.listed(context(request))
+    return [views.clean(o) for o in found] if full else [views.app_summary(o) for o in found]
 
 
 @router.post("", dependencies=OPERATOR, status_code=201, summary="Submit a new app")
