@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodeagent.errors import HostError, InvalidSpec, NodeAgentError, Unsupported
 from nodeagent.host import runtimefiles
-from nodeagent.host.ocitar import read_tarball
 from nodeagent.mechanisms.runtime_handlers import HandlerConfig
 from nodeagent.mechanisms.runtime_switch import SwitchResult, switch
 from nodeagent.mechanisms.workload_spec import WorkloadSpec, oci_spec, readiness_process, validate
@@ -197,6 +196,8 @@ class WorkloadService:
             if self._retry(lambda: self.client.container(spec.name)) is not None:
                 raise InvalidSpec("name", f"a workload named {spec.name!r} exists (stop it first)")
             if image_tarball is not None:
+                from nodeagent.host.ocitar import read_tarball  # tarfile & co. only for image imports
+
                 image = read_tarball(image_tarball)  # InvalidSpec(image_tarball, ...) before any write
                 self._retry(self.client.ensure_namespace)
                 self._retry(lambda: self.client.import_image(image, spec.image))
