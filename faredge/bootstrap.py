@@ -148,7 +148,7 @@ def build(
             debounce_s=config.nodeagent_debounce_s,
         )
         router.set_inventory(bridge.inventory)
-    bridge.control = ControlServer(config.control_socket, router)
+    bridge.control = ControlServer(config.control_socket, router, leases=bridge.serial)
     mqtt, serial = bridge.mqtt, bridge.serial
     metrics.watch_links(
         lambda: None if mqtt is None else mqtt.connected.is_set(),

@@ -19,8 +19,8 @@ import click
 
 from faredge.broker import BrokerLayout, BrokerSettings
 from faredge.control import ControlClient
-from faredge.deploy.cli import flash_command
 from faredge.errors import FarEdgeError, Invalid
+from faredge.flashing import commands as deploy_commands
 from faredge.protocol.messages import check_device_id
 from faredge.protocol.settings import KNOBS, parse_assignments
 from faredge.provision import BOARDS, init_broker, provision_device
@@ -259,4 +259,5 @@ def monitor(ctx: click.Context, count: int | None, output_format: str) -> None:
             return
 
 
-devices.add_command(flash_command(_mapped_errors))
+for _command in deploy_commands(_mapped_errors):
+    devices.add_command(_command)

@@ -1,9 +1,11 @@
 """The bridge's local control socket, used by `mlsysops devices list|show|set|monitor`.
 
 A unix stream socket (mode 0660: access is file permissions, no network exposure). Protocol:
-one JSON request per line, `{"op": "list"|"show"|"set"|"unset"|"monitor", ...}`; the answer is one JSON
-line `{"ok": true, ...}` or `{"ok": false, "error": {"kind", "field", "message"}}`; `monitor`
-answers with one event per line until the client hangs up. Errors are turned into that shape in
+one JSON request per line, `{"op": "list"|"show"|"set"|"unset"|"monitor"|"channel", ...}`; the
+answer is one JSON line `{"ok": true, ...}` or `{"ok": false, "error": {"kind", "field", "message"}}`;
+`monitor` answers with one event per line until the client hangs up; `channel` (a serial device's
+port, handed over: `mlsysops devices deploy|console`) is followed by raw bytes both ways until the
+client hangs up, when the bridge resumes the device's link. Errors are turned into that shape in
 exactly one place (`error_reply`) and back into typed errors in one place (`ControlClient`).
 """
 
@@ -17,14 +19,27 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from faredge.bridge.router import Router
 from faredge.errors import FarEdgeError, Invalid, NotFound, Unavailable
 
 MAX_REQUEST = 65536
+RELAY_POLL_S = 0.05
 log = logging.getLogger(__name__)
+
+
+class BytePort(Protocol):
+    def read(self) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+
+
+class PortLeases(Protocol):
+    """Who owns serial ports and can hand one over (faredge.bridge.serialports.SerialManager)."""
+
+    def lease(self, device_id: str) -> AbstractContextManager[BytePort]: ...
 
 
 def error_reply(exc: Exception) -> dict[str, Any]:
@@ -47,6 +62,9 @@ class _Handler(socketserver.StreamRequestHandler):
             op = request.get("op")
             if op == "monitor":
                 self._monitor()
+                return
+            if op == "channel":
+                self._channel(request)
                 return
             reply = self._answer(op, request)
         except ValueError as exc:
@@ -94,16 +112,61 @@ class _Handler(socketserver.StreamRequestHandler):
         finally:
             sub.close()
 
+    def _channel(self, request: dict[str, Any]) -> None:
+        device_id = request.get("id")
+        if not isinstance(device_id, str):
+            raise Invalid("id", "required")
+        if self.server.leases is None:
+            raise Invalid("op", "this bridge owns no serial ports")
+        with self.server.leases.lease(device_id) as port:
+            self._send({"ok": True})
+            _relay(self.connection, port, self.server.stopping)
+
     def _send(self, obj: dict[str, Any]) -> None:
         self.wfile.write(json.dumps(obj, default=str).encode() + b"\n")
         self.wfile.flush()
 
 
+def _relay(sock: socket.socket, port: BytePort, stopping: threading.Event) -> None:
+    """Bytes both ways between a client socket and a port until either side ends."""
+    done = threading.Event()
+
+    def port_to_client() -> None:
+        try:
+            while not done.is_set():
+                data = port.read()
+                if data:
+                    sock.sendall(data)
+        except (OSError, Unavailable):
+            pass
+        finally:
+            done.set()
+
+    reader = threading.Thread(target=port_to_client, name="faredge-channel", daemon=True)
+    reader.start()
+    sock.settimeout(RELAY_POLL_S)
+    try:
+        while not done.is_set() and not stopping.is_set():
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if not data:
+                break  # the client hung up
+            port.write(data)
+    except (OSError, Unavailable):
+        pass
+    finally:
+        done.set()
+        reader.join(timeout=2)
+
+
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, router: Router) -> None:
+    def __init__(self, path: str, router: Router, leases: PortLeases | None = None) -> None:
         self.router = router
+        self.leases = leases
         self.stopping = threading.Event()
         super().__init__(path, _Handler)
 
@@ -111,16 +174,17 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 class ControlServer:
     """Constructed by the composition root; the socket is bound by `start()`, removed by `stop()`."""
 
-    def __init__(self, path: Path, router: Router) -> None:
+    def __init__(self, path: Path, router: Router, leases: PortLeases | None = None) -> None:
         self.path = path
         self._router = router
+        self._leases = leases
         self._server: _Server | None = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a previous run
-        self._server = _Server(str(self.path), self._router)
+        self._server = _Server(str(self.path), self._router, self._leases)
         os.chmod(self.path, 0o660)
         threading.Thread(target=self._server.serve_forever, name="faredge-control", daemon=True).start()
 
@@ -176,6 +240,29 @@ class ControlClient:
         with self._connect(request) as stream:
             return self._reply(stream.readline())
 
+    @contextlib.contextmanager
+    def channel(self, device_id: str) -> Iterator[SocketChannel]:
+        """A serial device's port, handed over by the bridge until the context ends."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise Unavailable(
+                f"the bridge is not running (control socket {self.path}: {exc.strerror})"
+            ) from None
+        with sock:
+            sock.sendall(json.dumps({"op": "channel", "id": device_id}).encode() + b"\n")
+            line = bytearray()
+            while not line.endswith(b"\n"):  # byte by byte: the port's bytes follow at once
+                b = sock.recv(1)
+                if not b:
+                    break
+                line += b
+            self._reply(bytes(line))
+            yield SocketChannel(sock)
+
     def monitor(self) -> Iterator[dict[str, Any]]:
         with self._connect({"op": "monitor"}, streaming=True) as stream:
             self._reply(stream.readline())
@@ -184,3 +271,29 @@ class ControlClient:
                 if not line:
                     return
                 yield json.loads(line)
+
+
+class SocketChannel:
+    """The client end of a handed-over port: read() waits briefly and returns b"" when nothing
+    came (the deploy's ByteChannel), Unavailable once the bridge closed it."""
+
+    def __init__(self, sock: socket.socket, poll_s: float = 0.02) -> None:
+        self._sock = sock
+        sock.settimeout(poll_s)
+
+    def read(self) -> bytes:
+        try:
+            data = self._sock.recv(65536)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            raise Unavailable(f"channel: {exc}") from None
+        if not data:
+            raise Unavailable("the bridge closed the channel")
+        return data
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise Unavailable(f"channel: {exc}") from None

@@ -8,16 +8,17 @@ then sends its birth again). A device that stays silent for 3 x its sampling int
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from faredge.bridge.router import Router
 from faredge.bridge.worker import Worker
 from faredge.channels.serial import PortSpec
-from faredge.errors import Dropped, Unavailable
+from faredge.errors import Dropped, NotFound, Unavailable
 from faredge.live import liveness_timeout
 from faredge.protocol.frames import FrameType
 from faredge.protocol.inbound import Inbound
@@ -44,6 +45,8 @@ class _Session:
         self._silent = False
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
+        self._paused = threading.Event()  # the port is handed over (a deploy, a console)
+        self._idle = threading.Event()  # the session thread noticed and reads no more
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"faredge-serial-{self.port.path}", daemon=True)
@@ -54,6 +57,8 @@ class _Session:
             self.thread.join(timeout)
 
     def send(self, ftype: FrameType, payload: bytes) -> None:
+        if self._paused.is_set():
+            return  # not into someone's REPL session: the device asks for its twin at its birth
         with self._lock:  # writes too: two threads' frames must not interleave on the wire
             self.link.send(ftype, payload)
             self.port.write(self.link.take_output())
@@ -71,6 +76,10 @@ class _Session:
         try:
             self._sync()
             while not self.stop.is_set():
+                if self._paused.is_set():
+                    self._idle.set()
+                    self.stop.wait(0.02)
+                    continue
                 self._step()
         except Unavailable as exc:
             log.warning("serial port %s gone: %s", self.port.path, exc)
@@ -79,6 +88,29 @@ class _Session:
             if self.link.identity:
                 self._m.router.mark_offline(self.link.identity, "port vanished")
             self._m.session_ended(self)
+
+    @contextlib.contextmanager
+    def handed_over(self) -> Iterator[Port]:
+        """The open port, for someone else's protocol (the raw REPL of a deploy, a console):
+        the link pauses (no reads, no liveness verdicts, so the device does not go offline
+        while it is flashed), then resumes with a fresh link and a SYNC, so the device's next
+        birth (the new firmware's) is taken as it comes."""
+        if self._paused.is_set():
+            raise Unavailable(f"{self.port.path} is already handed over")
+        self._idle.clear()
+        self._paused.set()
+        if not self._idle.wait(5.0):
+            self._paused.clear()
+            raise Unavailable(f"{self.port.path}: the serial session did not pause")
+        try:
+            yield self.port
+        finally:
+            with self._lock:
+                self.link = SerialLink(self._m.clock, identity=self.link.identity, retry_s=self._m.retry_s)
+                self._silent = False
+            self._paused.clear()
+            with contextlib.suppress(Unavailable):
+                self._sync()
 
     def _step(self) -> None:
         data = self.port.read()
@@ -216,6 +248,16 @@ class SerialManager:
         while not self._stop.is_set():
             self.scan()
             self._stop.wait(self._scan_interval)
+
+    @contextlib.contextmanager
+    def lease(self, device_id: str) -> Iterator[Port]:
+        """The port of a serial device, handed over for as long as the caller holds it."""
+        with self._lock:
+            session = next((s for s in self._sessions.values() if s.link.identity == device_id), None)
+        if session is None:
+            raise NotFound(f"{device_id}: no serial session (the bridge does not own its port now)")
+        with session.handed_over() as port:
+            yield port
 
     # Downlink -------------------------------------------------------------------
     def send_desired(self, device: Device, payload: bytes) -> None:
