@@ -85,7 +85,8 @@ class ConstraintAwarePlacer:
         position = inventory.index.position
         for unit, (excluded, why) in to_place:
             avoid = frozenset(position[n] for n in excluded | telemetry.unavailable_nodes if n in position)
-            unit = replace(unit, avoid=avoid)
+            if avoid:
+                unit = replace(unit, avoid=avoid)
             for d in self._place(app, inventory, ledger, unit, previous, why):
                 decided[d.component] = d
         return Plan(app.name, app.namespace, self.name, tuple(decided[n] for n in order), order)
@@ -158,7 +159,7 @@ class ConstraintAwarePlacer:
         out = []
         for host in sorted(hosts):
             i = index.position[host]
-            if not index.holds(pool.members, i):
+            if not pool.has(index, i):
                 out.append(f"{host} fails {'; '.join(unmet(index, wanted, i))}")
         return ", ".join(out)
 

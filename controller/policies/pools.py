@@ -15,6 +15,7 @@ percentageOfNodesToScore, with an exact best.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +62,17 @@ class Pool:
     members: NodeSet
     rejections: tuple[Rejection, ...]
     size: int
+
+    @functools.cached_property
+    def _bytes(self) -> bytes:
+        return self.members.to_bytes((self.members.bit_length() + 7) // 8, "little")
+
+    def has(self, index: NodeIndex, position: int) -> bool:
+        """Whether the node at `position` is in the pool: one byte read (testing a bit of the
+        int itself would shift 12.5 KB at 100,000 nodes; reservations ask this a lot)."""
+        rank = index.free_rank[position]
+        members = self._bytes
+        return (rank >> 3) < len(members) and bool((members[rank >> 3] >> (rank & 7)) & 1)
 
 
 def pool_for(inventory: Inventory, want: Constraints) -> Pool:
@@ -231,7 +243,7 @@ class Ledger:
         if self._touched:
             entry = (-self.score(i), i)
             for pool, heap in self._touched.values():
-                if index.holds(pool.members, i):
+                if pool.has(index, i):
                     heapq.heappush(heap, entry)
 
     def reserve_node(self, name: str, need: Resources) -> None:

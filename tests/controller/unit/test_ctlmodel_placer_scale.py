@@ -13,7 +13,7 @@ from controller.model import App, parse_document
 from controller.nodeindex import NodeIndex, ranks
 from controller.policies import Telemetry
 from controller.policies.placer import ConstraintAwarePlacer
-from controller.policies.pools import Ledger
+from controller.policies.pools import Constraints, Ledger, pool_for
 
 LAYERS = ("cloud", "edge", "far_edge")
 LABELS = ("camera", "ssd", "eu", "5g")
@@ -60,6 +60,10 @@ def test_node_sets_are_the_nodes_with_each_attribute_walked_best_first() -> None
     assert sorted(index.ranked[r] for r in ranks(sparse)) == [4, 7000, 8999]  # empty spans skipped
     assert index.holds(sparse, 7000) and not index.holds(sparse, 7001)
     assert list(ranks(0)) == [] and NodeIndex(()).all == 0
+    pool = pool_for(inv, Constraints(layers=frozenset({"edge"}), labels=frozenset({"camera"})))
+    assert [i for i in range(len(inv.nodes)) if pool.has(index, i)] == [
+        i for i, n in enumerate(inv.nodes) if n.continuum_layer == "edge" and "camera" in n.labels
+    ]
 
 
 def test_each_component_gets_the_best_node_meeting_every_constraint_and_says_how_many_were_scored() -> None:
