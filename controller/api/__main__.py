@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", action="append", dest="policies")
     p.add_argument("--agent", action="append", dest="agents", type=parse_agent, help="TARGET[=LAYER]")
     p.add_argument("--policy-state", type=Path, help="where policy and mode changes are kept")
+    p.add_argument("--prometheus", dest="prometheus_url", metavar="URL", help="Prometheus for /performance")
     p.add_argument("--bridge-socket", type=Path, help="the far-edge bridge's control socket")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     return p

@@ -63,9 +63,12 @@ class ServeConfig:
     kubeconfig: str | None = None
     store_path: Path = STATE_DIR / "controller.db"
     run_controller: bool = False
-    mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS
+    # Empty: the mode's defaults (kubernetes + nodeagent with a kubeconfig; local, nodeagent,
+    # faredge and the local node agent in embedded mode, see controller.reconcile.embedded).
+    mechanisms: tuple[str, ...] = ()
     policies: tuple[str, ...] = DEFAULT_CHAIN
     agents: tuple[AgentTarget, ...] = ()
+    prometheus_url: str | None = None  # where the performance routes read metrics
     bridge_socket: Path | None = None
     policy_state: Path = STATE_DIR / "api" / "policies.json"
     log_level: str = "info"
@@ -128,18 +131,26 @@ class ControllerRunner:
     def start(self, chain: tuple[str, ...]) -> None:
         with self._lock:
             self._stop_locked()
-            config = Config(
-                namespace=self.cfg.namespace,
-                mechanisms=self.cfg.mechanisms,
-                policies=chain,
-                agents=self.cfg.agents,
-                **self.cfg.controller_options,
-            )
-            controller = build(config, self.store)
+            controller = self._build(chain)
             stop = threading.Event()
             controller.start(stop)
             self._running = (controller, stop)
             log.info("controller running with policies %s", ", ".join(chain))
+
+    def _build(self, chain: tuple[str, ...]) -> Controller:
+        cfg = self.cfg
+        values: dict[str, Any] = {"namespace": cfg.namespace, "policies": chain, **cfg.controller_options}
+        if cfg.mechanisms:
+            values["mechanisms"] = cfg.mechanisms
+        if cfg.agents:
+            values["agents"] = cfg.agents
+        from controller.kube.api import KubeApi
+
+        if isinstance(self.store, KubeApi):  # a Kubernetes/Karmada API server
+            return build(Config(**{"mechanisms": DEFAULT_MECHANISMS, **values}), self.store)
+        embedded = importlib.import_module("controller.reconcile.embedded")
+        controller: Controller = embedded.build_embedded(embedded.embedded_config(**values), self.store)
+        return controller
 
     def stop(self) -> None:
         with self._lock:
@@ -196,10 +207,20 @@ def uvicorn_config(cfg: ServeConfig, app: FastAPI) -> uvicorn.Config:
     )
 
 
+def performance_source(cfg: ServeConfig, store: ObjectApi) -> PerformanceSource | None:
+    if cfg.prometheus_url is None:
+        return None
+    from controller.telemetry.performance import PrometheusPerformance
+    from controller.telemetry.prometheus import PrometheusHttp
+
+    return PrometheusPerformance(PrometheusHttp(cfg.prometheus_url), store)
+
+
 def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> None:
     """Check, wire, run until SIGINT/SIGTERM (uvicorn handles them), stop the controller."""
     check_listener(cfg)
     store = open_store(cfg)
+    performance = performance or performance_source(cfg, store)
     app, runner, policies = wire(cfg, store, performance)
     if runner is not None:
         runner.start(policies.chain())

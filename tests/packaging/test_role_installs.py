@@ -24,7 +24,7 @@ GROUPS = {
     "core": ["node"],
     "node": ["node"],
     "bridge": ["devices", "node"],
-    "controller": ["apps", "clusters", "node", "nodes"],
+    "controller": ["api", "apps", "clusters", "node", "nodes"],
 }
 
 
@@ -55,6 +55,7 @@ def test_the_wheel_carries_stubs_crds_firmware_and_units_and_nothing_of_the_test
         "faredge/firmware/hal/esp32.py",
         "faredge/virtual/board_host.mjs",
         "mlsysops/units/mlsysops-nodeagent.service",
+        "mlsysops/units/mlsysops-api.service",
     ):
         assert needed in names, f"{needed} missing from {wheel.name}"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "demo/"))]
