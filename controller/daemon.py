@@ -1,25 +1,40 @@
-"""`python -m controller`: the controller daemon against a Kubernetes (or Karmada) API server.
+"""`python -m controller`: the controller daemon, embedded on one machine or against Kubernetes.
 
+    python -m controller --agent unix:/run/mlsysops/nodeagent.sock      # embedded (no kubeconfig)
     python -m controller --kubeconfig ~/.kube/config --namespace apps \\
         --mechanism kubernetes --mechanism nodeagent --agent unix:/run/mlsysops/nodeagent.sock=edge
 
-Flags → Config → bootstrap.build → run until SIGINT/SIGTERM.
+Without a kubeconfig (no --kubeconfig, no $KUBECONFIG, not in a pod) the controller keeps its
+objects in the embedded SQLite store (--store; controller.reconcile.embedded) and realises apps
+with the local, nodeagent and faredge mechanisms on the local node agent (or the --agent ones);
+with one, it drives the API server exactly as before. Flags → Config → build → run until
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from controller import store
 from controller.kube.client import load_api_client
 from controller.kube.errors import KubeError
 from controller.mechanisms import MechanismRegistry
 from controller.policies import DEFAULT_CHAIN
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
+from controller.reconcile.embedded import (
+    EMBEDDED_MECHANISMS,
+    build_embedded,
+    check_embedded,
+    default_store_path,
+    embedded_config,
+)
+from controller.reconcile.loop import Controller
 from controller.reconcile.nodesync import AgentTarget
 
 
@@ -38,14 +53,17 @@ def parse_agent(text: str) -> AgentTarget:
 def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentParser:
     """The daemon's flags; `mechanisms` are the names --mechanism accepts (the registry's)."""
     p = argparse.ArgumentParser(prog="python -m controller", description=__doc__.split("\n\n")[0])
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in a pod its service account, else "
+                   "$KUBECONFIG; without either the controller runs embedded)")
+    p.add_argument("--store", help=f"embedded mode: the SQLite store (default: {default_store_path()})")
     p.add_argument("--namespace", default="default", help="namespace of the MLSysOps objects")
     p.add_argument(
         "--mechanism",
         action="append",
         choices=mechanisms,
         dest="mechanisms",
-        help=f"realization mechanism (repeatable; default: {' '.join(DEFAULT_MECHANISMS)})",
+        help=f"realization mechanism (repeatable; default: {' '.join(DEFAULT_MECHANISMS)} with a "
+        f"kubeconfig, {' '.join(EMBEDDED_MECHANISMS)} embedded)",
     )
     p.add_argument(
         "--policy",
@@ -58,7 +76,7 @@ def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentP
         action="append",
         type=parse_agent,
         default=[],
-        help="node agent to inventory, TARGET[=LAYER] (repeatable)",
+        help="node agent to inventory, TARGET[=LAYER] (repeatable; embedded default: the local agent)",
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs")
@@ -67,27 +85,50 @@ def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentP
     return p
 
 
+def kubernetes_mode(kubeconfig: str | None, env: Mapping[str, str] | None = None) -> bool:
+    """A kubeconfig was given (flag or $KUBECONFIG) or we run in a pod: drive that API server."""
+    env = os.environ if env is None else env
+    return bool(kubeconfig or env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST"))
+
+
+def controller_for(args: argparse.Namespace,
+                   registry: MechanismRegistry) -> tuple[Controller, store.SqliteStore | None]:
+    """The controller the flags ask for, and the embedded store it opened (None with Kubernetes)."""
+    common = {"namespace": args.namespace, "policies": tuple(args.policies or DEFAULT_CHAIN),
+              "workers": args.workers, "resync_period": args.resync,
+              "inventory_period": args.inventory_interval}
+    if kubernetes_mode(args.kubeconfig):
+        if args.store:
+            raise ValueError("--store: the embedded store is used without a kubeconfig only")
+        config = Config(mechanisms=tuple(args.mechanisms or DEFAULT_MECHANISMS), agents=tuple(args.agent),
+                        **common)
+        return build(config, load_api_client(args.kubeconfig), mechanisms=registry), None
+    config = embedded_config(**common, **({"mechanisms": tuple(args.mechanisms)} if args.mechanisms else {}),
+                             **({"agents": tuple(args.agent)} if args.agent else {}))
+    check_embedded(config)  # before the store file is created
+    api = store.open(args.store or default_store_path())
+    try:
+        return build_embedded(config, api, mechanisms=registry), api
+    except BaseException:
+        api.close()
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     registry = MechanismRegistry.from_entry_points()
     args = parser(registry.names()).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config(
-        namespace=args.namespace,
-        mechanisms=tuple(args.mechanisms or DEFAULT_MECHANISMS),
-        policies=tuple(args.policies or DEFAULT_CHAIN),
-        agents=tuple(args.agent),
-        workers=args.workers,
-        resync_period=args.resync,
-        inventory_period=args.inventory_interval,
-    )
     try:
-        controller = build(config, load_api_client(args.kubeconfig), mechanisms=registry)
+        controller, embedded = controller_for(args, registry)
     except (KubeError, ValueError, KeyError) as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    controller.run(stop)
+    try:
+        controller.run(stop)
+    finally:
+        if embedded is not None:
+            embedded.close()
     return 0
-

@@ -71,6 +71,11 @@ def no_agent(_node: str) -> str | None:
     return None
 
 
+def no_agents() -> list[str]:
+    """Every known agent target when nothing is known about agents (plan mode)."""
+    return []
+
+
 @dataclass(frozen=True)
 class MechanismContext:
     """The adapters a mechanism may be built with. The empty context (plan mode) has none:
@@ -79,6 +84,7 @@ class MechanismContext:
     api: ObjectWriter | None = None
     agents: AgentGateway | None = None
     agent_target: Callable[[str], str | None] = no_agent  # node name → its agent's gRPC target
+    agent_targets: Callable[[], list[str]] = no_agents  # every node agent in the inventory
     availability_timeout: float = 30.0  # how long a realize waits for what must come up first
     namespace: str = "default"  # where the MLSysOps objects (apps, nodes) live
 

@@ -11,8 +11,13 @@ is declarative and writes only what differs:
 - one whose image, command or env changed is stopped and run again;
 - workloads of the app that are no longer wanted are stopped.
 
+Ready means running: the agent's RunWorkload answers once it has verified the task runs, and a
+workload it reports in any other state (created, stopped) makes realize raise NotReady (a
+temporary error: the app stays Progressing and the loop tries again), never a silent success.
+
 Workloads are named `<app>.<component>.<replica>`, so `remove` finds an app's workloads on
-every node it touched. Rendering is pure; the node-API calls go through a `WorkloadAgents`
+every node it touched and on every agent the inventory knows (after a controller restart,
+what this process touched is empty). Rendering is pure; the node-API calls go through a `WorkloadAgents`
 gateway (`GrpcWorkloadAgents` on the shared client), so realising is tested with a fake.
 
 Limits: the agent does not read an image's entrypoint, so a container without `command` is
@@ -21,21 +26,28 @@ reported pending; ports, resources and volumes are not carried over yet.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from controller.kube.api import Obj
-from controller.mechanisms.base import MechanismContext, RealizeResult
+from controller.kube.errors import NotReady
+from controller.mechanisms.base import MechanismContext, RealizeResult, no_agents
 from controller.mechanisms.nodeagent import AgentError, GrpcAgents
 from controller.model import App
 from controller.policies.base import Plan
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 
 DEFAULT_HANDLER = "runc"
+#: Set in every workload's env to `<namespace>/<app>`: who owns it, durable on the agent, so a
+#: restarted controller stops the workloads of apps deleted while it was down (`seed`).
+OWNER_ENV = "MLSYSOPS_APP"
 NO_RUNTIME_CLASS = (None, "", "default")
 KIND = "NodeWorkload"
+
+log = logging.getLogger(__name__)
 
 
 class WorkloadAgents(Protocol):
@@ -97,6 +109,7 @@ def render_workloads(app: App, plan: Plan, target: Callable[[str], str | None]) 
                 suffix = replica if len(containers) == 1 else f"{replica}-{index}"
                 name = workload_name(app.name, component.name, suffix)
                 env = [f"{e.get('name')}={e.get('value', '')}" for e in container.env if e.get("name")]
+                env.append(f"{OWNER_ENV}={app.namespace}/{app.name}")
                 objects.append(
                     {
                         "apiVersion": "nodeconfig.mlsysops.eu/v1",
@@ -114,6 +127,12 @@ def render_workloads(app: App, plan: Plan, target: Callable[[str], str | None]) 
                     }
                 )
     return objects
+
+
+def owner_of(spec: pb.WorkloadSpec) -> str | None:
+    """`<namespace>/<app>` of a workload this mechanism ran; None for anyone else's."""
+    owners = [e.split("=", 1)[1] for e in spec.env if e.startswith(f"{OWNER_ENV}=")]
+    return owners[-1] if owners else None
 
 
 def spec_of(obj: Mapping[str, Any]) -> pb.WorkloadSpec:
@@ -139,17 +158,22 @@ class LocalMechanism:
     name = "local"
 
     def __init__(
-        self, agents: WorkloadAgents | None = None, targets: Callable[[str], str | None] = lambda _node: None
+        self,
+        agents: WorkloadAgents | None = None,
+        targets: Callable[[str], str | None] = lambda _node: None,
+        all_targets: Callable[[], list[str]] = no_agents,
     ) -> None:
         self.agents = agents
         self.targets = targets
+        self.all_targets = all_targets  # where `remove` looks too: what realize touched is not durable
         self._touched: dict[tuple[str, str], set[str]] = {}  # (namespace, app) -> agent targets
         self._lock = threading.Lock()
 
     @classmethod
     def from_context(cls, context: MechanismContext) -> LocalMechanism:
         """Plan mode (no agents in the context) only renders; the daemon talks to the agents."""
-        return cls(GrpcWorkloadAgents() if context.agents is not None else None, context.agent_target)
+        return cls(GrpcWorkloadAgents() if context.agents is not None else None, context.agent_target,
+                   context.agent_targets)
 
     def close(self) -> None:
         close = getattr(self.agents, "close", None)
@@ -164,6 +188,7 @@ class LocalMechanism:
         written: list[str] = []
         unchanged: list[str] = []
         pending: list[str] = []
+        starting: list[str] = []  # run, but the agent does not report them running
         by_target: dict[str, list[Obj]] = {}
         for obj in self.render(app, plan):
             if not obj["target"]:
@@ -186,14 +211,40 @@ class LocalMechanism:
                     written,
                     unchanged,
                     pending,
+                    starting,
                 )
+        if starting:
+            raise NotReady("not running yet: " + "; ".join(starting))
         return RealizeResult(self.name, tuple(written), tuple(unchanged), tuple(pending))
+
+    def seed(self, live_apps: Sequence[str]) -> None:
+        """After a (re)start, before the first reconcile: on every agent the inventory knows,
+        remember where each live app (`namespace/name`) has workloads, and stop the workloads
+        of apps deleted while the controller was down. An unreachable agent is skipped (its
+        workloads are found by the app's next realize or remove)."""
+        agents = self._require_agents()
+        live = set(live_apps)
+        with self._lock:
+            for target in self.all_targets():
+                try:
+                    found = [(w.spec.name, owner_of(w.spec)) for w in agents.workloads(target)]
+                    for name, owner in found:
+                        if owner is None:
+                            continue
+                        if owner in live:
+                            namespace, _, app = owner.partition("/")
+                            self._touched.setdefault((namespace, app), set()).add(target)
+                        else:
+                            agents.stop(target, name)
+                except AgentError as exc:
+                    log.warning("seeding the local mechanism from %s: %s", target, exc)
 
     def remove(self, app_name: str, namespace: str) -> None:
         agents = self._require_agents()
         with self._lock:
-            for target in sorted(self._touched.pop((namespace, app_name), set())):
-                self._converge(agents, target, app_prefix(app_name), [], [], [], [])
+            touched = self._touched.pop((namespace, app_name), set()) | set(self.all_targets())
+            for target in sorted(touched):
+                self._converge(agents, target, app_prefix(app_name), [], [], [], [], [])
 
     def _converge(
         self,
@@ -204,6 +255,7 @@ class LocalMechanism:
         written: list[str],
         unchanged: list[str],
         pending: list[str],
+        starting: list[str],
     ) -> None:
         running = {w.spec.name: w for w in agents.workloads(target) if w.spec.name.startswith(prefix)}
         for obj in wanted:
@@ -214,7 +266,7 @@ class LocalMechanism:
                 agents.stop(target, spec.name)
                 now = None
             if now is None:
-                agents.run(target, spec)
+                self._run(agents, target, spec, starting)
                 written.append(key)
             elif now.spec.handler != spec.handler:
                 try:
@@ -230,13 +282,19 @@ class LocalMechanism:
                     pending.append(f"{spec.name}: switch to {spec.handler} {result.outcome}: {result.error}")
             elif now.status != "running":
                 agents.stop(target, spec.name)
-                agents.run(target, spec)
+                self._run(agents, target, spec, starting)
                 written.append(key)
             else:
                 unchanged.append(key)
         for name in sorted(running):  # the app's workloads no longer wanted on this node
             agents.stop(target, name)
             written.append(f"{KIND}/{target}/{name} (stopped)")
+
+    @staticmethod
+    def _run(agents: WorkloadAgents, target: str, spec: pb.WorkloadSpec, starting: list[str]) -> None:
+        started = agents.run(target, spec)
+        if started.status != "running":
+            starting.append(f"{spec.name} on {target} is {started.status or 'unknown'}")
 
     def _require_agents(self) -> WorkloadAgents:
         if self.agents is None:

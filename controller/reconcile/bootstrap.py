@@ -85,8 +85,8 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
     informers = Informers(api, config.namespace, config.backoff, config.watch_timeout)
     inventory = InventoryCache(informers.world, config.namespace)
-    context = MechanismContext(api, agents, inventory.agent_target, config.availability_timeout,
-                               config.namespace)
+    context = MechanismContext(api, agents, inventory.agent_target, inventory.agent_targets,
+                               config.availability_timeout, config.namespace)
     qos: QosSource = AnnotationQos(config.qos_annotation) if config.qos_annotation else NoQos()
     reconciler = Reconciler(api, config.namespace, mechanisms.build(config.mechanisms, context),
                             policy_planner(registry.chain(config.policies)), inventory, qos=qos)

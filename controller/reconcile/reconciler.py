@@ -111,6 +111,10 @@ class InventoryCache:
         info = self.get()[0].node(node)
         return info.agent_target if info is not None else None
 
+    def agent_targets(self) -> list[str]:
+        """Every node agent the inventory knows (where an app's workloads may be, after a restart)."""
+        return sorted({n.agent_target for n in self.get()[0].nodes if n.agent_target})
+
     def _build(self) -> tuple[Inventory, Telemetry]:
         nodes, clusters = self.sources()
         descriptions = []
@@ -232,13 +236,14 @@ class Reconciler:
         return self._finish(obj, planned, outcome, conds)
 
     def _progressing(self, obj: Obj, planned: PolicyOutcome, planned_cond: Condition) -> Obj:
-        """Before realizing a placement that differs from the one in the status, say so: the
-        status is Progressing (not Ready) until the new workloads are available, instead of
-        showing the old Ready=True meanwhile. Returns the object as written (or as read, when
-        the write failed: the final status write re-reads on conflict)."""
+        """Before realizing a placement that differs from the one in the status (or the first
+        one), say so: the status is Progressing (not Ready) until the workloads are available,
+        instead of showing the old Ready=True meanwhile, or nothing while a new app's workloads
+        start. Returns the object as written (or as read, when the write failed: the final
+        status write re-reads on conflict)."""
         previous = obj.get("status") or {}
         placement = previous.get("placement")
-        if not placement or _where(placement) == _where(status_for(planned)["placement"]):
+        if placement and _where(placement) == _where(status_for(planned)["placement"]):
             return obj
         message = "realizing a new placement; Ready once its workloads are available"
         conds = [planned_cond, Condition("Realized", False, "Progressing", message),

@@ -37,7 +37,7 @@ def test_app_becomes_deployments_services_and_a_deployed_status(kube, world, app
     assert placed["camera-reader"] in ("edge-1", "edge-2")  # edge + camera label
     assert status["placed"] == "4/4" and status["observedGeneration"] == 1
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Planned": "True", "Realized": "True", "Ready": "True"}
+        "Planned": "True", "Realized": "True", "Ready": "True", "Progressing": "False"}
     explained = {e["component"]: e for e in status["explanation"]}
     assert explained["dashboard"]["chosen"] == "cloud-1" and explained["dashboard"]["reason"]
 
@@ -129,7 +129,7 @@ def test_deleting_the_app_deletes_everything_it_owns(kube, world, app_doc, contr
     wait_for(lambda: deployed(kube), what="app Deployed")
 
     assert kube.delete(R.APP, NAMESPACE, APP)
-    wait_for(lambda: controller.outcomes[APP].phase == "Deleted", what="removal reconciled")
+    wait_for(lambda: (o := controller.outcomes.get(APP)) and o.phase == "Deleted", what="removal reconciled")
     wait_for(lambda: names(kube, R.DEPLOYMENT) == [] and names(kube, R.SERVICE) == [], what="dependents gone")
     # shared and cluster-scoped: released once no workload of any app names them
     wait_for(lambda: names(kube, R.RUNTIME_CLASS) == [], what="the RuntimeClasses released")
@@ -194,7 +194,7 @@ def test_components_that_must_not_restart_always_run_as_jobs_owned_by_the_app(
     assert kube.list(R.JOB, NAMESPACE)[0] == [finished]
 
     assert kube.delete(R.APP, NAMESPACE, APP)
-    wait_for(lambda: controller.outcomes[APP].phase == "Deleted", what="removal reconciled")
+    wait_for(lambda: (o := controller.outcomes.get(APP)) and o.phase == "Deleted", what="removal reconciled")
     wait_for(lambda: names(kube, R.JOB) == [] and names(kube, R.DEPLOYMENT) == [], what="the Job gone")
 
 

@@ -3,6 +3,9 @@ calls realising makes (run, switch, re-run, stop, unchanged)."""
 
 from __future__ import annotations
 
+import pytest
+
+from controller.kube.errors import NotReady
 from controller.mechanisms.local import LocalMechanism, render_workloads, workload_name
 from controller.model.descriptions import App, Component, Container
 from controller.policies.base import Decision, Plan
@@ -29,17 +32,18 @@ def plan(*nodes: str) -> Plan:
 
 
 class FakeAgents:
-    def __init__(self, switch_outcome: str = "switched") -> None:
+    def __init__(self, switch_outcome: str = "switched", started: str = "running") -> None:
         self.running: dict[str, dict[str, pb.Workload]] = {}
         self.calls: list[tuple[str, str, str]] = []
         self.switch_outcome = switch_outcome
+        self.started = started  # the state RunWorkload reports
 
     def workloads(self, target: str) -> list[pb.Workload]:
         return list(self.running.get(target, {}).values())
 
     def run(self, target: str, spec: pb.WorkloadSpec) -> pb.Workload:
         self.calls.append(("run", target, f"{spec.name}@{spec.handler}"))
-        workload = pb.Workload(spec=spec, status="running", pid=1)
+        workload = pb.Workload(spec=spec, status=self.started, pid=1)
         self.running.setdefault(target, {})[spec.name] = workload
         return workload
 
@@ -69,7 +73,8 @@ def test_render_names_one_workload_per_replica_with_the_runtime_class_as_handler
         ("shop.web.0", "unix:/n1.sock", "runsc"),
         ("shop.web.1", "unix:/n2.sock", "runsc"),
     ]
-    assert objects[0]["spec"]["env"] == ["MODE=fast"] and objects[0]["spec"]["args"] == list(COMMAND)
+    assert objects[0]["spec"]["env"] == ["MODE=fast", "MLSYSOPS_APP=default/shop"]
+    assert objects[0]["spec"]["args"] == list(COMMAND)
     assert render_workloads(app("default"), plan("n1"), targets)[0]["spec"]["handler"] == "runc"
     assert workload_name("My App", "Web", 0) == "my-app.web.0"
 
@@ -108,3 +113,27 @@ def test_a_rolled_back_switch_and_unrealisable_workloads_are_pending_with_reason
     assert (
         "no command" in LocalMechanism(FakeAgents(), targets).realize(app(command=()), plan("n1")).pending[0]
     )
+
+
+def test_a_workload_the_agent_does_not_report_running_is_not_ready() -> None:
+    """Ready means the agent confirmed it runs: a created-but-not-running task is a temporary
+    NotReady (the app stays Progressing and is retried), not a success."""
+    agents = FakeAgents(started="created")
+    with pytest.raises(NotReady, match=r"shop\.web\.0 on unix:/n1\.sock is created"):
+        LocalMechanism(agents, targets).realize(app(), plan("n1"))
+
+
+def test_seed_stops_workloads_of_apps_deleted_meanwhile_and_remembers_live_ones() -> None:
+    """After a restart: the owner each workload carries in its env says which app it is for."""
+    agents = FakeAgents()
+    LocalMechanism(agents, targets).realize(app(), plan("n1", "n2"))
+    foreign = pb.WorkloadSpec(name="cli-job", image="busybox:1", args=["true"])
+    agents.running["unix:/n1.sock"]["cli-job"] = pb.Workload(spec=foreign, status="running")
+    restarted = LocalMechanism(agents, targets, lambda: ["unix:/n1.sock", "unix:/n2.sock"])
+
+    restarted.seed(["default/shop"])
+    assert not [c for c in agents.calls if c[0] == "stop"]
+    restarted.seed([])  # shop was deleted while the controller was down
+    assert sorted(c[1:] for c in agents.calls if c[0] == "stop") == [
+        ("unix:/n1.sock", "shop.web.0"), ("unix:/n2.sock", "shop.web.1")]
+    assert "cli-job" in agents.running["unix:/n1.sock"]  # not ours: untouched
