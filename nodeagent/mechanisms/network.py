@@ -40,26 +40,20 @@ import contextlib
 import dataclasses
 import errno
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from nodeagent.errors import HostError, InvalidSpec
 from nodeagent.host.netvalues import Feature, Link, Qdisc, RootState, TbfParams
 from nodeagent.mechanisms.base import Capabilities, MechanismContext, Plan, Snapshot, Value, Write
 from nodeagent.mechanisms.netport import NetPort
-from nodeagent.mechanisms.netspec import Entry, Target, parse_section
-from nodeagent.mechanisms.tcmodel import (
-    ForeignRoot,
-    HtbClass,
-    HtbRoot,
-    PschedClock,
-    Root,
-    TbfRoot,
-    dumps,
-    htb_class_params,
-    loads,
-    tbf_decode,
-    tbf_encode,
-)
+
+# The profile model (netspec, tcmodel, tcunits, and fractions/decimal under them: 0.5 MiB) is
+# imported by the methods that shape, with the first network request: an agent that never
+# shapes only probes and lists interfaces.
+if TYPE_CHECKING:
+    from nodeagent.mechanisms.netspec import Entry, Target
+    from nodeagent.mechanisms.tcmodel import ForeignRoot, HtbRoot, PschedClock, Root
 
 HTB_MAJOR = 0x6D6C
 TBF_MAJOR = 0x6D6D
@@ -91,9 +85,15 @@ class NetworkMechanism:
         if not isinstance(allowed, list | tuple) or not all(isinstance(v, str) for v in allowed):
             raise InvalidSpec("allow_interfaces", "must be a list of interface names")
         self._allowed = frozenset(allowed)
-        self._clock = PschedClock.parse(context.fs.read_optional("proc/net/psched"))
         self._port: NetPort = context.netlink
         self._features: dict[str, Feature] | None = None
+
+    @cached_property
+    def _clock(self) -> PschedClock:
+        """The kernel's packet-scheduler clock (proc/net/psched), read with the first request."""
+        from nodeagent.mechanisms.tcmodel import PschedClock
+
+        return PschedClock.parse(self._context.fs.read_optional("proc/net/psched"))
 
     # ------------------------------------------------------------ probe
 
@@ -157,6 +157,9 @@ class NetworkMechanism:
     def validate(self, section: Mapping[str, Any], field: str) -> Plan:
         """Syntax and ranges first (netspec), then the host: namespace, interface, MTU, kernel
         support, and no foreign root qdisc in the way. Reads only; errors in section order."""
+        from nodeagent.mechanisms.netspec import parse_section
+        from nodeagent.mechanisms.tcmodel import dumps
+
         entries = parse_section(section, field, self._clock)
         self._check_protected(entries)
         states: dict[str, dict[str, RootState]] = {}
@@ -186,6 +189,8 @@ class NetworkMechanism:
                 )
 
     def _check_on_host(self, entry: Entry, state: RootState | None) -> None:
+        from nodeagent.mechanisms.tcmodel import TbfRoot
+
         target, path = entry.target, entry.field
         if state is None:
             where = f"namespace {target.netns!r}" if target.netns else "the agent's namespace"
@@ -214,6 +219,8 @@ class NetworkMechanism:
     def read(self, keys: Iterable[str], snapshot: Snapshot | None = None) -> dict[str, Value]:
         """The canonical root of each key's interface: from `snapshot` (the roots validate() read
         a moment ago: three netlink dumps per namespace fewer), else from the host."""
+        from nodeagent.mechanisms.tcmodel import dumps
+
         targets = {key: _target(key) for key in keys}
         by_netns: dict[str, list[str]] = {}
         for target in targets.values():
@@ -238,6 +245,8 @@ class NetworkMechanism:
 
     def _decode(self, state: RootState | None) -> Root | None:
         """The canonical root of an interface; None for a missing one or the kernel default."""
+        from nodeagent.mechanisms.tcmodel import HtbClass, HtbRoot, tbf_decode
+
         qdisc = state.qdisc if state else None
         if state is None or qdisc is None or qdisc.handle >> 16 == 0:
             return None
@@ -257,6 +266,8 @@ class NetworkMechanism:
         return list(writes)
 
     def write(self, write: Write) -> None:
+        from nodeagent.mechanisms.tcmodel import ForeignRoot, loads
+
         target = _target(write.key)
         try:
             desired = loads(write.after)
@@ -279,6 +290,8 @@ class NetworkMechanism:
             raise
 
     def _transition(self, target: Target, current: Root | None, desired: Root | None) -> None:
+        from nodeagent.mechanisms.tcmodel import HtbRoot, TbfRoot, tbf_encode
+
         ns, ifname = target.netns, target.ifname
         if desired == current:
             return
@@ -290,6 +303,8 @@ class NetworkMechanism:
             self._write_htb(target, current, desired)
 
     def _write_htb(self, target: Target, current: Root | None, desired: HtbRoot) -> None:
+        from nodeagent.mechanisms.tcmodel import HtbRoot, htb_class_params
+
         ns, ifname = target.netns, target.ifname
         if isinstance(current, HtbRoot) and current.default_class != desired.default_class:
             self._port.delete_root(ns, ifname, HTB_MAJOR << 16)  # htb cannot change defcls in place
@@ -307,6 +322,8 @@ class NetworkMechanism:
 
 def _foreign(qdisc: Qdisc | None) -> ForeignRoot | None:
     """The qdisc as a ForeignRoot unless it is the kernel default or one of ours."""
+    from nodeagent.mechanisms.tcmodel import ForeignRoot
+
     if qdisc is None or qdisc.handle >> 16 == 0:
         return None
     major = qdisc.handle >> 16
@@ -318,6 +335,8 @@ def _foreign(qdisc: Qdisc | None) -> ForeignRoot | None:
 
 
 def _handle_of(root: Root | None) -> int:
+    from nodeagent.mechanisms.tcmodel import HtbRoot, TbfRoot
+
     if isinstance(root, HtbRoot):
         return HTB_MAJOR << 16
     if isinstance(root, TbfRoot):
@@ -326,6 +345,8 @@ def _handle_of(root: Root | None) -> int:
 
 
 def _target(key: str) -> Target:
+    from nodeagent.mechanisms.netspec import Target
+
     try:
         return Target.from_key(key)
     except ValueError as exc:

@@ -66,3 +66,30 @@ def test_mechanisms_are_found_without_scanning_every_distribution(
     monkeypatch.syspath_prepend(str(tmp_path))
     found = {(e.name, e.value) for e in mechanism_plugins()}
     assert found == declared | {("gpu", "gpu_mod:Gpu")}
+
+
+def test_the_shaping_model_loads_with_the_first_network_request(tmp_path: Path) -> None:
+    """The profile model of the network mechanism (tc units and trees, with fractions and
+    decimal under them) is not loaded by an agent that only probes and lists interfaces."""
+    script = textwrap.dedent(f"""
+        import sys
+        from tests.nodeagent.hostile.conftest import start_agent
+        from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
+        from nodeagent.api.convert import dict_to_profile
+        from pathlib import Path
+        live = start_agent(
+            Path({str(tmp_path)!r}), mechanisms={{"network": {{"enabled": True}}}},
+            host={{"netns_dir": {str(tmp_path / "netns")!r}}},
+        )
+        live.stub.GetInventory(pb.GetInventoryRequest(), timeout=30)
+        print("idle", "nodeagent.mechanisms.tcmodel" in sys.modules, "fractions" in sys.modules)
+        profile = dict_to_profile({{"network": {{"interfaces": [{{"name": "lo", "tbf": {{
+            "rate": "1gbit", "burst": "256kb", "latency": "10ms"}}}}]}}}})
+        live.stub.Apply(pb.ApplyRequest(profile=profile, dry_run=True), timeout=30)
+        print("shaping", "nodeagent.mechanisms.tcmodel" in sys.modules)
+        live.agent.stop()
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
+    )
+    assert done.stdout.split("\n")[:2] == ["idle False False", "shaping True"], done.stderr[-3000:]
