@@ -39,7 +39,8 @@ def test_pyroute2_loads_with_the_first_network_request_not_before(tmp_path: Path
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
     )
-    assert done.stdout.split("\n")[:2] == ["idle False False True True", "shaping True True"], done.stderr[-3000:]
+    expected = ["idle False False True True", "shaping True True"]
+    assert done.stdout.split("\n")[:2] == expected, done.stderr[-3000:]
 
 
 def test_own_namespace_interfaces_come_from_sysfs(tmp_path: Path) -> None:
