@@ -23,5 +23,6 @@ bench: setup
 	.venv/bin/python bench/nodeagent.py
 	.venv/bin/python bench/bridge.py
 	.venv/bin/python bench/placement.py
+	.venv/bin/python bench/store.py
 	.venv/bin/python bench/runtimes.py
 	.venv/bin/python bench/install.py

@@ -168,6 +168,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
+        self._commits = 0  # writes committed through this instance (watchers in it wake on them)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -326,6 +327,8 @@ class SqliteStore:
             query, args = query + " AND namespace=?", [*args, namespace]
         query += " ORDER BY rv LIMIT 500"
         while True:
+            with self._changed:
+                commits = self._commits  # a commit after this point wakes the wait below
             with self._read() as db:
                 compacted, head = self._counters(db)
                 if cursor < compacted:
@@ -345,7 +348,8 @@ class SqliteStore:
                 if left <= 0:
                     return
             with self._changed:
-                self._changed.wait(min(self.poll_interval, max(left, 0.0)))
+                if self._commits == commits:
+                    self._changed.wait(min(self.poll_interval, max(left, 0.0)))
 
     def compact(self) -> None:
         """Forget the whole change log (as etcd compaction does): older watches get Gone."""
@@ -429,4 +433,5 @@ class SqliteStore:
                 raise
         if tx.written:
             with self._changed:
+                self._commits += 1
                 self._changed.notify_all()
