@@ -107,10 +107,13 @@ class Inventory:
     clusters: tuple[ClusterDesc, ...] = ()
     # Node documents in Kubernetes form (described and/or reported by agents), by node name.
     documents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+    # Member clusters their control plane does not report Ready (Karmada `Cluster` objects),
+    # with why: their nodes get no placements (see `cluster_readiness`).
+    unready_clusters: Mapping[str, str] = field(default_factory=dict)
 
     @functools.cached_property
     def index(self) -> NodeIndex:
-        return NodeIndex(self.nodes)
+        return NodeIndex(self.nodes, self.unready_clusters)
 
     @functools.cached_property
     def by_name(self) -> Mapping[str, NodeInfo]:
@@ -144,6 +147,26 @@ class Inventory:
     @classmethod
     def from_directory(cls, directory: str | Path, namespace: str = "default") -> Inventory:
         return cls.from_descriptions(load_documents(Path(directory), namespace))
+
+
+def cluster_readiness(clusters: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The member clusters that are not Ready, with why, from Karmada `Cluster` objects
+    (cluster.karmada.io/v1alpha1): Karmada sets the `Ready` condition from the member's health
+    checks. A cluster without a Ready=True condition (not yet checked, unreachable, unhealthy)
+    counts as not Ready: placing there would wait on a cluster that may never run it."""
+    out: dict[str, str] = {}
+    for obj in clusters:
+        name = (obj.get("metadata") or {}).get("name")
+        if not name:
+            continue
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if ready is None:
+            out[name] = "Karmada reports no Ready condition yet"
+        elif ready.get("status") != "True":
+            why = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
+            out[name] = f"Karmada reports Ready={ready.get('status')}" + (f" ({why})" if why else "")
+    return out
 
 
 # ---------------------------------------------------------------------------- node agents

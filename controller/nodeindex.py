@@ -14,7 +14,7 @@ candidate pools per constraint signature in `pools`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,9 +46,10 @@ def ranks(members: NodeSet) -> Iterator[int]:
 
 class NodeIndex:
     """Node sets by attribute (layer, architecture, label, runtime handler, cluster, sensor, GPU
-    model, accelerator, mobility, free GPUs) and the free-capacity order they are ranked by."""
+    model, accelerator, mobility, free GPUs, in a Ready cluster) and the free-capacity order
+    they are ranked by."""
 
-    def __init__(self, nodes: Sequence[NodeInfo]) -> None:
+    def __init__(self, nodes: Sequence[NodeInfo], unready_clusters: Mapping[str, str] | None = None) -> None:
         self.nodes = tuple(nodes)
         self.position = {n.name: i for i, n in enumerate(self.nodes)}
         # Every node as (-free fraction, position), best first: the order ranks refer to.
@@ -69,6 +70,10 @@ class NodeIndex:
         self.by_accelerator = _sets(by_rank, lambda n: n.accelerators)
         self.mobile = _sets(by_rank, lambda n: ("mobile",) if n.mobile else ()).get("mobile", 0)
         self.with_gpus = _sets(by_rank, lambda n: ("gpu",) if n.gpus > 0 else ()).get("gpu", 0)
+        self.unready_clusters = dict(unready_clusters or {})  # cluster → why it is not Ready
+        self.in_ready_clusters: NodeSet = self.all
+        for cluster in self.unready_clusters:
+            self.in_ready_clusters &= ~self.by_cluster.get(cluster, 0)
         self.pools: dict[Any, Any] = {}  # memo: constraint signature → candidate pool
 
     def holds(self, members: NodeSet, position: int) -> bool:

@@ -161,6 +161,14 @@ def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
         yield Stage("gpu", index.with_gpus, frozenset(), lambda n, w: "no free GPU")
     if want.mobile:
         yield Stage("mobile", index.mobile, frozenset(), lambda n, w: "not a mobile node")
+    if index.unready_clusters:  # a member cluster its control plane does not report Ready
+        unready = index.unready_clusters
+        yield Stage(
+            "cluster_ready",
+            index.in_ready_clusters,
+            frozenset(),
+            lambda n, w: f"cluster {n.cluster} is not Ready: {unready.get(n.cluster or '', '')}",
+        )
 
 
 def unmet(index: NodeIndex, want: Constraints, position: int) -> list[str]:

@@ -58,8 +58,15 @@ class StaticPlacedComponents:
         source = "single_node.node" if group_node else "node_placement.node"
         if wanted:
             node = inventory.node(wanted)
-            if node is None or wanted in telemetry.unavailable_nodes:
-                state = "is not in the inventory" if node is None else "is unavailable"
+            unready = inventory.unready_clusters.get(node.cluster or "") if node is not None else None
+            if node is None or wanted in telemetry.unavailable_nodes or unready is not None:
+                state = (
+                    "is not in the inventory"
+                    if node is None
+                    else f"is in cluster {node.cluster}, which is not Ready: {unready}"
+                    if unready is not None
+                    else "is unavailable"
+                )
                 verdict = CandidateVerdict(wanted, False, None, (f"requested node {state}",))
                 return Decision(comp.name, None, None, f"not placed: {source} {wanted} {state}", (verdict,))
             i = inventory.index.position[wanted]
@@ -75,10 +82,13 @@ class StaticPlacedComponents:
         if wanted_clusters:
             chosen = eligible[0] if eligible else None
             if chosen is None:
+                not_ready = [f"{c} is not Ready: {inventory.unready_clusters[c]}"
+                             for c in wanted_clusters if c in inventory.unready_clusters]  # fmt: skip
                 return Decision(
                     comp.name, None, None,
                     f"not placed: none of cluster_placement.cluster_id ({', '.join(wanted_clusters)}) is in "
-                    "the inventory with the node_types and accelerators asked for",
+                    "the inventory, Ready, with the node_types and accelerators asked for"
+                    + "".join(f"; cluster {u}" for u in not_ready),
                 )  # fmt: skip
             return Decision(
                 comp.name, None, chosen,
