@@ -53,21 +53,23 @@ def _state(obj: Mapping[str, Any]) -> tuple[Any, ...]:
 def changes(
     before: Mapping[str, Any] | None, event_type: str, obj: Mapping[str, Any]
 ) -> list[tuple[str, Obj]]:
-    """The events one watch event makes, given the app as last seen (pure)."""
-    name = (obj.get("metadata") or {}).get("name")
+    """The events one watch event makes, given the app as last seen (pure). Without a last-seen
+    state (a new app, or a client resuming from Last-Event-ID), what the object holds is new."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
     if event_type == "DELETED":
         return [("deleted", {"app": name})]
+    status = obj.get("status") or {}
     now = _state(obj)
     old = _state(before) if before is not None else None
     out: list[tuple[str, Obj]] = []
-    if old is None:
+    if event_type == "ADDED" and old is None:
         out.append(("submitted", {"app": name, "phase": views.phase(obj)}))
-    elif old[0] != now[0]:
-        out.append(("spec", {"app": name, "generation": (obj.get("metadata") or {}).get("generation")}))
-    if now[1] != (old[1] if old else "null") and (obj.get("status") or {}).get("placement") is not None:
+    elif old[0] != now[0] if old is not None else not views.current(obj):
+        out.append(("spec", {"app": name, "generation": meta.get("generation")}))
+    if status.get("placement") is not None and (old is None or old[1] != now[1]):
         out.append(("decision", {"app": name, "placement": _decision(obj)}))
-    if old is not None and (now[2], now[3]) != (old[2], old[3]):
-        status = obj.get("status") or {}
+    if status.get("phase") is not None and (old is None or (now[2], now[3]) != (old[2], old[3])):
         out.append(
             (
                 "status",

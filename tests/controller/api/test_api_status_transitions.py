@@ -22,6 +22,7 @@ from ctlkube_harness import FIXTURES, Running, documents
 
 from controller.api.app import create_app
 from controller.api.context import ApiContext, ApiSettings
+from controller.kube import resources as R
 from controller.mechanisms.kubernetes_render import dns_name
 from mlsysops.testing import wait_for
 
@@ -124,3 +125,34 @@ def test_the_event_stream_shows_submission_decision_and_status(
 
 def test_the_event_stream_needs_a_token(client):
     assert client.get("/api/v1/events").status_code == 401
+
+
+def read_events(url, headers, limit, last_event_id=None):
+    got = []
+    extra = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    with httpx.stream(
+        "GET", url + "/api/v1/events", params={"limit": limit}, headers={**headers, **extra}, timeout=30
+    ) as response:
+        event_id = kind = None
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                got.append((event_id, kind, json.loads(line[6:])))
+    return got
+
+
+def test_a_client_resumes_after_the_last_event_id_it_saw(store, tokens, bearer, standin):
+    ctx = ApiContext(store, tokens, ApiSettings(watch_timeout=1))
+    doc = documents(FIXTURES / "app.yaml")[0]
+    with LiveApi(create_app(ctx)) as live:
+        first = store.apply(doc, field_manager="test")["metadata"]["resourceVersion"]
+        doc["components"][0]["containers"][0]["image"] = "registry.example/changed:2"
+        store.apply(doc, field_manager="test")
+        store.delete(R.APP, "default", APP)
+        events = read_events(live.url, bearer["viewer"], 2, last_event_id=first)
+        time.sleep(ctx.settings.watch_timeout + 1)  # the API's store watch ends at its timeout, not cut
+    assert [(k, d["app"]) for _, k, d in events] == [("spec", APP), ("deleted", APP)]
+    assert int(events[0][0]) > int(first)
