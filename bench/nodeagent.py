@@ -2,7 +2,8 @@
 
 Starts `python -m nodeagent` on a temporary unix socket, over the real cgroup v1 hierarchies
 (a private subtree, removed afterwards), a simulated cpufreq tree where the machine has none,
-and a network namespace with a veth pair of its own (deleted afterwards). Measures:
+and a network namespace with a veth pair of its own (deleted afterwards; the agent's netns
+directory holds only that one, so other programs' namespaces do not change the figures). Measures:
 
 - rss_mib_idle / rss_mib_after_10k_applies: VmRSS of the agent before and after the applies;
 - idle_cpu_pct: the agent's CPU time over an idle period, default telemetry on;
@@ -117,12 +118,15 @@ def private_cgroups(name: str) -> Iterator[str]:
 
 
 @contextmanager
-def private_netns(name: str) -> Iterator[str | None]:
-    """A named network namespace with veth0/veth1 up inside; None when this host cannot."""
+def private_netns(name: str, netns_dir: Path) -> Iterator[str | None]:
+    """A named network namespace with veth0/veth1 up inside, also bound into `netns_dir` (the
+    agent's, which holds nothing else: namespaces other programs keep in /run/netns would make
+    the agent list their interfaces, through netlink); None when this host cannot."""
     if shutil.which("ip") is None:
         yield None
         return
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, check=False).returncode == 0
+    bound = netns_dir / name
     try:
         if not made:
             yield None
@@ -133,8 +137,13 @@ def private_netns(name: str) -> Iterator[str | None]:
             ["ip", "-n", name, "link", "set", "veth1", "up"],
         ):
             subprocess.run(cmd, capture_output=True, check=True)
+        bound.touch()
+        subprocess.run(["mount", "--bind", f"/run/netns/{name}", str(bound)], capture_output=True, check=True)
         yield name
     finally:
+        if bound.exists():
+            subprocess.run(["umount", str(bound)], capture_output=True, check=False)
+            bound.unlink(missing_ok=True)
         if made:
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
 
@@ -143,8 +152,10 @@ def private_netns(name: str) -> Iterator[str | None]:
 def running_agent(
     workdir: Path, cgroup_root: str, node_name: str = "bench"
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The agent on a socket in workdir, over the real cgroupfs below cgroup_root; stopped after."""
+    """The agent on a socket in workdir, over the real cgroupfs below cgroup_root, with a netns
+    directory of its own (netns_dir()); stopped after."""
     socket = workdir / "agent.sock"
+    netns_dir(workdir).mkdir(exist_ok=True)
     config = workdir / "nodeagent.yaml"
     config.write_text(
         json.dumps(  # JSON is YAML
@@ -153,7 +164,12 @@ def running_agent(
                 "log_level": "warning",
                 "runtime_dir": str(workdir / "run"),
                 "listen": {"socket": str(socket)},
-                "host": {"fs_root": "/", "cgroup_root": cgroup_root, "simulate": "cpufreq"},
+                "host": {
+                    "fs_root": "/",
+                    "cgroup_root": cgroup_root,
+                    "simulate": "cpufreq",
+                    "netns_dir": str(netns_dir(workdir)),
+                },
                 "telemetry": {"metrics_listen": "127.0.0.1:0"},
                 "restore_on_shutdown": True,  # the bench leaves the host as it found it
             }
@@ -178,6 +194,10 @@ def running_agent(
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def netns_dir(workdir: Path) -> Path:
+    return workdir / "netns"
 
 
 def wait_ready(proc: subprocess.Popen[bytes], target: str, log: Path, timeout: float = 30.0) -> None:
@@ -440,7 +460,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result["idle_seconds"] = args.idle_seconds
         # The namespace comes after the idle figures: listing a named namespace's interfaces is
         # netlink's job, and the agent loads pyroute2 only once a request needs it.
-        netns = stack.enter_context(private_netns(tag))
+        netns = stack.enter_context(private_netns(tag, netns_dir(workdir)))
         stack.callback(reset_quietly, client)  # its shaping restored before the namespace goes
 
         latencies = timed_applies(client, lambda i: one_knob((50_000, 60_000)[i % 2]), args.applies)
