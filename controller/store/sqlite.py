@@ -11,7 +11,8 @@ server, with the semantics the reconcile loop depends on (controller.kube.object
 - replace_status with a stale resourceVersion raises Conflict;
 - delete removes the dependents named by ownerReferences in the same transaction (the
   garbage collector's Background propagation, without its delay; Orphan strips the
-  references instead); an object whose owners are all gone is collected when written;
+  references instead; Foreground acts as Background); an object whose owners are all gone
+  is collected when written; finalizers are not honoured (the controller sets none);
 - watch reads the change log after a resourceVersion, in order, with BOOKMARKs while idle and
   at the end of each stream; the log keeps the last `history` changes, and a watch from an
   older version raises Gone (the informer lists again);
