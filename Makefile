@@ -25,4 +25,5 @@ bench: setup
 	.venv/bin/python bench/placement.py
 	.venv/bin/python bench/store.py
 	.venv/bin/python bench/runtimes.py
+	.venv/bin/python bench/api.py
 	.venv/bin/python bench/install.py

@@ -62,8 +62,9 @@ def demo_profile(netns: str) -> str:
     )
 
 
-def demo_config(workdir: Path, cgroup_root: str) -> str:
-    return textwrap.dedent(
+def demo_config(workdir: Path, cgroup_root: str, extra: str = "") -> str:
+    """The agent's config; `extra` comes first (more top-level YAML sections, e.g. `runtimes:`)."""
+    return extra + textwrap.dedent(
         f"""\
         node_name: demo
         runtime_dir: {workdir}/run
@@ -77,13 +78,14 @@ def demo_config(workdir: Path, cgroup_root: str) -> str:
 
 
 @contextmanager
-def agent(workdir: Path) -> Iterator[str]:
-    """A running demo agent; yields its gRPC target. Needs root (cgroups, namespaces)."""
+def agent(workdir: Path, extra_config: str = "") -> Iterator[str]:
+    """A running demo agent; yields its gRPC target. Needs root (cgroups, namespaces).
+    `extra_config`: more YAML sections for its config (the live loop's `runtimes:`)."""
     if os.geteuid() != 0:
         raise click.ClickException("the node-agent demo needs root (cgroups and network namespaces)")
     workdir.mkdir(parents=True, exist_ok=True)
     cgroup_root, netns = demo_names()
-    (workdir / "nodeagent.yaml").write_text(demo_config(workdir, cgroup_root))
+    (workdir / "nodeagent.yaml").write_text(demo_config(workdir, cgroup_root, extra_config))
     (workdir / "profile.yaml").write_text(demo_profile(netns))
     target = f"unix:{workdir}/nodeagent.sock"
     _create_netns(netns)

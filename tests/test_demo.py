@@ -12,17 +12,47 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root (cgroups, a network namespace)")
+def demo_processes() -> list[str]:
+    """Command lines of processes still running from a demo's work directory (containerd, its
+    shims and gVisor sandboxes, the agent, Prometheus, the bridge, Mosquitto)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "/mlsysops-demo-" in cmdline:
+                found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="the demo needs root (cgroups, a network namespace, containerd)"
+)
 def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    running_before = demo_processes()
     done = subprocess.run(
-        [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=480
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    for part in ("=== node agent ===", "=== far-edge bridge", "=== controller"):
-        assert part in done.stdout
-    assert "everything it created was removed" in done.stdout
+    out = done.stdout
+    for part in ("=== node agent ===", "=== far-edge bridge", "=== controller", "=== the whole loop"):
+        assert part in out
+    assert "everything it created was removed" in out
+    # the whole loop: authentication on, both route tables, Deployed only once running, one
+    # workload under gVisor, node settings applied, live performance, everything removed
+    assert "401" in out.split("GET /api/v1/apps without a token")[1].splitlines()[1]
+    assert '{"app_id":"hello","status":"Submitted"}' in out
+    assert out.count("phase Deployed") == 2
+    assert "shop.sandbox.0     running  on runsc" in out and "shop.web.0         running  on runc" in out
+    assert "memory.limit_in_bytes = 134217728" in out
+    web = next(line for line in out.splitlines() if line.strip().startswith("web ") and "cpu_cores" in line)
+    assert "cpu_cores -" not in web and "memory_bytes -" not in web
+    assert "the node runs no workload of either app and holds none of their settings" in out
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after <= before, f"namespaces left behind: {after - before}"
     leftovers = [p for p in Path("/sys/fs/cgroup").glob("*/mlsysops-demo-*")]
     assert not leftovers, f"cgroups left behind: {leftovers}"
+    assert set(demo_processes()) <= set(running_before), "processes left behind"

@@ -1,0 +1,293 @@
+"""The demo's live loop: an app submitted over REST runs in containers and is read back, then removed.
+
+What runs, all real and private (loopback, the demo's containerd, cgroup root and work dir):
+- a private Prometheus (Debian's), scraping the demo node agent's /metrics with a generated
+  config (controller.telemetry: the agent says where it serves them);
+- the REST API (controller.api, FastAPI on uvicorn, 127.0.0.1) over the embedded SQLite store,
+  with the controller in-process (mechanisms `local` and `nodeagent`) and the performance
+  routes answered from that Prometheus; authentication on (a bearer token made by
+  `mlsysops api token create`);
+- two apps: `shop` through /api/v1/apps (web on runc, with a cpu_frequency hint and CPU/memory
+  limits, i.e. node settings; sandbox under gVisor), `hello` through the reference's
+  `POST /apps/deploy` body.
+
+Each step prints what an operator would see: the status turning Deployed only once the agent
+runs every workload, the workloads and node settings on the agent, live CPU and memory per
+component, then the deletes and the proof that nothing of the apps is left on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import httpx
+import uvicorn
+
+from controller import store as embedded_store
+from controller.api.server import ServeConfig, uvicorn_config, wire
+from controller.reconcile.nodesync import AgentTarget
+from controller.telemetry.performance import PrometheusPerformance
+from controller.telemetry.prometheus import PrometheusProcess, PrometheusSettings
+from controller.telemetry.scrape import ScrapeSettings
+from controller.telemetry.targets import start_for_agents
+from mlsysops.nodeapi import NodeAgentClient
+from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
+
+T = TypeVar("T")
+TIMEOUT_S = 120.0
+#: Some CPU to see (a counting loop with pauses), and a clean exit on SIGTERM.
+WORK = [
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM; while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.2; done",
+]
+IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+
+
+def shop(image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlsysops.eu/v1",
+        "kind": "MLSysOpsApp",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "components": [
+            {
+                "metadata": {"name": "web"},
+                "qos_metrics": [
+                    {
+                        "application_metric_id": "latency_ms",
+                        "target": 40,
+                        "relation": "lower_or_equal",
+                        "system_metrics_hints": ["cpu_frequency"],
+                    }
+                ],
+                "containers": [
+                    {
+                        "image": image,
+                        "command": WORK,
+                        "platform_requirements": {"cpu": {"limits": "500m"}, "memory": {"limits": "128Mi"}},
+                    }
+                ],
+            },
+            {
+                "metadata": {"name": "sandbox"},
+                "runtime_class_name": "runsc",
+                "containers": [{"image": image, "command": IDLE}],
+            },
+        ],
+    }
+
+
+def hello(image: str) -> dict[str, Any]:
+    """The reference's wrapper form, as its CLI posts it to /apps/deploy."""
+    return {
+        "MLSysOpsApp": {
+            "name": "hello",
+            "components": [
+                {"metadata": {"name": "greeter"}, "containers": [{"image": image, "command": IDLE}]}
+            ],
+        }
+    }
+
+
+def tour(workdir: Path, agent_target: str, image: str) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        prometheus = PrometheusProcess(
+            PrometheusSettings(workdir / "prometheus", scrape=ScrapeSettings(interval_s=1, timeout_s=0.9))
+        )
+        stack.callback(prometheus.stop)
+        found = start_for_agents(prometheus, [agent_target])
+        if found.skipped:
+            raise click.ClickException(f"prometheus cannot scrape the agent: {'; '.join(found.skipped)}")
+        click.echo(f"prometheus {prometheus.url} (pid {prometheus.pid}) scraping {found.targets[0].url}")
+        with NodeAgentClient(agent_target) as client:  # per-workload usage every second, for the demo
+            client.set_telemetry_config([pb.Collector(name="workloads", interval_ms=1000)])
+        url = stack.enter_context(_api(workdir, agent_target, prometheus))
+        token = _token(workdir)
+        api = stack.enter_context(
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        )
+        _show("GET /api/v1/apps without a token", httpx.get(url + "/api/v1/apps", timeout=10))
+        _show(
+            "POST /api/v1/apps (shop: web on runc, sandbox under gVisor)",
+            api.post("/api/v1/apps", json=shop(image)),
+        )
+        _show("POST /apps/deploy (the reference's body)", api.post("/apps/deploy", json=hello(image)))
+        for name in ("shop", "hello"):
+            _follow_status(api, name)
+        _show("GET /apps/status/hello (reference shape)", api.get("/apps/status/hello"))
+        _agent_view(agent_target)
+        _performance(api)
+        _show("DELETE /api/v1/apps/shop", api.delete("/api/v1/apps/shop"))
+        _show("DELETE /apps/remove/hello (reference)", api.delete("/apps/remove/hello"))
+        _wait(
+            lambda: not _workloads(agent_target) and not _app_groups(agent_target),
+            "the apps' workloads and node settings gone",
+        )
+        click.echo("the node runs no workload of either app and holds none of their settings")
+        _show("GET /apps/list_all/ (reference shape)", api.get("/apps/list_all/"))
+
+
+@contextmanager
+def _api(workdir: Path, agent_target: str, prometheus: PrometheusProcess) -> Iterator[str]:
+    """The REST API with the embedded controller, served by uvicorn on a loopback port."""
+    store = embedded_store.open(workdir / "controller.db")
+    cfg = ServeConfig(
+        host="127.0.0.1",
+        port=_free_port(),
+        tokens_file=workdir / "tokens.json",
+        store_path=workdir / "controller.db",
+        run_controller=True,
+        mechanisms=("local", "nodeagent"),
+        agents=(AgentTarget(agent_target),),
+        policy_state=workdir / "policies.json",
+        log_level="warning",
+    )
+    assert prometheus.http is not None
+    app, runner, policies = wire(cfg, store, PrometheusPerformance(prometheus.http, store))
+    server = uvicorn.Server(uvicorn_config(cfg, app))
+    thread = threading.Thread(target=server.run, name="demo-api")
+    try:
+        if runner is not None:
+            runner.start(policies.chain())
+        thread.start()
+        _wait(lambda: server.started, "the API to listen")
+        url = f"http://127.0.0.1:{cfg.port}"
+        click.echo(
+            f"REST API {url} (embedded store {cfg.store_path}; controller in-process: local, nodeagent)"
+        )
+        yield url
+    finally:
+        server.should_exit = True
+        if thread.is_alive():
+            thread.join(30)
+        if runner is not None:
+            runner.stop()
+        store.close()
+
+
+def _token(workdir: Path) -> str:
+    command = [
+        "mlsysops",
+        "api",
+        "token",
+        "--tokens-file",
+        str(workdir / "tokens.json"),
+        "create",
+        "--role",
+        "operator",
+    ]
+    click.secho(f"\n$ {' '.join(command)}", fg="cyan")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("mlsysops")), *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise click.ClickException(f"token create failed: {done.stderr.strip()}")
+    click.echo(f"{done.stdout.strip()[:6]}… (hidden)\n{done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _follow_status(api: httpx.Client, name: str) -> None:
+    """Print each phase the status goes through until every workload runs (Ready)."""
+    click.secho(f"\nGET /api/v1/apps/{name}/status, until Ready", fg="cyan")
+    seen: list[str] = []
+
+    def ready() -> dict[str, Any] | None:
+        status = api.get(f"/api/v1/apps/{name}/status").json()
+        if not seen or seen[-1] != status["phase"]:
+            seen.append(status["phase"])
+            click.echo(f"  phase {status['phase']}")
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        done = status.get("current") and conditions.get("Ready", {}).get("status") == "True"
+        return status if done else None
+
+    status = _wait(ready, f"{name} to be Ready")
+    for comp in status.get("components") or []:
+        click.echo(f"  {json.dumps(comp, sort_keys=True)[:300]}")
+
+
+def _agent_view(target: str) -> None:
+    """What the node agent itself says: the workloads (and their runtime), the node settings."""
+    click.secho(f"\non the node agent ({target})", fg="cyan")
+    for name, handler, status in _workloads(target):
+        click.echo(f"  workload {name:<18} {status:<8} on {handler}")
+    with NodeAgentClient(target) as client:
+        state = client.state()
+    for knob in state.knobs:  # the values (not the directories) the app's placement set
+        if ("/shop/" in knob.key and not knob.key.endswith("/")) or knob.key.endswith("scaling_governor"):
+            click.echo(f"  node setting {knob.key} = {knob.actual} (desired {knob.desired})")
+
+
+def _performance(api: httpx.Client) -> None:
+    click.secho("\nGET /api/v1/apps/shop/performance (live, from Prometheus)", fg="cyan")
+
+    def measured() -> dict[str, Any] | None:
+        perf = api.get("/api/v1/apps/shop/performance").json()
+        comps = perf.get("components") or {}
+        ok = all((comps.get(c) or {}).get("cpu_cores") is not None for c in ("web", "sandbox"))
+        return perf if ok else None
+
+    perf = _wait(measured, "two Prometheus samples of each workload")
+    for comp, values in sorted(perf["components"].items()):
+        shown = ", ".join(f"{k} {_number(v)}" for k, v in sorted(values.items()))
+        click.echo(f"  {comp:<8} {shown}")
+    click.echo(f"  app      {', '.join(f'{k} {_number(v)}' for k, v in sorted(perf['app'].items()))}")
+    click.echo(f"  qos      {json.dumps(perf.get('qos'), sort_keys=True)}")
+    _show("GET /apps/performance/shop (reference shape)", api.get("/apps/performance/shop"))
+
+
+def _workloads(target: str) -> list[tuple[str, str, str]]:
+    with NodeAgentClient(target) as client:
+        found = client.workloads()
+    return sorted(
+        (w.spec.name, w.spec.handler or "runc", w.status)
+        for w in found
+        if w.spec.name.startswith(("shop.", "hello."))
+    )
+
+
+def _app_groups(target: str) -> list[str]:
+    with NodeAgentClient(target) as client:
+        profile = client.state().desired
+    return [g.path for g in profile.cgroups.groups if "shop" in g.path or "hello" in g.path]
+
+
+def _show(title: str, reply: httpx.Response) -> None:
+    click.secho(f"\n{title}", fg="cyan")
+    body = reply.text if len(reply.text) < 600 else reply.text[:600] + "…"
+    click.echo(f"  {reply.status_code} {body}")
+    if reply.status_code >= 500:
+        raise click.ClickException(f"{title}: {reply.status_code}")
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _wait(check: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise click.ClickException(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
