@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from controller.kube.resources import Resource
 from controller.mechanisms.local import GrpcWorkloadAgents, LocalMechanism
 from controller.model import App, parse_document
 from controller.policies.base import Decision, Plan
-from controller.telemetry.performance import PrometheusPerformance
+from controller.telemetry.performance import CPU_SERIES, PrometheusPerformance
 from controller.telemetry.prometheus import PrometheusProcess, PrometheusSettings
 from controller.telemetry.scrape import ScrapeSettings, ScrapeTarget
 from controller.telemetry.targets import start_for_agents
@@ -45,6 +44,7 @@ DESCRIPTION: dict[str, Any] = {
             },
             {
                 "metadata": {"name": "db"},
+                "runtime_class_name": "runsc",
                 "containers": [{"image": IMAGE, "command": IDLE}],
             },
         ],
@@ -92,13 +92,8 @@ def test_per_component_cpu_memory_and_qos_from_a_real_prometheus_scraping_a_real
     containerd: PrivateContainerd, service: WorkloadService, tmp_path: Path
 ) -> None:
     """`service` imports the test image into the private containerd."""
-    described = parse_document(DESCRIPTION)
-    assert isinstance(described, App)
-    # db under gVisor: the CRD's runtime_class_name enum (the reference's) has no runsc yet
-    app = replace(
-        described,
-        components=(described.components[0], replace(described.components[1], runtime_class_name="runsc")),
-    )
+    app = parse_document(DESCRIPTION)
+    assert isinstance(app, App)
     registry = CollectorRegistry()
     Gauge("latency_ms", "The app's own QoS metric.", ["component"], registry=registry).labels("web").set(12)
     exporter, exporter_thread = start_http_server(0, addr="127.0.0.1", registry=registry)
@@ -137,6 +132,8 @@ def test_per_component_cpu_memory_and_qos_from_a_real_prometheus_scraping_a_real
         assert web["cpu_seconds_total"] > 0  # a busy loop (on a shared 2-core machine)
         assert web["memory_bytes"] > 0 and db["memory_bytes"] > 0  # db: gVisor's sandbox
         assert got["app"]["memory_bytes"] == web["memory_bytes"] + db["memory_bytes"]
+        handlers = {s.labels["workload"]: s.labels["handler"] for s in prometheus.http.query(CPU_SERIES)}  # type: ignore[union-attr]
+        assert handlers == {"perf.web.0": "runc", "perf.db.0": "runsc"}
         assert got["qos"]["web"]["latency_ms"] == {
             "value": 12.0,
             "target": 30,
