@@ -83,6 +83,11 @@ def _deploy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source", is_flag=True, help="Deploy .py sources, do not compile with mpy-cross."),
         click.option("--no-raw-paste", is_flag=True, help="Plain raw REPL even if the board has raw-paste."),
         click.option("--no-boot", is_flag=True, help="Leave the board in its REPL (no reboot, no birth)."),
+        click.option(
+            "--check-files",
+            is_flag=True,
+            help="Hash every file on the board even when its firmware says it runs this release.",
+        ),
         output_option,
     ]
     for option in reversed(options):
@@ -100,6 +105,7 @@ def _run_flash(channel: ByteChannel, params: dict[str, Any]) -> None:
         compiled=not params["source"],
         paste=not params["no_raw_paste"],
         boot=not params["no_boot"],
+        ask_running=not params["check_files"],
     )
     progress = TerminalProgress()
     try:

@@ -5,7 +5,9 @@ renamed only once their hash matched on the board; the manifest first lists the 
 files (so an interrupted deploy's files are still known to the next one and cleaned up), then
 only the new; the device config (identity, credentials) is written last; then the board is
 soft-rebooted and we wait for its birth (a BIRTH frame on the line, or the firmware's console
-line) carrying the new version.
+line) carrying the new version. A digest of the release (`.mlsysops-release`) goes last; our
+firmware reports it in its birth, so a redeploy of the same release is recognised by asking the
+running firmware (a SYNC frame) without interrupting it.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from faredge.deploy.rawrepl import RawRepl, Timeouts
 from faredge.deploy.release import (
     CONFIG,
     MANIFEST,
+    MARKER,
     FileEntry,
     Release,
     Target,
     build,
     check_app,
     mpy_version,
+    release_digest,
 )
 from faredge.errors import FarEdgeError, Invalid
 from faredge.protocol.frames import Frame, FrameType, StreamDecoder
+from faredge.protocol.link import Received, SerialLink
 
 # A board with less free heap than this after the interrupt (the firmware's objects still
 # referenced) is soft-reset first: a chunk program, its decoding and inflating need ~16 KB.
@@ -64,13 +69,15 @@ class FlashOptions:
     paste: bool = True  # raw-paste when the board supports it
     boot: bool = True  # soft-reboot into the firmware and wait for its birth
     birth_timeout: float = 20.0
+    ask_running: bool = True  # first ask the running firmware which release it runs
+    ask_timeout: float = 1.0
 
 
 @dataclass
 class FlashReport:
     release: Release
     plan: Plan
-    board: BoardInfo
+    board: BoardInfo | None  # None: the running firmware said it runs this release
     birth: dict[str, Any] | None = None
     raw_paste: bool | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -112,6 +119,12 @@ def flash(
     check_app(options.app_dir)
     t0 = clock()
     reader = Reader(channel, clock)
+    cfg = config_entry(options.config)
+    if options.boot and options.ask_running:
+        unchanged = _running_same_release(reader, options, cfg, clock)
+        if unchanged is not None:
+            unchanged.seconds = {"total": clock() - t0}
+            return unchanged
     repl = RawRepl(reader, timeouts, paste=options.paste)
     repl.enter()
     device = Device(repl, deflate=options.deflate)
@@ -133,22 +146,14 @@ def flash(
         raise
     previous = info.previous
     on_board = device.hashes(candidates(release, previous))
-    plan = make_plan(release, on_board, previous, config_entry(options.config))
+    marker = FileEntry(MARKER, release_digest(release, cfg).encode())
+    plan = make_plan(release, on_board, previous, cfg, marker)
     progress.planned(plan)
     t_plan = clock()
     if plan.changes:
-        old = dict((info.release or {}).get("files") or {})  # type: ignore[call-overload]
-        pending = {**old, **{f.name: f.sha256 for f in release.files}}
-        device.write(manifest_entry(release.version, pending))
-        device.makedirs(f.name for f in plan.write)
-        for entry in plan.write:
-            if entry.name != CONFIG:
-                device.write(entry, progress.file)
-        device.remove(plan.delete)
-        device.write(manifest_entry(release.version, {f.name: f.sha256 for f in release.files}))
-        for entry in plan.write:
-            if entry.name == CONFIG:
-                device.write(entry, progress.file)
+        _apply(device, plan, release, info, progress)
+    elif plan.write:  # only the marker (a board deployed before markers existed)
+        device.write(marker)
     t_write = clock()
     report = FlashReport(release, plan, info, raw_paste=repl.paste)
     if options.boot:
@@ -165,6 +170,70 @@ def flash(
         "total": t_end - t0,
     }
     return report
+
+
+def _apply(device: Device, plan: Plan, release: Release, info: BoardInfo, progress: Progress) -> None:
+    """The order that keeps the board bootable (see the module docstring)."""
+    device.remove([MARKER])  # no marker while the release is incomplete
+    old = dict((info.release or {}).get("files") or {})  # type: ignore[call-overload]
+    pending = {**old, **{f.name: f.sha256 for f in release.files}}
+    device.write(manifest_entry(release.version, pending))
+    device.makedirs(f.name for f in plan.write)
+    last = (CONFIG, MARKER)
+    for entry in plan.write:
+        if entry.name not in last:
+            device.write(entry, progress.file)
+    device.remove(plan.delete)
+    device.write(manifest_entry(release.version, {f.name: f.sha256 for f in release.files}))
+    for name in last:
+        for entry in plan.write:
+            if entry.name == name:
+                device.write(entry, progress.file)
+
+
+def _running_same_release(
+    reader: Reader, options: FlashOptions, cfg: FileEntry | None, clock: Callable[[], float]
+) -> FlashReport | None:
+    """Ask the running firmware (a SYNC frame on the line) which release it runs; a report
+    with nothing to do when it is this one, else None (then the REPL path decides per file)."""
+    birth = running_birth(reader, options.ask_timeout, clock)
+    if not birth or not birth.get("rel") or not isinstance(birth.get("mpy"), int):
+        return None
+    board = (options.config or {}).get("board") or birth.get("board")
+    release = build(
+        options.app_dir,
+        Target(mpy_version(birth["mpy"] or None), board if isinstance(board, str) else None),
+        version=options.version,
+        compiled=options.compiled,
+    )
+    if birth["rel"] != release_digest(release, cfg) or birth.get("fw") != release.version:
+        return None
+    skipped = tuple(sorted(release.names | ({CONFIG} if cfg else set())))
+    return FlashReport(release, Plan((), skipped, ()), None, birth={**birth, "source": "running"})
+
+
+def running_birth(reader: Reader, timeout: float, clock: Callable[[], float]) -> dict[str, Any] | None:
+    """The birth our firmware sends when a SYNC frame opens a session on its serial line (the
+    frames are acknowledged, so it does not retransmit); None when nothing answers in time (a
+    board whose line is only its REPL, or that runs something else)."""
+    link = SerialLink(clock)
+    link.sync()
+    reader.write(link.take_output())
+    deadline = clock() + timeout
+    while clock() < deadline:
+        data = reader.available().data
+        items = link.feed(data) if data else []
+        out = link.take_output()
+        if out:
+            reader.write(out)
+        for item in items:
+            if isinstance(item, Received) and item.kind == "birth":
+                try:
+                    birth = json.loads(item.payload)
+                except ValueError:
+                    return None
+                return birth if isinstance(birth, dict) else None
+    return None
 
 
 def wait_birth(

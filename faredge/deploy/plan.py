@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from faredge.deploy.release import CONFIG, FileEntry, Release
+from faredge.deploy.release import CONFIG, MARKER, FileEntry, Release
 
 
 @dataclass(frozen=True)
 class Plan:
-    write: tuple[FileEntry, ...]  # in order; the config, if any, last
+    write: tuple[FileEntry, ...]  # in order; the config, then the release marker, last
     skip: tuple[str, ...]
     delete: tuple[str, ...]
 
@@ -39,7 +39,7 @@ def shadows(name: str) -> str | None:
 
 def candidates(release: Release, previous: frozenset[str]) -> list[str]:
     """Every name whose hash (or presence) the plan needs from the board."""
-    names = set(release.names) | previous | {CONFIG}
+    names = set(release.names) | previous | {CONFIG, MARKER}
     names |= {s for n in release.names if (s := shadows(n))}
     return sorted(names)
 
@@ -49,17 +49,20 @@ def make_plan(
     on_board: Mapping[str, str | None],
     previous: frozenset[str],
     config: FileEntry | None = None,
+    marker: FileEntry | None = None,
 ) -> Plan:
     """`on_board`: name → SHA-256 hex (None: absent) for `candidates(...)`; `previous`: names
     the last deploy installed (its manifest on the board)."""
     write = [f for f in release.files if on_board.get(f.name) != f.sha256]
     skip = [f.name for f in release.files if on_board.get(f.name) == f.sha256]
     gone = (previous - release.names) | {s for n in release.names if (s := shadows(n))}
-    gone -= release.names | {CONFIG}
+    gone -= release.names | {CONFIG, MARKER}
     delete = sorted(n for n in gone if on_board.get(n) is not None)
     if config is not None:
         if on_board.get(CONFIG) == config.sha256:
             skip.append(CONFIG)
         else:
             write.append(config)
+    if marker is not None and (write or delete or on_board.get(MARKER) != marker.sha256):
+        write.append(marker)
     return Plan(tuple(write), tuple(skip), tuple(delete))

@@ -25,6 +25,8 @@ BOOT_FILES = frozenset({"main.py", "boot.py"})  # run as source by MicroPython a
 HAL_DIR = "hal"
 MANIFEST = ".mlsysops-release.json"  # on the board: what the last deploy installed
 CONFIG = "config.json"
+MARKER = ".mlsysops-release"  # the release digest, written after everything else
+_NOT_RELEASED = (MANIFEST, CONFIG, MARKER)  # written by the deploy itself, never from the app
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,17 @@ class Release:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+
+def release_digest(release: Release, config: FileEntry | None) -> str:
+    """What a board runs, in 32 hex digits: every file's name and hash, and the config's. The
+    firmware reports the marker holding it in its birth, so an unchanged redeploy is known
+    without interrupting the board."""
+    h = hashlib.sha256(release.version.encode())
+    for f in sorted(release.files, key=lambda f: f.name):
+        h.update(f"\0{f.name}\0{f.sha256}".encode())
+    h.update(b"\0config\0" + (config.sha256.encode() if config else b"-"))
+    return h.hexdigest()[:32]
 
 
 def mpy_version(impl_mpy: int | None) -> tuple[int, int] | None:
@@ -151,7 +164,11 @@ def build(app_dir: Path, target: Target, *, version: str | None = None, compiled
     files = []
     for path in sorted(app_dir.rglob("*")):
         rel = PurePosixPath(path.relative_to(app_dir).as_posix())
-        if not path.is_file() or not _wanted(rel, target.board) or rel.as_posix() in (MANIFEST, CONFIG):
+        if (
+            not path.is_file()
+            or not _wanted(rel, target.board)
+            or rel.as_posix() in (MANIFEST, CONFIG, MARKER)
+        ):
             continue
         if compiled and target.mpy is not None and rel.suffix == ".py" and rel.as_posix() not in BOOT_FILES:
             files.append(FileEntry(rel.with_suffix(".mpy").as_posix(), compile_source(path, target.mpy)))

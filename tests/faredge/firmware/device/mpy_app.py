@@ -1,6 +1,7 @@
 """The device (firmware/micropython/app.py) with a fake HAL and a fake link, inside MicroPython."""
 
 import json
+import sys
 
 import app
 import fakehal
@@ -63,6 +64,8 @@ def test_connect_sends_birth_then_twin_get():
         "freq": 160000000,
         "lost": 0,
         "caps": {"freq_hz": [80000000, 160000000]},
+        "rel": "",  # no deploy marker on this flash
+        "mpy": sys.implementation._mpy,
     }
     assert get == {"id": "d1"}
 
