@@ -15,17 +15,19 @@ from controller.model import App
 NONE_QUALIFIES = "(no cluster qualifies)"
 
 
-def eligible_clusters(app: App, inventory: Inventory) -> tuple[str, ...] | None:
+def eligible_clusters(app: App, inventory: Inventory, ready_only: bool = True) -> tuple[str, ...] | None:
     """Allowed clusters in preference order (cluster_id order, else by name); None when the app
-    does not restrict clusters; () when it does and no cluster qualifies (a cluster that is not
-    Ready never does)."""
+    does not restrict clusters; () when it does and no cluster qualifies. A cluster that is not
+    Ready does not, unless `ready_only` is False (the placer filters its nodes itself, to count
+    them under `cluster_ready` in the explanation)."""
     cp = app.cluster_placement
     if not (cp.cluster_ids or cp.node_types or cp.accelerators):
         return None
     index = inventory.index
     known = sorted({c.cluster_id for c in inventory.clusters} | set(index.by_cluster))
     candidates = [c for c in cp.cluster_ids if c in known] if cp.cluster_ids else known
-    candidates = [c for c in candidates if c not in inventory.unready_clusters]
+    if ready_only:
+        candidates = [c for c in candidates if c not in inventory.unready_clusters]
 
     def has(cluster: str, group: int) -> bool:
         return bool(index.by_cluster.get(cluster, 0) & group)

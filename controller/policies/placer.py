@@ -70,7 +70,7 @@ class ConstraintAwarePlacer:
     ) -> Plan:
         ledger = ledger if ledger is not None else Ledger(inventory)
         order = depends_on_order(app)
-        allowed = eligible_clusters(app, inventory)
+        allowed = eligible_clusters(app, inventory, ready_only=False)  # cluster_ready explains
         clusters = frozenset() if allowed is None else frozenset(allowed or (NONE_QUALIFIES,))
         decided: dict[str, Decision] = {}
         # Kept components first: their capacity is taken before anything new is placed.

@@ -83,7 +83,8 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
     agents = agents if agents is not None else GrpcAgents()
     registry = registry if registry is not None else PolicyRegistry.from_entry_points()
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
-    informers = Informers(api, config.namespace, config.backoff, config.watch_timeout)
+    informers = Informers(api, config.namespace, config.backoff, config.watch_timeout,
+                          member_clusters="karmada" in config.mechanisms)
     inventory = InventoryCache(informers.world, config.namespace)
     context = MechanismContext(api, agents, inventory.agent_target, inventory.agent_targets,
                                config.availability_timeout, config.namespace)

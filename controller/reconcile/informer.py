@@ -111,19 +111,26 @@ class Informer:
         return rv
 
 
+# Karmada's member clusters (cluster-scoped), read for their Ready condition.
+MEMBER_CLUSTER = Resource("cluster.karmada.io", "v1alpha1", "clusters", "Cluster", namespaced=False)
+
+
 class Informers:
-    """The controller's three list-watches: apps, and the nodes and clusters the inventory is
-    built from (`world`, which reads the caches: no API call per reconcile)."""
+    """The controller's list-watches: apps, and the nodes and clusters the inventory is built
+    from (`world`, which reads the caches: no API call per reconcile); with `member_clusters`
+    (the karmada mechanism), Karmada's Cluster objects too, for readiness."""
 
     def __init__(self, api: ObjectApi, namespace: str, backoff: Backoff = WATCH_BACKOFF,
-                 watch_timeout: int = 300) -> None:
+                 watch_timeout: int = 300, member_clusters: bool = False) -> None:
         self.apps = Informer(api, APP, namespace, backoff, watch_timeout)
         self.nodes = Informer(api, NODE, namespace, backoff, watch_timeout)
         self.clusters = Informer(api, CLUSTER, namespace, backoff, watch_timeout)
+        self.members = Informer(api, MEMBER_CLUSTER, "", backoff, watch_timeout) if member_clusters else None
 
-    def world(self) -> tuple[list[Obj], list[Obj]]:
-        return self.nodes.items(), self.clusters.items()
+    def world(self) -> tuple[list[Obj], list[Obj], list[Obj]]:
+        """Nodes, MLSysOps clusters and Karmada member clusters, from the caches."""
+        return self.nodes.items(), self.clusters.items(), self.members.items() if self.members else []
 
-    def all(self) -> tuple[Informer, Informer, Informer]:
+    def all(self) -> tuple[Informer, ...]:
         """In the order the workers wait for them to sync: the world first, then the apps."""
-        return self.nodes, self.clusters, self.apps
+        return (self.nodes, self.clusters, *([self.members] if self.members else []), self.apps)

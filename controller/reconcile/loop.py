@@ -17,10 +17,11 @@ import logging
 import threading
 from collections.abc import Callable
 
+from controller.inventory import cluster_readiness
 from controller.kube.api import Obj
 from controller.mechanisms.nodeagent_records import FIELD as RECORD_FIELD
 from controller.policies.base import QosViolation
-from controller.reconcile.informer import Informers
+from controller.reconcile.informer import MEMBER_CLUSTER, Informers
 from controller.reconcile.nodesync import NodeSync
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import InventoryCache, Outcome, Reconciler
@@ -46,6 +47,8 @@ class Controller:
         self.apps.add_handler(self._on_app)
         self.nodes.add_handler(self._on_world)
         self.clusters.add_handler(self._on_world)
+        if informers.members is not None:
+            informers.members.add_handler(self._on_world)
         self.freeze_after_sync = True
         self.outcomes: dict[str, Outcome] = {}  # last outcome per app, for tests and metrics
         self._qos_seen: dict[str, tuple[QosViolation, ...]] = {}  # per app: violations last reported
@@ -57,8 +60,8 @@ class Controller:
     # ------------------------------------------------------------------ life cycle
 
     def start(self, stop: threading.Event) -> None:
-        for name, informer in (("apps", self.apps), ("nodes", self.nodes), ("clusters", self.clusters)):
-            self._spawn(f"informer-{name}", functools.partial(informer.run, stop))
+        for informer in self.informers.all():
+            self._spawn(f"informer-{informer.resource.plural}", functools.partial(informer.run, stop))
         self._spawn("sync-wait", lambda: self._start_workers(stop))
 
     def run(self, stop: threading.Event) -> None:
@@ -181,7 +184,11 @@ class Controller:
 
 
 def placement_view(obj: Obj) -> str:
-    """The object as placement reads it: without server bookkeeping and the settings record."""
+    """The object as placement reads it: without server bookkeeping and the settings record;
+    of a Karmada member cluster, only whether it is Ready (its status also carries resource
+    summaries and heartbeats, which would requeue every app)."""
+    if obj.get("apiVersion") == MEMBER_CLUSTER.api_version and obj.get("kind") == MEMBER_CLUSTER.kind:
+        return json.dumps(cluster_readiness([obj]))
     meta = {k: v for k, v in obj["metadata"].items()
             if k not in ("resourceVersion", "managedFields", "generation")}
     status = {k: v for k, v in (obj.get("status") or {}).items()

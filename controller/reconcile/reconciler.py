@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.inventory import Inventory
+from controller.inventory import Inventory, cluster_readiness
 from controller.kube import resources
 from controller.kube.errors import Conflict, KubeError, NotFound
 from controller.kube.objectapi import Obj, ObjectApi
@@ -90,7 +90,9 @@ class InventoryCache:
     """The Inventory built from the MLSysOpsNode/Cluster objects, rebuilt only after they change
     (at 10,000 nodes a rebuild per reconcile would dominate)."""
 
-    def __init__(self, sources: Callable[[], tuple[Sequence[Obj], Sequence[Obj]]], namespace: str) -> None:
+    def __init__(self, sources: Callable[[], tuple[Sequence[Obj], ...]], namespace: str) -> None:
+        """`sources` returns the node and MLSysOpsCluster objects, and optionally Karmada's
+        member Cluster objects (whose Ready condition decides which clusters get placements)."""
         self.sources = sources
         self.namespace = namespace
         self._lock = threading.Lock()
@@ -116,7 +118,7 @@ class InventoryCache:
         return sorted({n.agent_target for n in self.get()[0].nodes if n.agent_target})
 
     def _build(self) -> tuple[Inventory, Telemetry]:
-        nodes, clusters = self.sources()
+        nodes, clusters, *members = self.sources()
         descriptions = []
         for obj in [*nodes, *clusters]:
             try:
@@ -124,7 +126,10 @@ class InventoryCache:
             except DescriptionError as exc:  # one bad node description must not stop placement
                 log.warning("ignoring %s %s: %s", obj.get("kind"), obj["metadata"].get("name"), exc)
         unavailable = frozenset(o["metadata"]["name"] for o in nodes if _condition(o, "Ready") == "False")
-        return Inventory.from_descriptions(descriptions), Telemetry(unavailable_nodes=unavailable)
+        inventory = Inventory.from_descriptions(descriptions)
+        if members:
+            inventory = dataclasses.replace(inventory, unready_clusters=cluster_readiness(members[0]))
+        return inventory, Telemetry(unavailable_nodes=unavailable)
 
 
 def _without_status(obj: Obj) -> Obj:

@@ -81,6 +81,8 @@ DEFAULT_TYPES: tuple[ResourceType, ...] = (
                  "ClusterPropagationPolicy", namespaced=False, builtin=False, short_names=("cpp",)),
     ResourceType("policy.karmada.io", "v1alpha1", "clusteroverridepolicies", "ClusterOverridePolicy",
                  namespaced=False, builtin=False, short_names=("cop",)),
+    ResourceType("cluster.karmada.io", "v1alpha1", "clusters", "Cluster", namespaced=False, status=True,
+                 builtin=False),
 )
 
 

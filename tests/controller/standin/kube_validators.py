@@ -3,7 +3,8 @@
 - core/apps/node.k8s.io kinds: `kubernetes-validate` (the upstream OpenAPI schemas), strict,
   so an unknown field is an error as with `kubectl --validate=strict`;
 - Karmada kinds: the openAPIV3Schema of ../shared/schemas/karmada/ CRDs (beside the repository);
-- our kinds: the openAPIV3Schema of deploy/crds/ (status included).
+- our kinds: the openAPIV3Schema of deploy/crds/ (status included);
+- Karmada's member Cluster: the reduced CRD in crds/ (no schema beside the repository has it).
 
 OpenAPI's `nullable: true` is turned into a JSON-schema null type before use.
 """
@@ -23,6 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 KARMADA_SCHEMAS = Path(os.environ.get("MLSYSOPS_KARMADA_SCHEMAS") or REPO.parent / "shared/schemas/karmada")
 OUR_CRDS = REPO / "deploy" / "crds"
+STANDIN_CRDS = Path(__file__).resolve().parent / "crds"  # kinds no schema beside the repository covers
 KUBERNETES_VERSION = "1.31"
 BUILTIN_GROUPS = ("v1", "apps/v1", "node.k8s.io/v1", "batch/v1")
 
@@ -68,7 +70,7 @@ def validate(obj: dict[str, Any]) -> list[str]:
         except kubernetes_validate.ValidationError as exc:
             return [f"{'.'.join(str(p) for p in exc.path)}: {exc.message}"]
         return []
-    for directory in (KARMADA_SCHEMAS, OUR_CRDS):
+    for directory in (KARMADA_SCHEMAS, OUR_CRDS, STANDIN_CRDS):
         schema = crd_schemas(directory).get(key)
         if schema is not None:
             return _schema_errors(schema, obj)
