@@ -24,6 +24,9 @@ class ApiSettings:
     # The role granted to clients without a token on 127.0.0.1/::1 (the reference's clients send
     # no credentials). None, the default: every request needs a token.
     anonymous_loopback_role: str | None = None
+    # The store is the embedded one: workloads are the local mechanism's (named per replica),
+    # not Kubernetes Deployments (what the reference's details route names).
+    local_workloads: bool = False
     watch_timeout: int = 10  # seconds of one store watch behind the event stream (it re-watches)
 
 

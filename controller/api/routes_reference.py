@@ -50,7 +50,8 @@ def status(request: Request, app_id: str) -> dict[str, Any]:
 
 @router.get("/apps/apps/details/{app_id}", dependencies=VIEWER, summary="Components and where they run")
 def details(request: Request, app_id: str) -> dict[str, Any]:
-    return views.reference_details(apps.get(context(request), app_id))
+    ctx = context(request)
+    return views.reference_details(apps.get(ctx, app_id), ctx.settings.local_workloads)
 
 
 @router.get("/apps/performance/{app_id}", dependencies=VIEWER, summary="[[metric, {value}], ...]")

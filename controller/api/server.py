@@ -119,6 +119,13 @@ def open_store(cfg: ServeConfig) -> ObjectApi:
     return store
 
 
+def is_kubernetes(store: ObjectApi) -> bool:
+    """A Kubernetes/Karmada API server (else the embedded store)."""
+    from controller.kube.api import KubeApi
+
+    return isinstance(store, KubeApi)
+
+
 class ControllerRunner:
     """The in-process controller: started, restarted with a new policy chain, stopped."""
 
@@ -144,9 +151,7 @@ class ControllerRunner:
             values["mechanisms"] = cfg.mechanisms
         if cfg.agents:
             values["agents"] = cfg.agents
-        from controller.kube.api import KubeApi
-
-        if isinstance(self.store, KubeApi):  # a Kubernetes/Karmada API server
+        if is_kubernetes(self.store):
             return build(Config(**{"mechanisms": DEFAULT_MECHANISMS, **values}), self.store)
         embedded = importlib.import_module("controller.reconcile.embedded")
         controller: Controller = embedded.build_embedded(embedded.embedded_config(**values), self.store)
@@ -184,6 +189,7 @@ def wire(
             namespace=cfg.namespace,
             max_body_bytes=cfg.max_body_bytes,
             anonymous_loopback_role=cfg.allow_anonymous_loopback,
+            local_workloads=not is_kubernetes(store),
         ),
         performance=performance,
         devices=BridgeSocket(cfg.bridge_socket) if cfg.bridge_socket else None,

@@ -18,7 +18,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.mechanisms.kubernetes_render import dns_name
+from controller.mechanisms.kubernetes_render import deployment_name
+from controller.mechanisms.local import workload_name
 
 Obj = dict[str, Any]
 SUBMITTED = "Submitted"
@@ -155,9 +156,35 @@ def explanation(obj: Mapping[str, Any], components: Iterable[str] = ()) -> list[
 # ---------------------------------------------------------------------------- reference shapes
 
 
-def reference_details(obj: Mapping[str, Any]) -> Obj:
-    """`GET /apps/apps/details/{id}` as the reference CLI prints it: one row per workload
-    instance, named as the kubernetes mechanism names it, on the node the status places it."""
+def workload_names(app: str, comp: Mapping[str, Any], local: bool, containers: int = 1) -> list[str]:
+    """What the mechanism that runs the component calls its workloads: one Deployment per
+    placement (kubernetes), one containerd workload per replica and container (local, the
+    embedded mode: controller.mechanisms.local)."""
+    if local:
+        replicas = range(int(comp.get("replicas") or 1))
+        if containers == 1:
+            return [workload_name(app, comp["name"], r) for r in replicas]
+        return [workload_name(app, comp["name"], f"{r}-{i}") for r in replicas for i in range(containers)]
+    return [deployment_name(app, comp["name"], comp.get("node"), comp.get("cluster"))]
+
+
+def _containers(obj: Mapping[str, Any], component: str) -> int:
+    for comp in obj.get("components") or []:
+        if isinstance(comp, Mapping) and (comp.get("metadata") or {}).get("name") == component:
+            return max(
+                1,
+                sum(
+                    1
+                    for c in comp.get("containers") or []
+                    if not (c or {}).get("platform_requirements", {}).get("mcu")
+                ),
+            )
+    return 1
+
+
+def reference_details(obj: Mapping[str, Any], local: bool = False) -> Obj:
+    """`GET /apps/apps/details/{id}` as the reference CLI prints it: one row per workload, named
+    as the mechanism names it, on the node the status places it."""
     name = str((obj.get("metadata") or {}).get("name"))
     components = []
     for comp in component_views(obj):
@@ -166,11 +193,12 @@ def reference_details(obj: Mapping[str, Any]) -> Obj:
         if comp["node"] or comp["cluster"]:
             pods = [
                 {
-                    "pod_name": dns_name(name, comp["name"]),
+                    "pod_name": workload,
                     "pod_status": "Running" if ready["status"] == "True" else "Pending",
                     "node_name": comp["node"] or "-",
                     "cluster_name": comp["cluster"] or "-",
                 }
+                for workload in workload_names(name, comp, local, _containers(obj, comp["name"]))
             ]
         components.append({"name": comp["name"], "details": {"pods": pods, "conditions": comp["conditions"]}})
     return {"app_id": name, "state": phase(obj), "components": components}

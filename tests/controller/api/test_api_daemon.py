@@ -276,3 +276,67 @@ def test_disabling_a_policy_restarts_the_in_process_controller_with_the_new_chai
         assert "constraintAwarePlacer" in saved  # survives a restart of the daemon
     finally:
         runner.stop()
+
+
+def test_restarting_the_api_and_its_controller_mid_deploy_loses_nothing(standin, store, tmp_path):
+    """Submitted over the API, stopped while a Deployment is unavailable, started again as a new
+    API with a new in-process controller: the app converges to Deployed, nothing duplicated."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from ctlkube_harness import FIXTURES, documents
+    from fastapi.testclient import TestClient
+
+    from controller.api.tokens import TokenStore
+    from controller.mechanisms.kubernetes_render import deployment_name
+
+    held = [
+        deployment_name("camera-pipeline", "detector", n, "uth-edge") for n in ("cloud-1", "edge-1", "edge-2")
+    ]
+
+    for doc in documents(FIXTURES / "inventory"):
+        store.apply(doc, field_manager="test-admin")
+    cfg = ServeConfig(
+        tokens_file=tmp_path / "tokens.json",
+        run_controller=True,
+        mechanisms=("kubernetes",),
+        policy_state=tmp_path / "policies.json",
+        controller_options={"watch_timeout": 1, "availability_timeout": 2.0, "workers": 1},
+    )
+    operator = {"Authorization": f"Bearer {TokenStore(cfg.tokens_file).create('operator')[0]}"}
+    for name in held:
+        standin.hold(name)
+    app, runner, policies = wire(cfg, store)
+    runner.start(policies.chain())
+    try:
+        client = TestClient(app)
+        assert (
+            client.post(
+                "/api/v1/apps", json=documents(FIXTURES / "app.yaml")[0], headers=operator
+            ).status_code
+            == 201
+        )
+        wait_for(
+            lambda: (
+                client.get("/apps/status/camera-pipeline", headers=operator).json()["status"]
+                not in ("Submitted", "Deployed")
+            ),
+            what="deploying",
+        )
+    finally:
+        runner.stop()
+    app, runner, policies = wire(cfg, store)  # a new daemon over the same store
+    runner.start(policies.chain())
+    try:
+        client = TestClient(app)
+        assert client.get("/apps/status/camera-pipeline", headers=operator).json()["status"] != "Deployed"
+        for name in held:
+            standin.release(name)
+        wait_for(
+            lambda: (
+                client.get("/apps/status/camera-pipeline", headers=operator).json()["status"] == "Deployed"
+            ),
+            what="Deployed after the restart",
+        )
+        assert len(store.list(R.DEPLOYMENT, "default")[0]) == 4
+        assert [a["name"] for a in client.get("/api/v1/apps", headers=operator).json()] == ["camera-pipeline"]
+    finally:
+        runner.stop()

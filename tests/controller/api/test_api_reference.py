@@ -9,6 +9,7 @@ from api_harness import DATA, reference_app, yaml_docs
 
 from controller.api.policies import RegistryPolicyControl
 from controller.kube import resources as R
+from controller.mechanisms.kubernetes_render import deployment_name
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 
 
@@ -64,7 +65,7 @@ def test_details_follow_the_status_the_controller_wrote(ref, bearer, store):
     pods = details["components"][0]["details"]["pods"]
     assert pods == [
         {
-            "pod_name": "test-application-server-app",
+            "pod_name": deployment_name("test-application", "server-app", "node-1", "uth-prod-cluster"),
             "pod_status": "Running",
             "node_name": "node-1",
             "cluster_name": "uth-prod-cluster",
@@ -137,3 +138,23 @@ def test_mode_0_is_heuristic_1_is_refused_until_an_ml_policy_exists(ref, bearer)
     r = ref.put("/manage/mode/2", headers=bearer["admin"])
     assert r.status_code == 400 and r.json()["detail"] == "Mode must be 0 or 1"
     assert ref.put("/manage/mode/x", headers=bearer["admin"]).status_code == 422
+
+
+def test_details_in_embedded_mode_name_the_local_workloads(make_client, bearer, store):
+    from controller.api.context import ApiSettings
+
+    client = make_client(ApiSettings(local_workloads=True))
+    client.post("/apps/deploy", json=reference_app(), headers=bearer["operator"])
+    obj = store.get(R.APP, "default", "test-application")
+    obj["status"] = {
+        "phase": "Deploying",
+        "observedGeneration": 1,
+        "placement": [{"component": "server-app", "node": "node-1", "replicas": 2}],
+    }
+    store.replace_status(R.APP, obj)
+    pods = client.get("/apps/apps/details/test-application", headers=bearer["viewer"]).json()["components"][0]
+    assert [p["pod_name"] for p in pods["details"]["pods"]] == [
+        "test-application.server-app.0",
+        "test-application.server-app.1",
+    ]
+    assert {p["pod_status"] for p in pods["details"]["pods"]} == {"Pending"}

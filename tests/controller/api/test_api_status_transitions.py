@@ -23,10 +23,12 @@ from ctlkube_harness import FIXTURES, Running, documents
 from controller.api.app import create_app
 from controller.api.context import ApiContext, ApiSettings
 from controller.kube import resources as R
-from controller.mechanisms.kubernetes_render import dns_name
+from controller.mechanisms.kubernetes_render import deployment_name
 from mlsysops.testing import wait_for
 
 APP = "camera-pipeline"
+# The detector's Deployment on whichever node it lands: held unavailable until released.
+HELD = [deployment_name(APP, "detector", n, "uth-edge") for n in ("cloud-1", "edge-1", "edge-2")]
 
 
 @pytest.fixture
@@ -54,7 +56,8 @@ def ready_of(view):
 
 
 def test_submitted_then_progressing_then_deployed(client, bearer, world, standin, controllers):
-    standin.hold(dns_name(APP, "detector"))
+    for name in HELD:
+        standin.hold(name)
     r = client.post("/api/v1/apps", json=documents(FIXTURES / "app.yaml")[0], headers=bearer["operator"])
     assert r.status_code == 201 and r.json()["phase"] == "Submitted"
     assert status(client, bearer)["phase"] == "Submitted"
@@ -72,7 +75,8 @@ def test_submitted_then_progressing_then_deployed(client, bearer, world, standin
     )
     ref = client.get(f"/apps/status/{APP}", headers=bearer["viewer"]).json()
     assert ref["status"] == held["phase"]
-    standin.release(dns_name(APP, "detector"))
+    for name in HELD:
+        standin.release(name)
     done = wait_for(lambda: (s := status(client, bearer))["phase"] == "Deployed" and s, what="app Deployed")
     assert set(ready_of(done).values()) == {"True"}
     assert {c["name"]: c["node"] for c in done["components"]}["dashboard"] == "cloud-1"
