@@ -3,10 +3,10 @@
 What runs, all real and private (loopback, the demo's containerd, cgroup root and work dir):
 - a private Prometheus (Debian's), scraping the demo node agent's /metrics with a generated
   config (controller.telemetry: the agent says where it serves them);
-- the REST API (controller.api, FastAPI on uvicorn, 127.0.0.1) over the embedded SQLite store,
-  with the controller in-process (mechanisms `local` and `nodeagent`) and the performance
-  routes answered from that Prometheus; authentication on (a bearer token made by
-  `mlsysops api token create`);
+- the REST API daemon (`mlsysops-api`, FastAPI on uvicorn, 127.0.0.1) over the embedded SQLite
+  store, with the controller in-process (mechanisms `local` and `nodeagent`) and the performance
+  routes answered from that Prometheus (`prometheus_url`); authentication on (a bearer token
+  made by `mlsysops api token create`);
 - two apps: `shop` through /api/v1/apps (web on runc, with a cpu_frequency hint and CPU/memory
   limits, i.e. node settings; sandbox under gVisor), `hello` through the reference's
   `POST /apps/deploy` body.
@@ -19,10 +19,10 @@ component, then the deletes and the proof that nothing of the apps is left on th
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,12 +31,8 @@ from typing import Any, TypeVar
 
 import click
 import httpx
-import uvicorn
+import yaml
 
-from controller import store as embedded_store
-from controller.api.server import ServeConfig, uvicorn_config, wire
-from controller.reconcile.nodesync import AgentTarget
-from controller.telemetry.performance import PrometheusPerformance
 from controller.telemetry.prometheus import PrometheusProcess, PrometheusSettings
 from controller.telemetry.scrape import ScrapeSettings
 from controller.telemetry.targets import start_for_agents
@@ -112,7 +108,7 @@ def tour(workdir: Path, agent_target: str, image: str) -> None:
         click.echo(f"prometheus {prometheus.url} (pid {prometheus.pid}) scraping {found.targets[0].url}")
         with NodeAgentClient(agent_target) as client:  # per-workload usage every second, for the demo
             client.set_telemetry_config([pb.Collector(name="workloads", interval_ms=1000)])
-        url = stack.enter_context(_api(workdir, agent_target, prometheus))
+        url = stack.enter_context(_api(workdir, agent_target, prometheus.url))
         token = _token(workdir)
         api = stack.enter_context(
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -139,41 +135,61 @@ def tour(workdir: Path, agent_target: str, image: str) -> None:
 
 
 @contextmanager
-def _api(workdir: Path, agent_target: str, prometheus: PrometheusProcess) -> Iterator[str]:
-    """The REST API with the embedded controller, served by uvicorn on a loopback port."""
-    store = embedded_store.open(workdir / "controller.db")
-    cfg = ServeConfig(
-        host="127.0.0.1",
-        port=_free_port(),
-        tokens_file=workdir / "tokens.json",
-        store_path=workdir / "controller.db",
-        run_controller=True,
-        mechanisms=("local", "nodeagent"),
-        agents=(AgentTarget(agent_target),),
-        policy_state=workdir / "policies.json",
-        log_level="warning",
-    )
-    assert prometheus.http is not None
-    app, runner, policies = wire(cfg, store, PrometheusPerformance(prometheus.http, store))
-    server = uvicorn.Server(uvicorn_config(cfg, app))
-    thread = threading.Thread(target=server.run, name="demo-api")
+def _api(workdir: Path, agent_target: str, prometheus_url: str) -> Iterator[str]:
+    """The API daemon (`mlsysops-api`) with the embedded controller in-process, on a loopback
+    port; stopped with SIGTERM (uvicorn's clean shutdown, then the controller's)."""
+    port = _free_port()
+    config = workdir / "api.yaml"
+    options = {
+        "listen": f"127.0.0.1:{port}",
+        "store_path": str(workdir / "controller.db"),
+        "tokens_file": str(workdir / "tokens.json"),
+        "policy_state": str(workdir / "policies.json"),
+        "run_controller": True,
+        "mechanisms": ["local", "nodeagent"],
+        "agents": [agent_target],
+        "prometheus_url": prometheus_url,
+        "log_level": "warning",
+    }
+    config.write_text(yaml.safe_dump(options, sort_keys=False))
+    click.secho(f"\n$ mlsysops-api --config {config}", fg="cyan")
+    click.echo("  " + "\n  ".join(config.read_text().splitlines()))
+    log = workdir / "api.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([_script("mlsysops-api"), "--config", str(config)], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
     try:
-        if runner is not None:
-            runner.start(policies.chain())
-        thread.start()
-        _wait(lambda: server.started, "the API to listen")
-        url = f"http://127.0.0.1:{cfg.port}"
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"mlsysops-api exited {proc.returncode}: {log.read_text()[-2000:]}"
+                )
+            try:
+                return httpx.get(url + "/manage/ping", timeout=2).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        _wait(listening, "the API to listen")
         click.echo(
-            f"REST API {url} (embedded store {cfg.store_path}; controller in-process: local, nodeagent)"
+            f"REST API {url} (pid {proc.pid}; embedded store, controller in-process: local, nodeagent)"
         )
         yield url
     finally:
-        server.should_exit = True
-        if thread.is_alive():
-            thread.join(30)
-        if runner is not None:
-            runner.stop()
-        store.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _script(name: str) -> str:
+    found = Path(sys.executable).with_name(name)
+    if not found.exists():
+        raise click.ClickException(f"`{name}` is not installed (pip install -e '.[all]')")
+    return str(found)
 
 
 def _token(workdir: Path) -> str:
@@ -189,7 +205,7 @@ def _token(workdir: Path) -> str:
     ]
     click.secho(f"\n$ {' '.join(command)}", fg="cyan")
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("mlsysops")), *command[1:]],
+        [_script("mlsysops"), *command[1:]],
         capture_output=True,
         text=True,
         timeout=60,
@@ -217,7 +233,8 @@ def _follow_status(api: httpx.Client, name: str) -> None:
 
     status = _wait(ready, f"{name} to be Ready")
     for comp in status.get("components") or []:
-        click.echo(f"  {json.dumps(comp, sort_keys=True)[:300]}")
+        conds = ", ".join(f"{c['type']}={c['status']} ({c['reason']})" for c in comp.get("conditions") or [])
+        click.echo(f"  component {comp.get('name')} on node {comp.get('node')}: {conds}")
 
 
 def _agent_view(target: str) -> None:

@@ -12,6 +12,12 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
+def demo_namespaces() -> set[str]:
+    """The demo's network namespaces (named mlsysops-demo-<pid>; other tests make their own)."""
+    found = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    return {name for name in found if name.startswith("mlsysops-demo-")}
+
+
 def demo_processes() -> list[str]:
     """Command lines of processes still running from a demo's work directory (containerd, its
     shims and gVisor sandboxes, the agent, Prometheus, the bridge, Mosquitto)."""
@@ -31,7 +37,7 @@ def demo_processes() -> list[str]:
     os.geteuid() != 0, reason="the demo needs root (cgroups, a network namespace, containerd)"
 )
 def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
-    before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    before = demo_namespaces()
     running_before = demo_processes()
     done = subprocess.run(
         [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=480
@@ -51,7 +57,7 @@ def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
     web = next(line for line in out.splitlines() if line.strip().startswith("web ") and "cpu_cores" in line)
     assert "cpu_cores -" not in web and "memory_bytes -" not in web
     assert "the node runs no workload of either app and holds none of their settings" in out
-    after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    after = demo_namespaces()
     assert after <= before, f"namespaces left behind: {after - before}"
     leftovers = [p for p in Path("/sys/fs/cgroup").glob("*/mlsysops-demo-*")]
     assert not leftovers, f"cgroups left behind: {leftovers}"
