@@ -41,6 +41,7 @@ from controller.model import App, DescriptionError, load_documents, parse_docume
 from controller.plan import PlanReport, explanation, plan_files, result_dict
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry, UnknownPolicy
 from mlsysops.output import emit, output_option, table
+from mlsysops.restapi import RestError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -220,7 +221,7 @@ def _friendly(fn: F) -> F:
         except Exception as exc:
             if type(exc).__module__ == "controller.kube.errors":
                 raise click.ClickException(f"API server: {exc}") from exc
-            if type(exc).__name__ == "RemoteError":  # controller.api.client, imported only in remote mode
+            if isinstance(exc, RestError):  # remote mode (--api URL)
                 raise click.ClickException(str(exc)) from exc
             raise
 

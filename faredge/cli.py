@@ -1,8 +1,10 @@
 """`mlsysops devices ...`: far-edge devices, through the running bridge's control socket.
 
 list/show/set/monitor talk to the bridge (faredge.control); `set` validates every key=value
-before anything is sent. `provision` works on the broker's files directly (it is what you run
-before the device, or even the bridge, exists).
+before anything is sent. With `--api URL` (or MLSYSOPS_API_URL), list/show/set/unset go through
+the controller's REST API instead (mlsysops.restapi), which reaches the bridge for you.
+`provision` works on the broker's files directly (it is what you run before the device, or
+even the bridge, exists).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from faredge.protocol.messages import check_device_id
 from faredge.protocol.settings import KNOBS, parse_assignments
 from faredge.provision import BOARDS, init_broker, provision_device
 from mlsysops.output import emit, output_option, table
+from mlsysops.restapi import RestClient, RestError
 
 DEFAULT_SOCKET = "/run/mlsysops-faredge/faredge.sock"
 DEFAULT_BROKER_DIR = "/etc/mlsysops/faredge/broker"
@@ -40,14 +43,44 @@ def _mapped_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except Invalid as exc:
             raise click.ClickException(f"invalid {exc.field}: {exc.reason}") from None
-        except FarEdgeError as exc:
+        except (FarEdgeError, RestError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+class RestDevices:
+    """The control socket's list/show/set/unset requests, answered by the REST API's /api/v1/devices."""
+
+    def __init__(self, url: str) -> None:
+        self.api = RestClient(url)
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        op, device = request.get("op"), request.get("id")
+        if op == "list":
+            return {"ok": True, "devices": self.api.get("/api/v1/devices")}
+        if op == "show":
+            return {"ok": True, "device": self.api.get(f"/api/v1/devices/{device}")}
+        if op == "set":
+            return {
+                "ok": True,
+                "device": self.api.put(f"/api/v1/devices/{device}/twin", {"settings": request["settings"]}),
+            }
+        if op == "unset":
+            return {
+                "ok": True,
+                "device": self.api.post(f"/api/v1/devices/{device}/twin/unset", {"keys": request["keys"]}),
+            }
+        raise click.UsageError(f"{op} works on the bridge's host only (drop --api)")
+
+
 def _client(ctx: click.Context) -> ControlClient:
     return ControlClient(Path(ctx.obj["socket"]))
+
+
+def _devices(ctx: click.Context) -> ControlClient | RestDevices:
+    """The bridge's socket, or the REST API with --api (list, show, set, unset)."""
+    return RestDevices(ctx.obj["api"]) if ctx.obj.get("api") else _client(ctx)
 
 
 def _age(ts: float) -> str:
@@ -107,10 +140,18 @@ def _show_table(d: dict[str, Any]) -> str:
     show_default=True,
     help="Control socket of the running bridge.",
 )
+@click.option(
+    "--api",
+    "api_url",
+    envvar="MLSYSOPS_API_URL",
+    default=None,
+    metavar="URL",
+    help="list/show/set/unset through the REST API instead (token from $MLSYSOPS_API_TOKEN).",
+)
 @click.pass_context
-def devices(ctx: click.Context, socket_path: str) -> None:
+def devices(ctx: click.Context, socket_path: str, api_url: str | None) -> None:
     """Far-edge devices (MQTT and serial) managed by the bridge mlsysops-faredge."""
-    ctx.obj = {"socket": socket_path}
+    ctx.obj = {"socket": socket_path, "api": api_url}
 
 
 @devices.command("list")
@@ -119,7 +160,7 @@ def devices(ctx: click.Context, socket_path: str) -> None:
 @_mapped_errors
 def list_devices(ctx: click.Context, output_format: str) -> None:
     """All known devices with liveness and twin versions (reported/desired)."""
-    emit(_client(ctx).call({"op": "list"})["devices"], output_format, _list_table)
+    emit(_devices(ctx).call({"op": "list"})["devices"], output_format, _list_table)
 
 
 @devices.command("show")
@@ -129,7 +170,7 @@ def list_devices(ctx: click.Context, output_format: str) -> None:
 @_mapped_errors
 def show_device(ctx: click.Context, device: str, output_format: str) -> None:
     """One device: identity, latest telemetry, desired and reported twin."""
-    emit(_client(ctx).call({"op": "show", "id": device})["device"], output_format, _show_table)
+    emit(_devices(ctx).call({"op": "show", "id": device})["device"], output_format, _show_table)
 
 
 @devices.command("set", epilog="Keys: " + "; ".join(f"{k.name}: {k.doc}" for k in KNOBS.values()))
@@ -141,7 +182,7 @@ def show_device(ctx: click.Context, device: str, output_format: str) -> None:
 def set_device(ctx: click.Context, device: str, assignments: tuple[str, ...], output_format: str) -> None:
     """Change desired settings: DEVICE key=value [key=value ...] (validated before sending)."""
     settings = parse_assignments(assignments)
-    _emit_twin(device, _client(ctx).call({"op": "set", "id": device, "settings": settings}), output_format)
+    _emit_twin(device, _devices(ctx).call({"op": "set", "id": device, "settings": settings}), output_format)
 
 
 @devices.command("unset")
@@ -152,7 +193,7 @@ def set_device(ctx: click.Context, device: str, assignments: tuple[str, ...], ou
 @_mapped_errors
 def unset_device(ctx: click.Context, device: str, keys: tuple[str, ...], output_format: str) -> None:
     """Remove desired settings: DEVICE key [key ...] (the device keeps its current values)."""
-    _emit_twin(device, _client(ctx).call({"op": "unset", "id": device, "keys": list(keys)}), output_format)
+    _emit_twin(device, _devices(ctx).call({"op": "unset", "id": device, "keys": list(keys)}), output_format)
 
 
 def _emit_twin(device: str, reply: dict[str, Any], output_format: str) -> None:

@@ -1,9 +1,8 @@
-"""`mlsysops api ...`: tokens of the REST API, and far-edge devices through a remote API.
+"""`mlsysops api token ...`: bearer tokens of the REST API.
 
     mlsysops api token create --role operator --ttl 30d --name ci     # printed once
     mlsysops api token list
     mlsysops api token revoke ci
-    mlsysops api devices list --api https://mgmt:8000
 
 The token commands work on the API's token file directly (run them on the API's host, as the
 user that may write it); the daemon notices the change without a restart.
@@ -21,7 +20,6 @@ from typing import Any, TypeVar
 
 import click
 
-from controller.api.client import RemoteApi, RemoteError
 from controller.api.server import DEFAULT_TOKENS
 from controller.api.tokens import ROLES, TokenError, TokenStore
 from mlsysops.output import emit, output_option, table
@@ -47,7 +45,7 @@ def _mapped(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (TokenError, RemoteError, ValueError) as exc:
+        except (TokenError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         except PermissionError as exc:
             raise click.ClickException(f"{exc.filename}: permission denied (run as the API's user)") from None
@@ -61,7 +59,7 @@ def _when(ts: float | None) -> str:
 
 @click.group()
 def api() -> None:
-    """The northbound REST API: tokens, and devices through a remote API."""
+    """The northbound REST API's tokens (the API itself is mlsysops-api)."""
 
 
 @api.group()
@@ -126,72 +124,3 @@ def token_revoke(store: TokenStore, token_id: str) -> None:
     """Refuse a token from now on (it stays listed as revoked)."""
     record = store.revoke(token_id)
     click.echo(f"token {record.name} (id {record.id}) revoked")
-
-
-# ---------------------------------------------------------------------------- devices, remotely
-
-api_option = click.option(
-    "--api",
-    "api_url",
-    envvar="MLSYSOPS_API_URL",
-    required=True,
-    metavar="URL",
-    help="The REST API (default: $MLSYSOPS_API_URL); token from $MLSYSOPS_API_TOKEN.",
-)
-
-
-@api.group()
-def devices() -> None:
-    """Far-edge devices through the REST API (the bridge's own `mlsysops devices` is local)."""
-
-
-@devices.command("list")
-@api_option
-@output_option
-@_mapped
-def devices_list(api_url: str, output_format: str) -> None:
-    rows = RemoteApi(api_url).get("/api/v1/devices")
-    emit(
-        rows,
-        output_format,
-        lambda rs: table(
-            [(d.get("id"), d.get("online", d.get("state", "")), d.get("kind", "")) for d in rs],
-            ["device", "online", "kind"],
-        ),
-    )
-
-
-@devices.command("show")
-@click.argument("device")
-@api_option
-@output_option
-@_mapped
-def devices_show(device: str, api_url: str, output_format: str) -> None:
-    emit(RemoteApi(api_url).get(f"/api/v1/devices/{device}"), output_format, _yaml)
-
-
-@devices.command("set")
-@click.argument("device")
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
-@api_option
-@output_option
-@_mapped
-def devices_set(device: str, assignments: tuple[str, ...], api_url: str, output_format: str) -> None:
-    """Desired twin settings; values are read as YAML scalars (10 → number, true → boolean)."""
-    import yaml
-
-    settings: dict[str, Any] = {}
-    for a in assignments:
-        key, sep, value = a.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{a!r}: expected KEY=VALUE", param_hint="assignments")
-        settings[key] = yaml.safe_load(value)
-    emit(
-        RemoteApi(api_url).put(f"/api/v1/devices/{device}/twin", {"settings": settings}), output_format, _yaml
-    )
-
-
-def _yaml(data: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False).rstrip()

@@ -3,13 +3,24 @@ client through KubeApi), a token file, and API clients with a token of each role
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from faredge.bridge.router import Router
+from faredge.control import ControlServer
+from faredge.metrics import BridgeMetrics
+from faredge.protocol.inbound import Inbound
+from faredge.ratelimit import RateLimitedLog
+from faredge.registry import Registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,3 +84,37 @@ def make_client(store: KubeApi, tokens: TokenStore) -> Iterator[Callable[..., Te
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+# ---------------------------------------------------------------------------- a real bridge's control socket
+
+
+class Downlink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+
+    def send_desired(self, device, payload: bytes) -> None:
+        self.sent.append((device.id, json.loads(payload)))
+
+
+class Inventory:
+    def changed(self) -> None:
+        pass
+
+
+@pytest.fixture
+def bridge(tmp_path: Path) -> Iterator[tuple[Path, Downlink]]:
+    downlink = Downlink()
+    router = Router(
+        Registry(tmp_path / "registry.json"),
+        BridgeMetrics(CollectorRegistry(), max_devices=10),
+        RateLimitedLog(logging.getLogger("tests.api"), 60),
+        downlinks={"mqtt": downlink},
+        inventory=Inventory(),
+    )
+    router.handle(Inbound("mqtt", "sensor-7", "birth", b'{"id":"sensor-7","boot":1}'))
+    path = Path("/tmp") / f"api-fe-{uuid.uuid4().hex[:8]}.sock"
+    server = ControlServer(path, router)
+    server.start()
+    yield path, downlink
+    server.stop()

@@ -11,11 +11,12 @@ from api_harness import DATA, LiveApi, yaml_docs
 from click.testing import CliRunner
 
 from controller.api.app import create_app
-from controller.api.cli import api as api_cli
+from controller.api.bridge import BridgeSocket
 from controller.api.context import ApiContext
 from controller.cli import apps, clusters, nodes
 from controller.kube import resources as R
 from controller.model import to_kubernetes_form
+from faredge.cli import devices
 
 
 @pytest.fixture
@@ -82,5 +83,26 @@ def test_the_token_can_come_from_the_client_config_file(live, tokens, tmp_path, 
 
 def test_devices_without_a_bridge_say_so(live, tokens):
     viewer, _ = tokens.create("viewer")
-    r = run(api_cli, ["devices", "list", "--api", live.url], viewer)
+    r = run(devices, ["--api", live.url, "list"], viewer)
     assert r.exit_code == 1 and "503" in r.output and "no far-edge bridge configured" in r.output
+
+
+def test_the_bridge_devices_group_through_the_api(store, tokens, bridge, monkeypatch, tmp_path):
+    """`mlsysops devices --api URL list|show|set|unset`: the bridge's own command group, its
+    validation first (a bad value never leaves the CLI), then the API, then the bridge."""
+    path, downlink = bridge
+    monkeypatch.setenv("MLSYSOPS_API_CONFIG", str(tmp_path / "none.yaml"))
+    operator, _ = tokens.create("operator")
+    with LiveApi(create_app(ApiContext(store, tokens, devices=BridgeSocket(path)))) as server:
+        r = run(devices, ["--api", server.url, "list", "-o", "json"], operator)
+        assert r.exit_code == 0, r.output
+        assert [d["id"] for d in json.loads(r.output)] == ["sensor-7"]
+        r = run(devices, ["--api", server.url, "set", "sensor-7", "interval_ms=500"], operator)
+        assert r.exit_code == 0, r.output
+        assert downlink.sent[-1][1]["settings"] == {"interval_ms": 500}
+        r = run(devices, ["--api", server.url, "set", "sensor-7", "interval_ms=5"], operator)
+        assert r.exit_code != 0 and "interval_ms" in r.output and len(downlink.sent) == 1
+        r = run(devices, ["--api", server.url, "unset", "sensor-7", "interval_ms"], operator)
+        assert r.exit_code == 0 and downlink.sent[-1][1]["settings"] == {}
+        r = run(devices, ["--api", server.url, "show", "ghost"], operator)
+        assert r.exit_code == 1 and "404" in r.output

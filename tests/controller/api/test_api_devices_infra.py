@@ -3,54 +3,10 @@ device announced by a birth message), and nodes/clusters as the controller sees 
 
 from __future__ import annotations
 
-import json
-import logging
-import uuid
-from pathlib import Path
-
-import pytest
 from api_harness import DATA, yaml_docs
-from prometheus_client import CollectorRegistry
 
 from controller.api.bridge import BridgeSocket
 from controller.kube import resources as R
-from faredge.bridge.router import Router
-from faredge.control import ControlServer
-from faredge.metrics import BridgeMetrics
-from faredge.protocol.inbound import Inbound
-from faredge.ratelimit import RateLimitedLog
-from faredge.registry import Registry
-
-
-class Downlink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict]] = []
-
-    def send_desired(self, device, payload: bytes) -> None:
-        self.sent.append((device.id, json.loads(payload)))
-
-
-class Inventory:
-    def changed(self) -> None:
-        pass
-
-
-@pytest.fixture
-def bridge(tmp_path):
-    downlink = Downlink()
-    router = Router(
-        Registry(tmp_path / "registry.json"),
-        BridgeMetrics(CollectorRegistry(), max_devices=10),
-        RateLimitedLog(logging.getLogger("tests.api"), 60),
-        downlinks={"mqtt": downlink},
-        inventory=Inventory(),
-    )
-    router.handle(Inbound("mqtt", "sensor-7", "birth", b'{"id":"sensor-7","boot":1}'))
-    path = Path("/tmp") / f"api-fe-{uuid.uuid4().hex[:8]}.sock"
-    server = ControlServer(path, router)
-    server.start()
-    yield path, downlink
-    server.stop()
 
 
 def test_devices_list_show_set_unset_through_the_bridge(make_client, bearer, bridge):
