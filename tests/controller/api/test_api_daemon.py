@@ -16,8 +16,8 @@ import pytest
 from api_harness import reference_app
 from click.testing import CliRunner
 
-from controller.api.__main__ import main as daemon_main
 from controller.api.cli import api as api_cli
+from controller.api.daemon import main as daemon_main
 from controller.api.server import ListenerRefused, ServeConfig, check_listener, wire
 from controller.kube import resources as R
 from mlsysops.testing import wait_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.api.__main__ import load_config, parser
+from controller.api.daemon import load_config, parser
 from controller.api.policies import RegistryPolicyControl
 from controller.api.server import ListenerRefused
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
