@@ -114,21 +114,29 @@ def controller_for(args: argparse.Namespace,
         raise
 
 
+def run(controller: Controller, embedded: store.SqliteStore | None) -> None:
+    """Until SIGINT/SIGTERM; embedded, holding the store's controller lock (one per store)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if embedded is None:
+        controller.run(stop)
+        return
+    try:
+        with store.ControllerLock(embedded.path):
+            controller.run(stop)
+    finally:
+        embedded.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     registry = MechanismRegistry.from_entry_points()
     args = parser(registry.names()).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         controller, embedded = controller_for(args, registry)
+        run(controller, embedded)
     except (KubeError, ValueError, KeyError) as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        controller.run(stop)
-    finally:
-        if embedded is not None:
-            embedded.close()
     return 0

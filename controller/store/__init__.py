@@ -9,16 +9,18 @@ like `KubeApi`, so the reconcile loop, the CLI's AppStore and the REST API use i
 
 Several processes may open the same file (the REST API and the controller, for instance);
 see controller.store.sqlite for the semantics and the cross-process watch latency. The
-embedded controller over a store is built by controller.reconcile.embedded.build_embedded.
+embedded controller over a store is built by controller.reconcile.embedded.build_embedded;
+whoever runs it holds `ControllerLock(path)` meanwhile (one controller per store).
 """
 
 from __future__ import annotations
 
 import os
 
+from controller.store.lock import ControllerLock
 from controller.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "open"]
+__all__ = ["ControllerLock", "SqliteStore", "open"]
 
 
 def open(path: str | os.PathLike[str], **options: float) -> SqliteStore:

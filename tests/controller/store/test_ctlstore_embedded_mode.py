@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from controller import daemon
+from controller.kube.errors import Conflict
 from controller.mechanisms import MechanismRegistry
 from controller.reconcile.embedded import build_embedded, default_store_path, embedded_config
-from controller.store import SqliteStore
+from controller.store import ControllerLock, SqliteStore
 
 
 def test_without_a_kubeconfig_the_controller_is_embedded() -> None:
@@ -55,3 +60,29 @@ def test_the_daemon_refuses_bad_embedded_flags_with_status_2(
     blocked.write_text("")
     assert daemon.main(["--store", str(blocked / "ctl.db")]) == 2
     assert "cannot open" in capsys.readouterr().err
+
+
+def test_a_second_controller_on_the_same_store_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = tmp_path / "ctl.db"
+    with ControllerLock(path):
+        assert daemon.main(["--store", str(path), "--agent", "unix:/nonexistent.sock"]) == 2
+    assert f"another controller (pid {os.getpid()})" in capsys.readouterr().err
+
+
+def test_the_lock_of_a_killed_controller_is_free_again(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.db"
+    code = (f"from controller.store import ControllerLock; import time; "
+            f"ControllerLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        with pytest.raises(Conflict, match="one controller per store"):
+            ControllerLock(path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    ControllerLock(path).acquire().release()
