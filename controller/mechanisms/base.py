@@ -76,6 +76,11 @@ def no_agents() -> list[str]:
     return []
 
 
+def no_cache(_name: str) -> Obj | None:
+    """A cached MLSysOpsNode when there is no informer cache (plan mode, tests): none."""
+    return None
+
+
 @dataclass(frozen=True)
 class MechanismContext:
     """The adapters a mechanism may be built with. The empty context (plan mode) has none:
@@ -87,6 +92,7 @@ class MechanismContext:
     agent_targets: Callable[[], list[str]] = no_agents  # every node agent in the inventory
     availability_timeout: float = 30.0  # how long a realize waits for what must come up first
     namespace: str = "default"  # where the MLSysOps objects (apps, nodes) live
+    cached_node: Callable[[str], Obj | None] = no_cache  # MLSysOpsNode by name, from the informer
 
 
 class MechanismFactory(Protocol):

@@ -203,7 +203,8 @@ class NodeAgentMechanism:
     @classmethod
     def from_context(cls, context: MechanismContext) -> NodeAgentMechanism:
         api = context.api
-        records = NodeRecords(api, context.namespace) if isinstance(api, StatusWriter) else None
+        writer = api if isinstance(api, StatusWriter) else None
+        records = NodeRecords(writer, context.namespace, context.cached_node) if writer is not None else None
         return cls(context.agents, context.agent_target, records)
 
     def seed(self, live_apps: Iterable[str]) -> RealizeResult:

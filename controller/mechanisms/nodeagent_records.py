@@ -8,12 +8,15 @@ a controller killed between the Apply and the app's status update, or restarted 
 was deleted, recovers exactly the union of the live apps (NodeAgentMechanism.seed).
 
 The status subresource is written with the resourceVersion read (a Conflict re-reads), so the
-node sync's Ready condition and these records never overwrite each other.
+node sync's Ready condition and these records never overwrite each other. The first read is
+the nodes informer's cached copy when there is one (no GET per write); a stale copy costs a
+409, and every retry reads from the API server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from controller.kube import resources
@@ -52,9 +55,11 @@ def entries(parts: Mapping[str, Any], telemetry: Mapping[str, Mapping[str, int]]
 class NodeRecords:
     """Reads and writes the `status.settings` of MLSysOpsNodes in one namespace."""
 
-    def __init__(self, api: StatusWriter, namespace: str) -> None:
+    def __init__(self, api: StatusWriter, namespace: str,
+                 cached: Callable[[str], Obj | None] | None = None) -> None:
         self.api = api
         self.namespace = namespace
+        self.cached = cached
 
     def load(self) -> dict[str, tuple[Parts, Telemetry]]:
         """node -> its recorded profile contributions and telemetry needs, per app (one list of
@@ -73,11 +78,15 @@ class NodeRecords:
         """Record the node's contributions; False when there is no MLSysOpsNode to record them in.
         Writes only when they differ from what is recorded."""
         wanted = entries(parts, telemetry)
-        for _attempt in range(ATTEMPTS):
-            try:
-                obj = self.api.get(resources.NODE, self.namespace, node)
-            except NotFound:
-                return False
+        for attempt in range(ATTEMPTS):
+            obj = self.cached(node) if self.cached is not None and not attempt else None
+            if obj is None:
+                try:
+                    obj = self.api.get(resources.NODE, self.namespace, node)
+                except NotFound:
+                    return False
+            else:
+                obj = copy.deepcopy(obj)  # the cache's copy is shared: never modified
             status = dict(obj.get("status") or {})
             if (status.get(FIELD) or []) == wanted:
                 return True

@@ -87,10 +87,11 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
                           member_clusters="karmada" in config.mechanisms)
     inventory = InventoryCache(informers.world, config.namespace)
     context = MechanismContext(api, agents, inventory.agent_target, inventory.agent_targets,
-                               config.availability_timeout, config.namespace)
+                               config.availability_timeout, config.namespace, informers.nodes.get)
     qos: QosSource = AnnotationQos(config.qos_annotation) if config.qos_annotation else NoQos()
     reconciler = Reconciler(api, config.namespace, mechanisms.build(config.mechanisms, context),
-                            policy_planner(registry.chain(config.policies)), inventory, qos=qos)
+                            policy_planner(registry.chain(config.policies)), inventory, qos=qos,
+                            cached_app=informers.apps.get)
     node_sync = NodeSync(api, agents, list(config.agents), config.namespace) if config.agents else None
     return Controller(reconciler, inventory, informers, WorkQueue(config.backoff), node_sync, config.workers,
                       config.resync_period, config.inventory_period)

@@ -52,6 +52,11 @@ class Informer:
         with self._lock:
             return list(self.cache.values())
 
+    def get(self, name: str) -> Obj | None:
+        """The cached object (as the last event delivered it), None when there is none."""
+        with self._lock:
+            return self.cache.get(name)
+
     def run(self, stop: threading.Event) -> None:
         """List once, then watch from where the last event left off, as client-go's reflector
         does: a broken stream is resumed (after backoff), only 410 Gone forces a new list."""

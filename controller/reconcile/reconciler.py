@@ -156,8 +156,13 @@ def plan_from_status(app: App, status: Mapping[str, Any]) -> Plan | None:
 
 class Reconciler:
     def __init__(self, api: ObjectApi, namespace: str, mechanisms: Sequence[Mechanism], planner: Planner,
-                 inventory: InventoryCache, status_retries: int = 5, qos: QosSource | None = None) -> None:
+                 inventory: InventoryCache, status_retries: int = 5, qos: QosSource | None = None,
+                 cached_app: Callable[[str], Obj | None] | None = None) -> None:
+        """`cached_app` reads an app from the apps informer's cache (the event that queued the
+        reconcile put it there): no GET per reconcile. A stale copy costs a 409 on the status
+        write, which re-reads from the API server. Without it every reconcile GETs the app."""
         self.api = api
+        self.cached_app = cached_app
         self.namespace = namespace
         self.mechanisms = list(mechanisms)
         self.planner = planner
@@ -192,7 +197,7 @@ class Reconciler:
 
     def reconcile(self, name: str) -> Outcome:
         try:
-            obj = self.api.get(resources.APP, self.namespace, name)
+            obj = self._read(name)
         except NotFound:
             return self._removed(name)
         except KubeError as exc:
@@ -239,6 +244,14 @@ class Reconciler:
             conds.append(Condition("Progressing", rolling, "Rollout" if rolling else "Available",
                                    outcome.message if rolling else "the placement is realized"))
         return self._finish(obj, planned, outcome, conds)
+
+    def _read(self, name: str) -> Obj:
+        if self.cached_app is None:
+            return self.api.get(resources.APP, self.namespace, name)
+        obj = self.cached_app(name)
+        if obj is None:
+            raise NotFound(f'mlsysopsapps.mlsysops.eu "{name}" not found (informer cache)', 404, "NotFound")
+        return obj
 
     def _progressing(self, obj: Obj, planned: PolicyOutcome, planned_cond: Condition) -> Obj:
         """Before realizing a placement that differs from the one in the status (or the first
