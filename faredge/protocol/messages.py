@@ -39,6 +39,9 @@ _NAMES_SEEN: set[str] = set()
 _NAMES_CACHE = 1024
 _IDS_SEEN: set[str] = set()  # the same for device ids
 _IDS_CACHE = 4096
+# Sample and Telemetry built without NamedTuple's Python-level __new__ (the same tuples, for
+# every telemetry message; the fields are checked before)
+_new = tuple.__new__
 
 KINDS = ("birth", "telemetry", "twin/get", "twin/reported", "status")
 
@@ -204,16 +207,16 @@ def _sample(obj: Any, where: str) -> Sample:
         for key in ("up", "mem_free", "freq"):
             _int(obj, key, required=False, where=where)
     readings = obj.get("r")
-    return Sample(up, mem_free, freq, () if readings is None else _readings(readings, where + "r"))
+    return _new(Sample, (up, mem_free, freq, () if readings is None else _readings(readings, where + "r")))
 
 
 def _telemetry(obj: dict[str, Any], device_id: str) -> Telemetry:
     seq, boot = obj.get("seq"), obj.get("boot")
-    if not _uint(seq) or not (boot is None or _uint(boot)):
+    if not (type(seq) is int and 0 <= seq <= _MAX_INT) or not (boot is None or _uint(boot)):  # _uint, inline
         _reject_ints(obj, ("seq",), ("boot",))
     batch = obj.get("batch")
     if batch is None:
-        return Telemetry(device_id, seq, boot, (_sample(obj, ""),))
+        return _new(Telemetry, (device_id, seq, boot, (_sample(obj, ""),)))
     if type(batch) is not list or not 1 <= len(batch) <= MAX_BATCH:
         raise _bad("batch", f"must be a list of 1..{MAX_BATCH} samples")
     return Telemetry(device_id, seq, boot, tuple(_sample(s, f"batch[{i}].") for i, s in enumerate(batch)))

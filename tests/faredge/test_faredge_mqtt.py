@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
 import uuid
 from typing import Any
 
+import pytest
+
 from faredge.bootstrap import Bridge
+from faredge.channels import mqtt as mqtt_channel
+from faredge.channels.mqtt import ReadBuffer
 from faredge.testing import DeviceClient, sample
 from mlsysops.testing import wait_for
 
@@ -132,3 +138,40 @@ def test_running_bridge_reconnects_after_a_broker_restart(mqtt_bridge: Any, devi
     wait_for(dev.client.is_connected, what="device reconnected")
     dev.publish("telemetry", {"seq": 77, "r": {"temp": 1}}, qos=1)
     wait_for(lambda: bridge.router.view(dev.id)["live"]["seq"] == 77, what="telemetry after the restart")
+
+
+def test_read_buffer_serves_small_reads_from_one_chunk_like_a_socket() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        left.setblocking(False)
+        reader = ReadBuffer(left)
+        with pytest.raises(BlockingIOError):  # nothing received: the socket's own error
+            reader.recv(1)
+        stream = bytes(range(256)) * 4
+        right.sendall(stream)
+        wait_for(lambda: select.select([left], [], [], 0)[0], what="data")
+        got = [reader.recv(1), reader.recv(1), reader.recv(100)]  # paho's pattern
+        assert [len(g) for g in got] == [1, 1, 100]
+        assert reader.pending() == len(stream) - 102  # the rest came with the first recv
+        while reader.pending():
+            got.append(reader.recv(300))
+            assert len(got[-1]) <= 300
+        assert b"".join(got) == stream
+        right.close()
+        wait_for(lambda: select.select([left], [], [], 0)[0], what="end of stream")
+        assert reader.recv(10) == b""
+
+
+def test_every_message_arrives_in_order_when_packets_straddle_read_chunks(
+    mqtt_bridge: Any, device: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_channel, "READ_CHUNK", 37)  # each packet split across chunks
+    bridge = mqtt_bridge()
+    assert bridge.mqtt is not None and bridge.mqtt.reads_buffered
+    dev = device()
+    dev.birth()
+    for seq in range(1, 301):
+        dev.publish("telemetry", {"seq": seq, "r": {"temp": seq, "hum": 50}}, qos=seq % 2)
+    wait_for(lambda: processed(bridge, dev.id) == 300, what="all 300 messages", timeout=20)
+    assert bridge.router.view(dev.id)["live"]["seq"] == 300  # in order
+    assert bridge.mqtt.connects == 1
