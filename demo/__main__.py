@@ -40,10 +40,10 @@ def run(workdir: Path) -> None:
                 faredge_demo.tour(info)
                 _banner("node inventory with the far-edge devices")
                 nodeagent_demo.show_devices(target)
-            _banner("controller (plan mode)")
-            controller_demo.tour(workdir / "controller", target)
-            _banner("the whole loop: REST API, embedded controller, containers, Prometheus")
-            live.tour(workdir / "live", target, runtime.image)
+                _banner("controller (plan mode)")
+                controller_demo.tour(workdir / "controller", target)
+                _banner("the whole loop: REST API, embedded controller, containers, Prometheus")
+                live.tour(workdir / "live", target, runtime.image, bridge_metrics=info["metrics"])
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The demo's live loop: an app submitted over REST runs in containers and is read back, then removed.
 
 What runs, all real and private (loopback, the demo's containerd, cgroup root and work dir):
-- a private Prometheus (Debian's), scraping the demo node agent's /metrics with a generated
-  config (controller.telemetry: the agent says where it serves them);
+- a private Prometheus (Debian's), scraping the demo node agent's and the far-edge bridge's
+  /metrics with a generated config (controller.telemetry: the agent says where it serves them);
 - the REST API daemon (`mlsysops-api`, FastAPI on uvicorn, 127.0.0.1) over the embedded SQLite
   store, with the controller in-process (mechanisms `local` and `nodeagent`) and the performance
   routes answered from that Prometheus (`prometheus_url`); authentication on (a bearer token
@@ -34,19 +34,17 @@ import httpx
 import yaml
 
 from controller.telemetry.prometheus import PrometheusProcess, PrometheusSettings
-from controller.telemetry.scrape import ScrapeSettings
+from controller.telemetry.scrape import ScrapeSettings, ScrapeTarget
 from controller.telemetry.targets import start_for_agents
 from mlsysops.nodeapi import NodeAgentClient
 from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 
 T = TypeVar("T")
 TIMEOUT_S = 120.0
-#: Some CPU to see (a counting loop with pauses), and a clean exit on SIGTERM.
-WORK = [
-    "/bin/sh",
-    "-c",
-    "trap 'exit 0' TERM; while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.2; done",
-]
+RATE_SETTLE_S = 8.0  # seconds of samples behind the CPU rate shown
+#: Some CPU to see (a counting loop with pauses; the image has no `[`), a clean exit on SIGTERM.
+COUNT = "i=20000; while :; do i=$((i-1)); case $i in 0) break;; esac; done"
+WORK = ["/bin/sh", "-c", f"trap 'exit 0' TERM; while :; do {COUNT}; sleep 0.2; done"]
 IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
 
 
@@ -95,17 +93,20 @@ def hello(image: str) -> dict[str, Any]:
     }
 
 
-def tour(workdir: Path, agent_target: str, image: str) -> None:
+def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "") -> None:
+    """The loop against the demo's agent; `bridge_metrics`: the far-edge bridge's /metrics URL,
+    scraped too."""
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         prometheus = PrometheusProcess(
             PrometheusSettings(workdir / "prometheus", scrape=ScrapeSettings(interval_s=1, timeout_s=0.9))
         )
         stack.callback(prometheus.stop)
-        found = start_for_agents(prometheus, [agent_target])
+        bridges = [ScrapeTarget("faredge", bridge_metrics, {"bridge": "demo"})] if bridge_metrics else []
+        found = start_for_agents(prometheus, [agent_target], bridges)
         if found.skipped:
             raise click.ClickException(f"prometheus cannot scrape the agent: {'; '.join(found.skipped)}")
-        click.echo(f"prometheus {prometheus.url} (pid {prometheus.pid}) scraping {found.targets[0].url}")
+        click.echo(f"prometheus {prometheus.url} (pid {prometheus.pid}), config {prometheus.config_path}")
         with NodeAgentClient(agent_target) as client:  # per-workload usage every second, for the demo
             client.set_telemetry_config([pb.Collector(name="workloads", interval_ms=1000)])
         url = stack.enter_context(_api(workdir, agent_target, prometheus.url))
@@ -124,6 +125,7 @@ def tour(workdir: Path, agent_target: str, image: str) -> None:
         _show("GET /apps/status/hello (reference shape)", api.get("/apps/status/hello"))
         _agent_view(agent_target)
         _performance(api)
+        _scraped(prometheus)
         _show("DELETE /api/v1/apps/shop", api.delete("/api/v1/apps/shop"))
         _show("DELETE /apps/remove/hello (reference)", api.delete("/apps/remove/hello"))
         _wait(
@@ -252,19 +254,38 @@ def _agent_view(target: str) -> None:
 def _performance(api: httpx.Client) -> None:
     click.secho("\nGET /api/v1/apps/shop/performance (live, from Prometheus)", fg="cyan")
 
+    first: list[float] = []
+
     def measured() -> dict[str, Any] | None:
+        """Both components measured, and the rate taken over a few seconds of samples (the
+        first two can be one sample apart: the agent samples every second, as does Prometheus)."""
         perf = api.get("/api/v1/apps/shop/performance").json()
         comps = perf.get("components") or {}
-        ok = all((comps.get(c) or {}).get("cpu_cores") is not None for c in ("web", "sandbox"))
-        return perf if ok else None
+        if any((comps.get(c) or {}).get("cpu_cores") is None for c in ("web", "sandbox")):
+            return None
+        first.append(first[0] if first else time.monotonic())
+        return perf if time.monotonic() - first[0] >= RATE_SETTLE_S else None
 
-    perf = _wait(measured, "two Prometheus samples of each workload")
+    perf = _wait(measured, "Prometheus samples of each workload")
     for comp, values in sorted(perf["components"].items()):
         shown = ", ".join(f"{k} {_number(v)}" for k, v in sorted(values.items()))
         click.echo(f"  {comp:<8} {shown}")
     click.echo(f"  app      {', '.join(f'{k} {_number(v)}' for k, v in sorted(perf['app'].items()))}")
     click.echo(f"  qos      {json.dumps(perf.get('qos'), sort_keys=True)}")
     _show("GET /apps/performance/shop (reference shape)", api.get("/apps/performance/shop"))
+
+
+def _scraped(prometheus: PrometheusProcess) -> None:
+    """What Prometheus scrapes (the agent and the bridge) and a bridge series it holds."""
+    assert prometheus.http is not None
+    click.secho(f"\nprometheus targets ({prometheus.url}/api/v1/targets)", fg="cyan")
+    for target in prometheus.http.active_targets():
+        labels = target.get("labels") or {}
+        where = labels.get("node") or labels.get("bridge")
+        click.echo(f"  {labels.get('job'):<10} {where:<6} {target.get('scrapeUrl')}  {target.get('health')}")
+    online = prometheus.http.query("faredge_device_online")
+    shown = ", ".join(f"{s.labels.get('device')}={s.value:g}" for s in online) or "no sample yet"
+    click.echo(f"  faredge_device_online: {shown}")
 
 
 def _workloads(target: str) -> list[tuple[str, str, str]]:
