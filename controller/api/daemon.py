@@ -31,6 +31,7 @@ _PATHS = {
     "store_path",
     "bridge_socket",
     "policy_state",
+    "prometheus_dir",
 }
 _TUPLES = {"mechanisms", "policies"}
 
@@ -61,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", action="append", dest="agents", type=parse_agent, help="TARGET[=LAYER]")
     p.add_argument("--policy-state", type=Path, help="where policy and mode changes are kept")
     p.add_argument("--prometheus", dest="prometheus_url", metavar="URL", help="Prometheus for /performance")
+    p.add_argument(
+        "--prometheus-dir", type=Path, metavar="DIR", help="run a Prometheus (state in DIR) scraping agents"
+    )
     p.add_argument("--bridge-socket", type=Path, help="the far-edge bridge's control socket")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     return p

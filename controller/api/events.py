@@ -4,14 +4,14 @@ The stream follows the object store's watch of MLSysOpsApps (no side channel): e
 compared with the last one seen of that app and becomes one or more events:
 `submitted` (a new app), `spec` (the description changed), `decision` (the placement the
 controller wrote changed: node, cluster, action per component, with the explanation's reason),
-`status` (phase or conditions changed), `deleted`. Each event's `id` is the object's
+`status` (phase or conditions changed), `deleted` (and `missed`, with a count, when a client
+reading too slowly let the buffer of 10,000 overflow). Each event's `id` is the object's
 resourceVersion, so a client that reconnects with `Last-Event-ID` resumes after it (or from
 now, when the store no longer has that history).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import queue
 import threading
@@ -89,11 +89,12 @@ class _Follower:
     When the client leaves, the thread finishes the watch it is in (it ends at its timeout)
     instead of cutting the connection mid-stream, then stops."""
 
-    def __init__(self, ctx: ApiContext, version: str) -> None:
+    def __init__(self, ctx: ApiContext, version: str, buffer: int = 10_000) -> None:
         self.ctx = ctx
         self.version = version
-        self.events: queue.Queue[WatchEvent | str] = queue.Queue(maxsize=10_000)
+        self.events: queue.Queue[WatchEvent | str] = queue.Queue(maxsize=buffer)
         self.stopping = threading.Event()
+        self.missed = 0
 
     def run(self) -> None:
         store, namespace = self.ctx.store, self.ctx.settings.namespace
@@ -111,9 +112,12 @@ class _Follower:
                 self.stopping.wait(1.0)
 
     def _put(self, item: WatchEvent | str) -> None:
-        if not self.stopping.is_set():
-            with contextlib.suppress(queue.Full):  # a client that stopped reading loses events, says `missed`
-                self.events.put_nowait(item)
+        if self.stopping.is_set():
+            return
+        try:
+            self.events.put_nowait(item)
+        except queue.Full:  # a client that stopped reading: it is told how many it missed
+            self.missed += 1
 
     def get(self) -> WatchEvent | str | None:
         try:
@@ -138,6 +142,9 @@ async def stream(ctx: ApiContext, last_event_id: str | None, limit: int | None) 
                 if idle % 15 == 0:
                     yield ": keep-alive\n\n"
                 continue
+            if follower.missed:
+                missed, follower.missed = follower.missed, 0
+                yield _frame("missed", {"count": missed}, follower.version)
             if isinstance(item, str):
                 yield _frame("error", {"message": item}, follower.version)
                 continue

@@ -22,7 +22,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -38,6 +38,10 @@ from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
 from controller.reconcile.loop import Controller
 from controller.reconcile.nodesync import AgentTarget
+from mlsysops.nodeapi.target import DEFAULT_TARGET
+
+if TYPE_CHECKING:  # the telemetry adapters load only when a Prometheus is configured
+    from controller.telemetry.prometheus import PrometheusProcess
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class ServeConfig:
     policies: tuple[str, ...] = DEFAULT_CHAIN
     agents: tuple[AgentTarget, ...] = ()
     prometheus_url: str | None = None  # where the performance routes read metrics
+    prometheus_dir: Path | None = None  # or: run a private Prometheus there, scraping the agents
     bridge_socket: Path | None = None
     policy_state: Path = STATE_DIR / "api" / "policies.json"
     log_level: str = "info"
@@ -100,6 +105,8 @@ def check_listener(cfg: ServeConfig) -> None:
             f"listening on {cfg.host} (not loopback) needs TLS: set tls_cert and tls_key, "
             "or listen on 127.0.0.1 / ::1"
         )
+    if cfg.prometheus_url is not None and cfg.prometheus_dir is not None:
+        raise ListenerRefused("prometheus_url and prometheus_dir: give one (a Prometheus to read, or to run)")
     if cfg.allow_anonymous_loopback is not None:
         try:
             role_rank(cfg.allow_anonymous_loopback)
@@ -213,28 +220,58 @@ def uvicorn_config(cfg: ServeConfig, app: FastAPI) -> uvicorn.Config:
     )
 
 
-def performance_source(cfg: ServeConfig, store: ObjectApi) -> PerformanceSource | None:
-    if cfg.prometheus_url is None:
+def performance_source(
+    cfg: ServeConfig, store: ObjectApi, prometheus: PrometheusProcess | None = None
+) -> PerformanceSource | None:
+    url = prometheus.url if prometheus is not None else cfg.prometheus_url
+    if url is None:
         return None
     from controller.telemetry.performance import PrometheusPerformance
     from controller.telemetry.prometheus import PrometheusHttp
 
-    return PrometheusPerformance(PrometheusHttp(cfg.prometheus_url), store)
+    return PrometheusPerformance(PrometheusHttp(url), store)
+
+
+def private_prometheus(cfg: ServeConfig) -> PrometheusProcess | None:
+    """With `prometheus_dir`: a private Prometheus (state in that directory, a free loopback
+    port) scraping every agent's /metrics, as each agent reports it; an agent that cannot be
+    scraped is logged, not fatal. ListenerRefused when it cannot start."""
+    if cfg.prometheus_dir is None:
+        return None
+    from controller.telemetry.prometheus import PrometheusProcess, PrometheusSettings
+    from controller.telemetry.targets import start_for_agents
+
+    agents = [a.target for a in cfg.agents] or ([] if cfg.kubeconfig else [DEFAULT_TARGET])
+    process = PrometheusProcess(PrometheusSettings(cfg.prometheus_dir))
+    try:
+        found = start_for_agents(process, agents)
+    except RuntimeError as exc:
+        raise ListenerRefused(f"prometheus_dir: {exc}") from exc
+    for why in found.skipped:
+        log.warning("prometheus: not scraping %s", why)
+    log.info("prometheus %s scraping %d agent(s)", process.url, len(found.targets))
+    return process
 
 
 def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> None:
     """Check, wire, run until SIGINT/SIGTERM (uvicorn handles them), stop the controller."""
     check_listener(cfg)
     store = open_store(cfg)
-    performance = performance or performance_source(cfg, store)
-    app, runner, policies = wire(cfg, store, performance)
-    if runner is not None:
-        runner.start(policies.chain())
+    prometheus: PrometheusProcess | None = None
     try:
-        uvicorn.Server(uvicorn_config(cfg, app)).run()
-    finally:
+        prometheus = None if performance is not None else private_prometheus(cfg)
+        performance = performance or performance_source(cfg, store, prometheus)
+        app, runner, policies = wire(cfg, store, performance)
         if runner is not None:
-            runner.stop()
+            runner.start(policies.chain())
+        try:
+            uvicorn.Server(uvicorn_config(cfg, app)).run()
+        finally:
+            if runner is not None:
+                runner.stop()
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
         close = getattr(store, "close", None)
         if callable(close):
             close()

@@ -95,7 +95,11 @@ def test_the_event_stream_shows_submission_decision_and_status(
 
         def listen() -> None:
             with httpx.stream(
-                "GET", live.url + "/api/v1/events", params={"limit": 12}, headers=bearer["viewer"], timeout=30
+                "GET",
+                live.url + "/api/v1/events",
+                params={"limit": 12},
+                headers=bearer["viewer"],
+                timeout=120,
             ) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 kind = None
@@ -117,7 +121,8 @@ def test_the_event_stream_shows_submission_decision_and_status(
         )
         assert r.status_code == 201
         controllers.start()
-        listener.join(30)
+        listener.join(120)  # a loaded machine: the controller's reconciles take their time
+        assert not listener.is_alive(), f"no Deployed status event; got {events}"
     time.sleep(ctx.settings.watch_timeout + 1)  # the API's last store watch ends at its timeout, not cut
     kinds = [k for k, _ in events]
     assert kinds[0] == "submitted" and events[0][1] == {"app": APP, "phase": "Submitted"}
