@@ -96,6 +96,10 @@ class _Supervised:
         self.boots = 0  # firmware boots (REPL sessions do not count)
 
     @property
+    def _watcher_name(self) -> str:
+        return f"vboard-{self.config['id']}"
+
+    @property
     def flash(self) -> Path:
         return self.workdir / "flash"
 
@@ -119,7 +123,7 @@ class _Supervised:
         except OSError:
             self._close_channels()
             raise
-        self._watcher = threading.Thread(target=self._watch, name=f"vboard-{self.config['id']}", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=self._watcher_name, daemon=True)
         self._watcher.start()
         return self
 
@@ -132,6 +136,19 @@ class _Supervised:
             self._terminate()
             self._append_console(SOFT_REBOOT_BANNER)
             self._spawn_locked()
+            if self._watcher is None or not self._watcher.is_alive():  # after a power cut
+                self._watcher = threading.Thread(target=self._watch, name=self._watcher_name, daemon=True)
+                self._watcher.start()
+
+    def power_cut(self) -> None:
+        """Power loss: the interpreter is killed at once, without writing its flash back (the
+        flash keeps what the board had written: the firmware's saves, each REPL program's
+        files). The board stays off until `restart()` powers it on."""
+        with self._lock:
+            p = self._proc
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
 
     def stop(self) -> None:
         with self._lock:

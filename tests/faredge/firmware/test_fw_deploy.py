@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from faredge.channels.serial import PyserialPort
 from faredge.cli import devices
+from faredge.deploy.flasher import FlashOptions
+from faredge.deploy.flasher import flash as flash_board
+from faredge.deploy.rawrepl import Timeouts
 from faredge.deploy.release import MANIFEST, MARKER, Target, build
+from faredge.errors import FarEdgeError
 from faredge.virtual import VirtualBoard
 from faredge.virtual.firmware import firmware_dir
 from faredge.virtual.host import NodeHost
@@ -141,3 +147,46 @@ def test_stock_mpremote_still_works_after_a_deploy(board: VirtualBoard, app: Pat
         check=False,
     )
     assert res.returncode == 0 and res.stdout.strip() == VERSION, res.stderr
+
+
+class _CutPowerAt:
+    """Progress that cuts the board's power a few ms after the n-th chunk was written."""
+
+    def __init__(self, board: VirtualBoard, n: int, delay: float) -> None:
+        self.board, self.n, self.delay, self.seen = board, n, delay, 0
+
+    def planned(self, plan: Any) -> None:
+        pass
+
+    def file(self, entry: Any, written: int) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            threading.Timer(self.delay, self.board.power_cut).start()
+
+
+@pytest.mark.parametrize(("n", "delay"), [(1, 0.0), (4, 0.003), (9, 0.011), (13, 0.0)])
+def test_power_cut_mid_deploy_leaves_a_bootable_board_and_the_next_deploy_completes(
+    board: VirtualBoard, app: Path, n: int, delay: float
+) -> None:
+    port = PyserialPort(board.port, 921600)
+    port.open()
+    try:
+        with pytest.raises(FarEdgeError):
+            flash_board(
+                port,
+                FlashOptions(app, config=board.config),
+                _CutPowerAt(board, n, delay),
+                timeouts=Timeouts(enter=5, reply=2, run=3),
+            )
+    finally:
+        port.close()
+    board.restart()  # power on again: whatever files are there boot
+    assert board.wait_console("boot 2", timeout=20), board.console[-800:]
+    report = flash(board, "--app", str(app))
+    assert report["birth"]["fw"] == VERSION
+    assert not [p for p in board.flash.rglob("*.tmp~")]  # no half-written file left
+    manifest = json.loads((board.flash / MANIFEST).read_text())
+    release = build(app, Target((6, 3), "virtual"))
+    assert manifest["files"] == {f.name: f.sha256 for f in release.files}
+    for f in release.files:
+        assert (board.flash / f.name).read_bytes() == f.data, f.name
