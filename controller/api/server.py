@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
+import signal
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -253,6 +254,18 @@ def private_prometheus(cfg: ServeConfig) -> PrometheusProcess | None:
     return process
 
 
+def _exit_on_sigterm() -> None:
+    """uvicorn re-raises the SIGTERM it shut down on once it is done: with the default action
+    that kills the process before serve()'s clean-up (controller, Prometheus, store) runs. A
+    SystemExit unwinds through it instead."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_exit)
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> None:
     """Check, wire, run until SIGINT/SIGTERM (uvicorn handles them), stop the controller."""
     check_listener(cfg)
@@ -265,6 +278,7 @@ def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> Non
         if runner is not None:
             runner.start(policies.chain())
         try:
+            _exit_on_sigterm()
             uvicorn.Server(uvicorn_config(cfg, app)).run()
         finally:
             if runner is not None:

@@ -41,9 +41,9 @@ def agent(tmp_path: Path) -> Iterator[str]:
     target = f"unix:{root}/agent.sock"
     with open(root / "agent.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nodeagent", "--config", str(root / "agent.yaml"), "--socket", str(root / "agent.sock"),
-             "--runtime-dir", str(root / "run"), "--fs-root", str(root / "fs"), "--simulate", "all",
-             "--node-name", "edge-1"],
+            [sys.executable, "-m", "nodeagent", "--config", str(root / "agent.yaml"),
+             "--socket", str(root / "agent.sock"), "--runtime-dir", str(root / "run"),
+             "--fs-root", str(root / "fs"), "--simulate", "all", "--node-name", "edge-1"],
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
     try:
