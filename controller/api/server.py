@@ -15,7 +15,6 @@ policy chain PolicyControl keeps: a policy or mode change restarts it with the n
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import signal
@@ -37,6 +36,7 @@ from controller.api.tokens import TokenStore, role_rank
 from controller.kube.objectapi import ObjectApi
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
+from controller.reconcile.embedded import build_embedded, embedded_config
 from controller.reconcile.loop import Controller
 from controller.reconcile.nodesync import AgentTarget
 from mlsysops.nodeapi.target import DEFAULT_TARGET
@@ -122,7 +122,8 @@ def open_store(cfg: ServeConfig) -> ObjectApi:
         from controller.kube.client import load_api_client
 
         return KubeApi(load_api_client(cfg.kubeconfig), user_agent="mlsysops-api")
-    embedded = importlib.import_module("controller.store")
+    from controller import store as embedded
+
     store: ObjectApi = embedded.open(cfg.store_path)
     return store
 
@@ -161,9 +162,7 @@ class ControllerRunner:
             values["agents"] = cfg.agents
         if is_kubernetes(self.store):
             return build(Config(**{"mechanisms": DEFAULT_MECHANISMS, **values}), self.store)
-        embedded = importlib.import_module("controller.reconcile.embedded")
-        controller: Controller = embedded.build_embedded(embedded.embedded_config(**values), self.store)
-        return controller
+        return build_embedded(embedded_config(**values), self.store)
 
     def stop(self) -> None:
         with self._lock:

@@ -345,3 +345,44 @@ def test_restarting_the_api_and_its_controller_mid_deploy_loses_nothing(standin,
         assert [a["name"] for a in client.get("/api/v1/apps", headers=operator).json()] == ["camera-pipeline"]
     finally:
         runner.stop()
+
+
+def test_the_daemon_runs_the_embedded_controller_and_never_claims_what_did_not_run(tmp_path):
+    """`--run-controller` on the embedded store with a node agent that is not there: the
+    controller plans and reports, the app is never Deployed (nothing runs), ping says running."""
+    tokens = str(tmp_path / "tokens.json")
+    created = CliRunner().invoke(api_cli, ["token", "--tokens-file", tokens, "create", "--role", "operator"])
+    headers = {"Authorization": f"Bearer {created.stdout.splitlines()[0]}"}
+    port = free_port()
+    proc = run_daemon(
+        tmp_path,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--run-controller",
+        "--agent",
+        f"unix:{tmp_path / 'no-agent.sock'}=edge",
+        "--policy-state",
+        str(tmp_path / "policies.json"),
+    )
+    try:
+        wait_listening(port, proc)
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/api/v1/ping", headers=headers).json() == {
+            "store": "ok",
+            "controller": "running",
+        }
+        assert httpx.post(url + "/apps/deploy", json=reference_app(), headers=headers).status_code == 200
+        seen = wait_for(
+            lambda: (
+                (s := httpx.get(url + "/api/v1/apps/test-application/status", headers=headers).json())[
+                    "current"
+                ]
+                and s
+            ),
+            what="the embedded controller's status",
+            timeout=SLOW,
+        )
+        assert seen["phase"] != "Deployed"
+        assert {c["type"]: c["status"] for c in seen["conditions"]}.get("Ready") == "False"
+    finally:
+        stop(proc)
