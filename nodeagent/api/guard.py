@@ -70,26 +70,58 @@ def identify(context: grpc.ServicerContext, peers: PeerTable | None) -> Identity
     return ANONYMOUS
 
 
-_TRIM = threading.Lock()
+def trim_heap() -> None:
+    """Collect, then hand glibc's free pages back to the kernel (it keeps them otherwise)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
+        ctypes.CDLL(None).malloc_trim(0)
 
 
-def release_memory(delay_s: float = 0.2) -> None:
-    """Give what a large request allocated back to the kernel (glibc keeps freed pages), once
-    gRPC has freed the request's buffers too: shortly after the call, once for a burst."""
-    if not _TRIM.acquire(blocking=False):
-        return  # a trim is already due
+class Trimmer:
+    """Runs `action` `delay_s` after a request for it, and again after the last one of a burst.
 
-    def trim() -> None:
+    The delay lets gRPC free the request's buffers first. A request that comes while a run is
+    pending sets it to run once more afterwards (a trailing edge): otherwise the memory of
+    the burst's last large request, freed after the pending run, would stay until the next."""
+
+    def __init__(self, delay_s: float, action: Callable[[], None] = trim_heap) -> None:
+        self._delay_s = delay_s
+        self._action = action
+        self._lock = threading.Lock()
+        self._pending = False
+        self._again = False
+
+    def request(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._again = True
+                return
+            self._pending = True
+        self._arm()
+
+    def _arm(self) -> None:
+        timer = threading.Timer(self._delay_s, self._run)
+        timer.daemon = True
+        timer.start()
+
+    def _run(self) -> None:
         try:
-            gc.collect()
-            with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
-                ctypes.CDLL(None).malloc_trim(0)
+            self._action()
         finally:
-            _TRIM.release()
+            with self._lock:
+                again, self._again = self._again, False
+                self._pending = again
+            if again:
+                self._arm()
 
-    timer = threading.Timer(delay_s, trim)
-    timer.daemon = True
-    timer.start()
+
+_TRIMMER = Trimmer(0.2)
+
+
+def release_memory() -> None:
+    """Give what a large request allocated back to the kernel, shortly after the call (once
+    gRPC has freed the request's buffers too), once for a burst and after its last request."""
+    _TRIMMER.request()
 
 
 class RequestGuard(grpc.ServerInterceptor):

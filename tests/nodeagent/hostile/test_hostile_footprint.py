@@ -71,3 +71,29 @@ def test_mechanisms_are_found_without_scanning_every_distribution(
     found = {(e.name, e.value) for e in mechanism_plugins()}
     assert found == declared | {("gpu", "gpu_mod:Gpu")}
 
+
+
+def test_memory_is_trimmed_after_the_last_large_request_of_a_burst() -> None:
+    """A trim is pending when the burst's last large request ends: it runs once more after it,
+    so that request's memory is handed back too (not only what was freed before the first run)."""
+    import threading
+    import time
+
+    from nodeagent.api.guard import Trimmer
+
+    runs: list[float] = []
+    done = threading.Event()
+
+    def action() -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 2:
+            done.set()
+
+    trimmer = Trimmer(0.05, action)
+    trimmer.request()  # the burst's first large request
+    trimmer.request()  # its last one, while the first run is still pending
+    last = time.monotonic()
+    assert done.wait(5), f"ran {len(runs)} times"
+    assert runs[1] >= last + 0.05
+    time.sleep(0.15)
+    assert len(runs) == 2  # nothing more was asked for
