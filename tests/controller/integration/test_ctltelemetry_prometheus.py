@@ -98,3 +98,24 @@ def test_a_prometheus_that_cannot_start_says_why_and_leaves_nothing(
 def test_an_agent_that_does_not_answer_is_skipped_with_the_reason(tmp_path: Path) -> None:
     found = agent_scrape_targets([f"unix:{tmp_path}/none.sock"], timeout=1)
     assert found.targets == () and "none.sock" in found.skipped[0]
+
+
+def test_a_prometheus_left_running_by_a_killed_owner_is_ended_before_a_new_one_starts(
+    tmp_path: Path, exporters: list[str]
+) -> None:
+    """The TSDB lock of a leftover would stop the new one: it is ended (only ours is touched)."""
+    settings = PrometheusSettings(tmp_path / "prom", scrape=FAST)
+    abandoned = PrometheusProcess(settings)
+    abandoned.start([ScrapeTarget("one", exporters[0])])
+    leftover = abandoned.pid  # its owner "dies": never stopped
+    process = PrometheusProcess(settings)
+    try:
+        process.start([ScrapeTarget("one", exporters[0])])
+        assert process.pid != leftover and process.http is not None and process.http.ready()
+        assert (tmp_path / "prom" / "prometheus.pid").read_text().strip() == str(process.pid)
+        assert (
+            abandoned._process is not None and abandoned._process.wait(5) is not None
+        )  # ended by the new start
+    finally:
+        process.stop()
+    assert not (tmp_path / "prom" / "prometheus.pid").exists()
