@@ -10,9 +10,10 @@ afterwards) with the busybox test image, a node agent with runtimes on it, and t
   agent verified every workload runs), checked against the agent's own workload list; then
   deleted and waited for until the agent runs none of it, before the next cycle;
 - status_rps: authenticated GET /api/v1/apps/{name}/status from 4 client processes (one
-  keep-alive connection each) for 10 s;
+  keep-alive connection each) for 10 s, with the controller running in the daemon;
 - baseline_rps: the same route, clients and server (FastAPI on uvicorn, access log off) on a
-  bare hello-world app answering a constant, measured in the same run;
+  bare hello-world app answering a constant, measured in the same run (both servers up, read
+  in alternating 2.5 s slices, so a change of load on the machine weighs on both alike);
 - status_vs_baseline_ratio: status_rps / baseline_rps (goal: at least 0.5).
 
 The last line printed is one JSON object. Run as root: `python bench/api.py [--cycles 8]`.
@@ -50,6 +51,7 @@ from mlsysops.nodeapi import NodeAgentClient  # noqa: E402
 
 CLIENTS = 4
 READ_SECONDS = 10.0
+SLICES = 4  # each side reads READ_SECONDS / SLICES at a time, alternately
 WORKLOAD = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
 BASELINE = """
 import sys
@@ -130,20 +132,34 @@ def reader(url: str, token: str, seconds: float, counts: Any, index: int) -> Non
     counts[index * 2], counts[index * 2 + 1] = ok, errors
 
 
-def read_rate(url: str, token: str) -> tuple[float, int]:
-    """Requests per second of CLIENTS processes for READ_SECONDS, and how many failed."""
+def read_count(url: str, token: str, seconds: float) -> tuple[int, int]:
+    """Answers and failures of CLIENTS processes reading `url` for `seconds`."""
     counts = multiprocessing.Array("l", CLIENTS * 2)
     procs = [
-        multiprocessing.Process(target=reader, args=(url, token, READ_SECONDS, counts, i))
-        for i in range(CLIENTS)
+        multiprocessing.Process(target=reader, args=(url, token, seconds, counts, i)) for i in range(CLIENTS)
     ]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(READ_SECONDS + 30)
-    ok = sum(counts[i * 2] for i in range(CLIENTS))
-    errors = sum(counts[i * 2 + 1] for i in range(CLIENTS))
-    return ok / READ_SECONDS, errors
+        proc.join(seconds + 30)
+    return sum(counts[i * 2] for i in range(CLIENTS)), sum(counts[i * 2 + 1] for i in range(CLIENTS))
+
+
+def read_rates(api: tuple[str, str], bare: tuple[str, str]) -> dict[str, float]:
+    """READ_SECONDS on each server, in alternating slices: a load change on this shared machine
+    then weighs on both sides alike instead of on whichever ran second."""
+    totals = {"status": [0, 0], "baseline": [0, 0]}
+    for _ in range(SLICES):
+        for key, (url, token) in (("status", api), ("baseline", bare)):
+            ok, errors = read_count(url, token, READ_SECONDS / SLICES)
+            totals[key][0] += ok
+            totals[key][1] += errors
+    return {
+        "status_rps": totals["status"][0] / READ_SECONDS,
+        "status_errors": totals["status"][1],
+        "baseline_rps": totals["baseline"][0] / READ_SECONDS,
+        "baseline_errors": totals["baseline"][1],
+    }
 
 
 class Server:
@@ -213,10 +229,11 @@ def submit_cycles(api: httpx.Client, agent: Agent, cycles: int) -> list[float]:
 
 def measure_api(
     base: Path, agent: Agent, servers: list[Server], cycles: int
-) -> tuple[list[float], float, int]:
-    """Start the API daemon (appended to `servers`), time submit-to-running, read the status."""
+) -> tuple[list[float], dict[str, float]]:
+    """Start the API daemon and the bare app (appended to `servers`), time submit-to-running,
+    then read the status from both."""
     token, _ = TokenStore(base / "tokens.json").create("operator", name="bench")
-    port = free_port()
+    port, bare_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{port}"
     servers.append(
         Server(
@@ -225,14 +242,16 @@ def measure_api(
             api_url + "/manage/ping",
         )
     )
+    bare_url = f"http://127.0.0.1:{bare_port}/api/v1/apps/bench-status/status"
+    servers.append(Server([sys.executable, "-c", BASELINE, str(bare_port)], base / "bare.log", bare_url))
     with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         submits = submit_cycles(api, agent, cycles)
         api.post("/api/v1/apps", json=description("bench-status")).raise_for_status()
         wait(lambda: ready(api.get("/api/v1/apps/bench-status/status").json()), 120, "bench-status Ready")
-        status_rps, status_errors = read_rate(api_url + "/api/v1/apps/bench-status/status", token)
+        rates = read_rates((api_url + "/api/v1/apps/bench-status/status", token), (bare_url, ""))
         api.delete("/api/v1/apps/bench-status").raise_for_status()
         wait(lambda: not agent_workloads(agent, "bench-status."), 120, "bench-status removed", 0.05)
-    return submits, status_rps, status_errors
+    return submits, rates
 
 
 def main() -> None:
@@ -247,13 +266,7 @@ def main() -> None:
             try:
                 agent = Agent(runtime.daemon, base / "agent")
                 agent.start()
-                submits, status_rps, status_errors = measure_api(base, agent, servers, args.cycles)
-                bare_port = free_port()
-                bare_url = f"http://127.0.0.1:{bare_port}/api/v1/apps/bench-status/status"
-                servers.append(
-                    Server([sys.executable, "-c", BASELINE, str(bare_port)], base / "bare.log", bare_url)
-                )
-                baseline_rps, baseline_errors = read_rate(bare_url, "")
+                submits, rates = measure_api(base, agent, servers, args.cycles)
             finally:
                 for server in reversed(servers):
                     server.stop()
@@ -267,11 +280,13 @@ def main() -> None:
         "submit_to_running_p99_ms": round(percentile(submits, 0.99), 1),
         "submits": len(submits),
         "components_per_app": 2,
-        "status_rps": round(status_rps, 1),
-        "status_errors": status_errors,
-        "baseline_rps": round(baseline_rps, 1),
-        "baseline_errors": baseline_errors,
-        "status_vs_baseline_ratio": round(status_rps / baseline_rps, 2) if baseline_rps else None,
+        "status_rps": round(rates["status_rps"], 1),
+        "status_errors": rates["status_errors"],
+        "baseline_rps": round(rates["baseline_rps"], 1),
+        "baseline_errors": rates["baseline_errors"],
+        "status_vs_baseline_ratio": (
+            round(rates["status_rps"] / rates["baseline_rps"], 2) if rates["baseline_rps"] else None
+        ),
         "clients": CLIENTS,
         "read_seconds": READ_SECONDS,
         "targets": {"status_vs_baseline_ratio_min": 0.5},
