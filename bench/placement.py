@@ -8,7 +8,7 @@ depends_on chains):
 - components_per_s and app_p99_ms: the default policy chain (staticPlacedComponents, then
   constraintAwarePlacer) deciding every app, timed per app (one app's full decision, with
   explanations) and summed; node_parse_s: the node documents validated and built (once per
-  object version: the controller keeps what it parsed per resourceVersion); inventory_build_s:
+  description: the controller keeps what it parsed per object generation); inventory_build_s:
   the Inventory and its node index built from them (what every change of the node set costs);
 - the same at 100,000 nodes in a process of its own (`*_100k`), with its peak RSS
   (rss_mib_100k): the node documents are generated one by one into the parser, so the figure

@@ -18,11 +18,13 @@ from controller.kube.api import KubeApi
 from controller.kube.client import ApiClient
 from controller.kube.objectapi import ObjectApi
 from controller.mechanisms import MechanismContext, MechanismRegistry
+from controller.mechanisms.kubernetes import WORKLOADS
 from controller.mechanisms.nodeagent import AgentGateway, GrpcAgents
 from controller.model import App
 from controller.policies import DEFAULT_CHAIN, Plan, Policy, PolicyRegistry, Telemetry, combine
 from controller.policies.chain import Outcome as PolicyOutcome
 from controller.policies.pools import Ledger
+from controller.reconcile.cached import CachedLists
 from controller.reconcile.informer import Informers
 from controller.reconcile.loop import Controller
 from controller.reconcile.nodesync import AgentTarget, NodeSync
@@ -84,9 +86,11 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
     registry = registry if registry is not None else PolicyRegistry.from_entry_points()
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
     informers = Informers(api, config.namespace, config.backoff, config.watch_timeout,
-                          member_clusters="karmada" in config.mechanisms)
+                          member_clusters="karmada" in config.mechanisms,
+                          owned=WORKLOADS if {"kubernetes", "karmada"} & set(config.mechanisms) else ())
     inventory = InventoryCache(informers.world, config.namespace)
-    context = MechanismContext(api, agents, inventory.agent_target, inventory.agent_targets,
+    writes = CachedLists(api, informers.owned, config.namespace)
+    context = MechanismContext(writes, agents, inventory.agent_target, inventory.agent_targets,
                                config.availability_timeout, config.namespace, informers.nodes.get)
     qos: QosSource = AnnotationQos(config.qos_annotation) if config.qos_annotation else NoQos()
     reconciler = Reconciler(api, config.namespace, mechanisms.build(config.mechanisms, context),

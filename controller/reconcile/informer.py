@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from controller.kube.errors import Gone, KubeError
 from controller.kube.objectapi import Obj, ObjectApi
@@ -52,6 +52,12 @@ class Informer:
         with self._lock:
             return list(self.cache.values())
 
+    @property
+    def version(self) -> str:
+        """The resourceVersion the cache is at (of the last list or event): a watch from it
+        continues where the cache stands."""
+        return self._last_rv or ""
+
     def get(self, name: str) -> Obj | None:
         """The cached object (as the last event delivered it), None when there is none."""
         with self._lock:
@@ -82,6 +88,7 @@ class Informer:
 
     def _relist(self) -> str:
         items, rv = self.api.list(self.resource, self.namespace)
+        self._last_rv = rv
         if self.synced.is_set():
             self.relists += 1
         fresh = {o["metadata"]["name"]: o for o in items}
@@ -123,14 +130,18 @@ MEMBER_CLUSTER = Resource("cluster.karmada.io", "v1alpha1", "clusters", "Cluster
 class Informers:
     """The controller's list-watches: apps, and the nodes and clusters the inventory is built
     from (`world`, which reads the caches: no API call per reconcile); with `member_clusters`
-    (the karmada mechanism), Karmada's Cluster objects too, for readiness."""
+    (the karmada mechanism), Karmada's Cluster objects too, for readiness; the `owned` kinds
+    (Deployments and Jobs) the mechanisms list on every realize."""
 
     def __init__(self, api: ObjectApi, namespace: str, backoff: Backoff = WATCH_BACKOFF,
-                 watch_timeout: int = 300, member_clusters: bool = False) -> None:
+                 watch_timeout: int = 300, member_clusters: bool = False,
+                 owned: Sequence[Resource] = ()) -> None:
         self.apps = Informer(api, APP, namespace, backoff, watch_timeout)
         self.nodes = Informer(api, NODE, namespace, backoff, watch_timeout)
         self.clusters = Informer(api, CLUSTER, namespace, backoff, watch_timeout)
         self.members = Informer(api, MEMBER_CLUSTER, "", backoff, watch_timeout) if member_clusters else None
+        # the controller's own workloads, which the mechanisms read (see controller.reconcile.cached)
+        self.owned = {res: Informer(api, res, namespace, backoff, watch_timeout) for res in owned}
 
     def world(self) -> tuple[list[Obj], list[Obj], list[Obj]]:
         """Nodes, MLSysOps clusters and Karmada member clusters, from the caches."""
@@ -138,4 +149,5 @@ class Informers:
 
     def all(self) -> tuple[Informer, ...]:
         """In the order the workers wait for them to sync: the world first, then the apps."""
-        return (self.nodes, self.clusters, *([self.members] if self.members else []), self.apps)
+        members = [self.members] if self.members else []
+        return (self.nodes, self.clusters, *members, *self.owned.values(), self.apps)
