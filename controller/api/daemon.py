@@ -22,6 +22,7 @@ import yaml
 
 from controller.api.server import ListenerRefused, ServeConfig, serve
 from controller.daemon import parse_agent
+from controller.kube.errors import Conflict
 
 _PATHS = {
     "tls_cert",
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         serve(cfg)
-    except (ListenerRefused, OSError) as exc:
+    except (ListenerRefused, OSError, Conflict) as exc:  # Conflict: another controller holds the store
         print(f"mlsysops-api: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -15,6 +15,7 @@ policy chain PolicyControl keeps: a policy or mode change restarts it with the n
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -274,14 +275,19 @@ def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> Non
         prometheus = None if performance is not None else private_prometheus(cfg)
         performance = performance or performance_source(cfg, store, prometheus)
         app, runner, policies = wire(cfg, store, performance)
-        if runner is not None:
-            runner.start(policies.chain())
-        try:
-            _exit_on_sigterm()
-            uvicorn.Server(uvicorn_config(cfg, app)).run()
-        finally:
+        with contextlib.ExitStack() as held:
+            if runner is not None and not cfg.kubeconfig:  # one controller per embedded store
+                from controller.store import ControllerLock
+
+                held.enter_context(ControllerLock(cfg.store_path))
             if runner is not None:
-                runner.stop()
+                runner.start(policies.chain())
+            try:
+                _exit_on_sigterm()
+                uvicorn.Server(uvicorn_config(cfg, app)).run()
+            finally:
+                if runner is not None:
+                    runner.stop()
     finally:
         if prometheus is not None:
             prometheus.stop()

@@ -386,3 +386,25 @@ def test_the_daemon_runs_the_embedded_controller_and_never_claims_what_did_not_r
         assert {c["type"]: c["status"] for c in seen["conditions"]}.get("Ready") == "False"
     finally:
         stop(proc)
+
+
+def test_a_second_controller_on_the_same_embedded_store_is_refused(tmp_path):
+    """The in-process controller takes the store's controller lock, as `python -m controller`
+    does: with another controller running on that store the daemon exits 2 naming the holder
+    and never serves (two controllers would fight over every workload)."""
+    from controller.store import ControllerLock
+
+    port = free_port()
+    with ControllerLock(tmp_path / "controller.db"):
+        proc = run_daemon(tmp_path, "--listen", f"127.0.0.1:{port}", "--run-controller",
+                          "--agent", f"unix:{tmp_path / 'no-agent.sock'}=edge",
+                          "--policy-state", str(tmp_path / "policies.json"))
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 2
+    assert f"another controller (pid {os.getpid()})" in err.decode()
+    with socket.socket() as probe:  # nothing was left listening
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
