@@ -204,8 +204,8 @@ class ControlClient:
         self.path = path
         self._timeout = timeout_s
 
-    @contextlib.contextmanager
-    def _connect(self, request: dict[str, Any], *, streaming: bool = False) -> Iterator[Any]:
+    def _open(self) -> socket.socket:
+        """A connected control socket (Unavailable, saying so, when no bridge listens)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self._timeout)
         try:
@@ -215,6 +215,11 @@ class ControlClient:
             raise Unavailable(
                 f"the bridge is not running (control socket {self.path}: {exc.strerror})"
             ) from None
+        return sock
+
+    @contextlib.contextmanager
+    def _connect(self, request: dict[str, Any], *, streaming: bool = False) -> Iterator[Any]:
+        sock = self._open()
         if streaming:
             sock.settimeout(None)  # events come when they come; a timed-out file object is unusable
         with sock, sock.makefile("rwb") as stream:
@@ -243,15 +248,7 @@ class ControlClient:
     @contextlib.contextmanager
     def channel(self, device_id: str) -> Iterator[SocketChannel]:
         """A serial device's port, handed over by the bridge until the context ends."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self._timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError as exc:
-            sock.close()
-            raise Unavailable(
-                f"the bridge is not running (control socket {self.path}: {exc.strerror})"
-            ) from None
+        sock = self._open()
         with sock:
             sock.sendall(json.dumps({"op": "channel", "id": device_id}).encode() + b"\n")
             line = bytearray()
