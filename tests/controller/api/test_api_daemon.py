@@ -222,20 +222,26 @@ def test_mtls_refuses_clients_without_a_certificate_from_the_ca(tmp_path):
         stop(proc)
 
 
-def test_disabling_a_policy_restarts_the_in_process_controller_with_the_new_chain(standin, store, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-    from ctlkube_harness import FIXTURES, documents
-    from fastapi.testclient import TestClient
-
-    for doc in documents(FIXTURES / "inventory"):
+def in_process_controller_config(store, tmp_path: Path, inventory) -> ServeConfig:
+    """The inventory written to the stand-in, and a daemon config that runs the kubernetes
+    mechanism's controller in-process with short waits (what both restart tests need)."""
+    for doc in inventory:
         store.apply(doc, field_manager="test-admin")
-    cfg = ServeConfig(
+    return ServeConfig(
         tokens_file=tmp_path / "tokens.json",
         run_controller=True,
         mechanisms=("kubernetes",),
         policy_state=tmp_path / "policies.json",
         controller_options={"watch_timeout": 1, "availability_timeout": 2.0, "workers": 1},
     )
+
+
+def test_disabling_a_policy_restarts_the_in_process_controller_with_the_new_chain(standin, store, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from ctlkube_harness import FIXTURES, documents
+    from fastapi.testclient import TestClient
+
+    cfg = in_process_controller_config(store, tmp_path, documents(FIXTURES / "inventory"))
     app, runner, policies = wire(cfg, store)
     from controller.api.tokens import TokenStore
 
@@ -295,15 +301,7 @@ def test_restarting_the_api_and_its_controller_mid_deploy_loses_nothing(standin,
         deployment_name("camera-pipeline", "detector", n, "uth-edge") for n in ("cloud-1", "edge-1", "edge-2")
     ]
 
-    for doc in documents(FIXTURES / "inventory"):
-        store.apply(doc, field_manager="test-admin")
-    cfg = ServeConfig(
-        tokens_file=tmp_path / "tokens.json",
-        run_controller=True,
-        mechanisms=("kubernetes",),
-        policy_state=tmp_path / "policies.json",
-        controller_options={"watch_timeout": 1, "availability_timeout": 2.0, "workers": 1},
-    )
+    cfg = in_process_controller_config(store, tmp_path, documents(FIXTURES / "inventory"))
     operator = {"Authorization": f"Bearer {TokenStore(cfg.tokens_file).create('operator')[0]}"}
     for name in held:
         standin.hold(name)
