@@ -34,6 +34,7 @@ from controller.model.descriptions import (
 )
 from controller.model.errors import DescriptionError, Problem
 from controller.model.loader import (
+    collection_paused,
     load_documents,
     load_each,
     parse_document,
@@ -70,6 +71,7 @@ __all__ = [
     "Resources",
     "Scaling",
     "SingleNodeGroup",
+    "collection_paused",
     "default_schemas",
     "depends_on_order",
     "load_documents",

@@ -14,8 +14,11 @@ one the reference framework's files use; users switching keep their files.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import marshal
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,33 @@ _NAME_FIELDS = {
     "MLSysOpsDatacenter": ("name", "datacenter_id"),
 }
 SUFFIXES = (".yaml", ".yml", ".json")
+_pause_lock = threading.Lock()
+_pause_depth = 0
+_was_enabled = False
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while many documents are parsed.
+
+    Parsing allocates millions of small dicts, lists and frozen values, and none of them form
+    reference cycles, so reference counting frees all of them; but each allocation burst
+    triggers collections that walk everything parsed so far: a third of the time of reading
+    100,000 node documents. Nested and concurrent pauses (several threads) count: collection
+    resumes, if it was on, when the last one ends."""
+    global _pause_depth, _was_enabled
+    with _pause_lock:
+        if _pause_depth == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pause_depth += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pause_depth -= 1
+            if _pause_depth == 0 and _was_enabled:
+                gc.enable()
 
 
 def load_documents(

@@ -5,10 +5,12 @@ installs; the same schemas validate descriptions here, so a document accepted by
 accepted by the API server and the other way round. jsonschema errors are translated into
 Problems with user paths (`MLSysOpsApp.components[0].restart_policy`) and plain expectations.
 
-Valid documents (nearly all of them) take a fast path: the same schemas compiled to Python by
-fastjsonschema, about 30x faster, which matters when 10,000 node descriptions are read. Only a
-document the fast path rejects is validated again with jsonschema, whose errors carry the
-paths we report (and whose verdict is the one that counts).
+Valid documents (nearly all of them) take a fast path: the same schemas compiled by
+jsonschema-rs (Rust), about 1 µs per node document against jsonschema's ~250 µs and
+fastjsonschema's ~8 µs, which matters when 100,000 node descriptions are read at start-up. Only
+a document the fast path rejects is validated again with jsonschema, whose errors carry the
+paths we report (and whose verdict is the one that counts). Neither checks `format` (the API
+server does not either).
 
 Unknown fields are not errors (the API server prunes them, the reference accepts them), but
 they are reported as warnings: a typo such as `restart_polcy` would otherwise vanish silently.
@@ -24,8 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import fastjsonschema
 import jsonschema
+import jsonschema_rs
 import yaml
 
 from controller.model.errors import Problem, describe_value
@@ -52,7 +54,7 @@ class CrdSchemas:
     schemas: Mapping[str, Mapping[str, Any]]
     crds: Mapping[str, Mapping[str, Any]]
     validators: Mapping[str, jsonschema.protocols.Validator]  # compiled once: validation runs per reconcile
-    fast: Mapping[str, Callable[[Any], Any]]  # the same schemas as generated code, for the valid case
+    fast: Mapping[str, Callable[[Any], bool]]  # the same schemas compiled in Rust: is it valid?
 
     @classmethod
     def load(cls, directory: Path | None = None) -> CrdSchemas:
@@ -69,16 +71,15 @@ class CrdSchemas:
             raise RuntimeError(f"CRDs missing in {root}: {sorted(missing)}")
         converted = {k: _openapi_to_jsonschema(s) for k, s in schemas.items()}
         validators = {k: jsonschema.Draft7Validator(s) for k, s in converted.items()}
-        fast = {k: fastjsonschema.compile(s, use_formats=False) for k, s in converted.items()}
+        fast = {k: jsonschema_rs.Draft7Validator(s, validate_formats=False).is_valid
+                for k, s in converted.items()}
         return cls(schemas, crds, validators, fast)
 
     def problems(self, kind: str, doc: Mapping[str, Any]) -> list[Problem]:
         """Every schema violation of doc (Kubernetes form) as a Problem, in document order."""
-        try:
-            self.fast[kind](doc)
+        if self.fast[kind](doc):
             return []
-        except fastjsonschema.JsonSchemaException:
-            pass  # find out exactly what is wrong, with paths
+        # find out exactly what is wrong, with paths
         found = [_to_problem(kind, err) for err in self.validators[kind].iter_errors(doc)]
         return sorted(_dedupe(found), key=lambda p: _natural(p.path))
 

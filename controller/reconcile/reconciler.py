@@ -23,7 +23,7 @@ from controller.kube import resources
 from controller.kube.errors import Conflict, KubeError, NotFound
 from controller.kube.objectapi import Obj, ObjectApi
 from controller.mechanisms.base import Mechanism, RealizeResult
-from controller.model import App, DescriptionError, Resources, parse_document
+from controller.model import App, DescriptionError, Resources, collection_paused, parse_document
 from controller.plan import status_for
 from controller.policies.base import KEEP, Decision, Plan, Telemetry
 from controller.policies.chain import Outcome as PolicyOutcome
@@ -126,26 +126,28 @@ class InventoryCache:
         nodes, clusters, *members = self.sources()
         descriptions = []
         parsed: dict[tuple[str, str], tuple[Any, Any]] = {}
-        for obj in [*nodes, *clusters]:
-            key = (str(obj.get("kind")), obj["metadata"]["name"])
-            version = _description_version(obj)
-            known = self._parsed.get(key)
-            if version is not None and known is not None and known[0] == version:
-                description = known[1]
-            else:
-                try:
-                    description = parse_document(_without_status(obj), self.namespace)
-                except DescriptionError as exc:  # one bad node description must not stop placement
-                    log.warning("ignoring %s %s: %s", obj.get("kind"), obj["metadata"].get("name"), exc)
-                    description = None
-            parsed[key] = (version, description)
-            if description is not None:
-                descriptions.append(description)
+        with collection_paused():  # a first build parses every node: 100,000 at scale
+            for obj in [*nodes, *clusters]:
+                key = (str(obj.get("kind")), obj["metadata"]["name"])
+                version = _description_version(obj)
+                known = self._parsed.get(key)
+                if version is not None and known is not None and known[0] == version:
+                    description = known[1]
+                else:
+                    try:
+                        description = parse_document(_without_status(obj), self.namespace)
+                    except DescriptionError as exc:  # one bad node description must not stop placement
+                        log.warning("ignoring %s %s: %s", obj.get("kind"), obj["metadata"].get("name"), exc)
+                        description = None
+                parsed[key] = (version, description)
+                if description is not None:
+                    descriptions.append(description)
+            inventory = Inventory.from_descriptions(descriptions)
+            if members:
+                inventory = dataclasses.replace(inventory, unready_clusters=cluster_readiness(members[0]))
+            inventory.index  # noqa: B018 - built here, while collection is paused, not by the first placement
         self._parsed = parsed  # what vanished is forgotten
         unavailable = frozenset(o["metadata"]["name"] for o in nodes if _condition(o, "Ready") == "False")
-        inventory = Inventory.from_descriptions(descriptions)
-        if members:
-            inventory = dataclasses.replace(inventory, unready_clusters=cluster_readiness(members[0]))
         return inventory, Telemetry(unavailable_nodes=unavailable)
 
 

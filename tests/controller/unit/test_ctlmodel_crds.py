@@ -185,3 +185,40 @@ def test_the_status_the_controller_writes_validates_against_the_crd(examples_dir
     doc = {**result.app.raw, "status": status_for(result.outcome)}
     assert default_schemas().problems("MLSysOpsApp", doc) == []
     assert isinstance(parse_document(doc), App)
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
+    return st.recursive(
+        scalars | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=12,
+    )
+
+
+@functools.cache
+def mutated_documents(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Documents valid under our schema with one top-level field replaced by any JSON value: mostly
+    invalid, in every way the schema can reject a field."""
+    schema = default_schemas().validators[kind].schema
+    fields = sorted(schema.get("properties", {}))
+    valid = from_schema(schema, allow_x00=False, codec="utf-8")
+    return st.builds(
+        lambda doc, key, value: {**doc, key: value}, valid, st.sampled_from(fields), _json_values()
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+@given(data=st.data())
+def test_the_fast_validation_path_agrees_with_jsonschema(kind: str, data: st.DataObject) -> None:
+    # The Rust validator only decides whether jsonschema needs to explain anything: if it ever
+    # accepted what jsonschema rejects, a bad description would pass unreported.
+    schemas = default_schemas()
+    doc = data.draw(mutated_documents(kind))
+    assert schemas.fast[kind](doc) == schemas.validators[kind].is_valid(doc)
