@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from faredge.deploy.channel import ByteChannel, Reader
 from faredge.deploy.device import BoardInfo, Device
 from faredge.deploy.plan import Plan, candidates, make_plan
-from faredge.deploy.rawrepl import RawRepl, Timeouts
+from faredge.deploy.rawrepl import SOFT_REBOOT, RawRepl, Timeouts
 from faredge.deploy.release import (
     CONFIG,
     MANIFEST,
@@ -249,6 +249,13 @@ def wait_birth(
     while clock() < deadline:
         data = reader.available().data
         text = (text + data)[-4096:]
+        reboot = text.rfind(SOFT_REBOOT, max(0, len(text) - len(data) - len(SOFT_REBOOT) + 1))
+        if reboot >= 0:
+            # What the REPL printed before the reboot (its banner, this line) has no frame
+            # delimiter after it: fed to the decoder it would swallow the first frame, and the
+            # birth would only come with the firmware's retransmission. Frames start after it.
+            decoder = StreamDecoder()
+            data = text[reboot + len(SOFT_REBOOT) :]
         if console in text:
             rest = text[text.index(console) + len(console) :].split(b"\n")[0].decode(errors="replace")
             if "\n" in text[text.index(console) :].decode(errors="replace"):

@@ -30,6 +30,7 @@ INTERRUPT = b"\r\x03\r\x01"
 RETRY_INTERRUPT = b"\r\x03\x03\r\x01"
 PASTE_REQUEST = b"\x05A\x01"
 CTRL_A, CTRL_B, CTRL_D = b"\x01", b"\x02", b"\x04"
+SOFT_REBOOT = b"soft reboot\r\n"  # the end of "MPY: soft reboot", printed as a board soft-reboots
 
 
 class ReplError(FarEdgeError):
@@ -95,7 +96,7 @@ class RawRepl:
         if self.state is not State.RAW:
             raise ReplError("soft reset outside the raw REPL", b"")
         self.reader.write(CTRL_D)
-        for marker in (b"soft reboot\r\n", BANNER):
+        for marker in (SOFT_REBOOT, BANNER):
             r = self.reader.until(marker, self.t.enter)
             if not r.found:
                 self.state = State.UNKNOWN

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import struct
 import threading
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ import pytest
 
 from faredge.channels.memory import MemoryPort, memory_pair
 from faredge.deploy.channel import Outcome, Reader
+from faredge.deploy.flasher import wait_birth
 from faredge.deploy.plan import candidates, make_plan
 from faredge.deploy.rawrepl import BANNER, DeviceError, RawRepl, ReplError, Timeouts
 from faredge.deploy.release import CONFIG, FileEntry, Release, mpy_version
 from faredge.errors import Unavailable
+from faredge.protocol.frames import Frame, FrameType, encode_frame
 
 FAST = Timeouts(enter=0.5, reply=0.5, run=2.0)
 
@@ -169,6 +172,18 @@ def test_silent_board_is_a_protocol_error_naming_the_step() -> None:
             repl.enter(attempts=2)
         with pytest.raises(ReplError, match="outside the raw REPL"):
             repl.exec("print(1)")
+
+
+# -- the birth after the reboot ------------------------------------------------------------------
+def test_birth_right_after_the_reboot_banner_is_found_without_a_retransmission() -> None:
+    """The REPL's last words ("MPY: soft reboot") end without a frame delimiter, so the first
+    frame follows them directly: it is still decoded (one birth sent, none retransmitted)."""
+    host, dev = memory_pair()
+    birth = {"id": "b1", "fw": "2.0", "boot": 3}
+    dev.write(b"MicroPython v1.27.0\r\n>>> \r\nMPY: soft reb")
+    dev.write(b"oot\r\n" + encode_frame(Frame(FrameType.BIRTH, 0, json.dumps(birth).encode())))
+    got = wait_birth(Reader(host), "2.0", timeout=1.0)
+    assert got == {**birth, "source": "frame"}
 
 
 # -- the plan -----------------------------------------------------------------------------------
