@@ -1,0 +1,1 @@
+"""Over-the-air updates over MQTT: signed manifests, chunk serving, rollouts (docs/firmware.md)."""
