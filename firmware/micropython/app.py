@@ -28,6 +28,9 @@ def _release():
 
 
 class Device:
+    ota = None  # the OTA pointer this boot runs (main.py: ota.boot())
+    upd = None  # ota.Updater, loaded on the first OTA message only (heap)
+
     def __init__(self, cfg, hal):
         self.cfg = cfg
         self.id = cfg["id"]
@@ -86,6 +89,18 @@ class Device:
     def on_connect(self):
         self._send("birth", self.birth())
         self._send("twin/get", {"id": self.id})
+        if self.upd or (self.ota and self.ota.get("rb")):
+            self.updater().connected()
+
+    def updater(self):
+        if not self.upd:
+            from ota import Updater
+
+            self.upd = Updater(self)
+        return self.upd
+
+    def on_ota(self, kind, payload):
+        self.updater().on(kind, payload)
 
     def on_message(self, kind, msg):
         if kind != "twin/desired" or not isinstance(msg, dict) or msg.get("id") != self.id:
@@ -99,6 +114,8 @@ class Device:
         if hasattr(self.link, "ping_ms"):
             self.link.ping_ms = self.twin.settings["interval_ms"]
         self._send("twin/reported", report)
+        if self.ota and self.ota.get("t"):  # a trial release heard back from the bridge: it works
+            self.updater().confirm()
         if reboot:
             self.rebooting = asyncio.create_task(self._reboot())
 
@@ -132,4 +149,6 @@ class Device:
 
             self.link = MqttLink(self.cfg, self.hal, self)
         self.sampler = asyncio.create_task(self.sample())
+        if self.ota and self.ota.get("t"):
+            self.trial = asyncio.create_task(self.updater().trial())
         await self.link.run()

@@ -43,6 +43,13 @@ def check_id(v):
     return None
 
 
+def _hex(s):
+    try:
+        return bytes.fromhex(s)
+    except ValueError:
+        return None
+
+
 def _ints(src, dst, rules, prefix):
     for name, typ, default, lo, hi in rules:
         v = src.get(name, default)
@@ -76,6 +83,9 @@ def check(cfg):
         not isinstance(sensors, list) or not all(isinstance(s, str) for s in sensors)
     ):
         raise ConfigError("sensors", "must be a list of sensor names")
+    k = cfg.get("ota_key")  # the device's OTA key (faredge/ota/manifest.py: device_key)
+    if k is not None and not (isinstance(k, str) and len(k) == 64 and _hex(k)):
+        raise ConfigError("ota_key", "must be 64 hex digits")
     ser = out["serial"] = _section(cfg, "serial")
     _ints(ser, ser, _SERIAL, "serial.")
     if "batch" not in cfg and cfg["transport"] == "serial" and ser["baud"] < SLOW_BAUD:

@@ -98,15 +98,20 @@ class MqttLink:
                 p[1] = now
             s.inflight = self.inflight
             s.pid = self.pid
-            s.subscribe(self.base + "twin/desired", 1, now)
+            for kind in ("twin/desired", "ota/manifest", "ota/chunk"):
+                s.subscribe(self.base + kind, 1, now)
             s.publish(self.base + "status", self._status(True), now, 1, True)
             self.s = s
             self.connects += 1
             self.dev.on_connect()
             self._forward(s, now)
             desired = self.base + "twin/desired"
+            ota = self.base + "ota/"
             while True:
                 for topic, payload in s.poll(ticks_ms()):
+                    if topic.startswith(ota):
+                        self.dev.on_ota(topic[len(ota) :], payload)
+                        continue
                     try:
                         msg = json.loads(payload) if topic == desired else None
                     except ValueError:

@@ -16,10 +16,15 @@ except config.ConfigError as e:
     cfg = None
 del sys.modules["config"], config
 if cfg:
+    import otaboot
+
+    slot = otaboot.boot(sys.path)  # an OTA release in its slot shadows the serial install
+    del sys.modules["otaboot"], otaboot
     import app
     import hal
 
     dev = app.Device(cfg, hal.load(cfg["board"]))
+    dev.ota = slot
     print("mlsysops fw", app.FW_VERSION, dev.id, "boot", dev.boot, "on", cfg["board"])
     if hasattr(asyncio, "run"):
         asyncio.run(dev.run())

@@ -13,7 +13,7 @@ from faredge.virtual.firmware import firmware_dir, modules, stage
 from faredge.virtual.host import NodeHost, run_script
 
 BUDGET = 24 * 1024
-# The core: what every device runs whatever its transport (a device also loads one HAL).
+# The core: what every device runs whatever its transport, OTA included (a device also loads one HAL).
 CORE = {
     "app.py",
     "config.py",
@@ -22,6 +22,8 @@ CORE = {
     "link_serial.py",
     "main.py",
     "mqtt.py",
+    "ota.py",
+    "otaboot.py",
     "telemetry.py",
     "twin.py",
     "hal/__init__.py",

@@ -98,3 +98,30 @@ def test_reading_has_memory_frequency_uptime_and_enabled_sensors():
     r = dev.reading()
     assert r["r"] == {"adc": 512} and r["freq"] == 160000000
     assert r["mem_free"] > 0 and r["up"] >= 0
+
+
+class Upd:
+    def __init__(self):
+        self.calls = []
+
+    def on(self, kind, payload):
+        self.calls.append((kind, payload))
+
+    def confirm(self):
+        self.calls.append(("confirm",))
+
+    def connected(self):
+        self.calls.append(("connected",))
+
+
+def test_ota_messages_go_to_the_updater_and_a_trial_confirms_on_desired():
+    fakehal.clear()
+    dev = _device()
+    dev.upd = Upd()
+    dev.on_ota("chunk", b"1 0 0\n")
+    dev.on_message("twin/desired", {"id": "d1", "version": 1, "settings": {}})
+    assert dev.upd.calls == [("chunk", b"1 0 0\n")]  # not on a trial: nothing to confirm
+    dev.ota = {"s": "a", "t": 2}
+    dev.on_message("twin/desired", {"id": "d1", "version": 2, "settings": {}})
+    dev.on_connect()
+    assert dev.upd.calls[1:] == [("confirm",), ("connected",)], dev.upd.calls

@@ -73,3 +73,9 @@ def _load_err(path):
     except config.ConfigError as e:
         return e.field
     raise AssertionError("loaded " + path)
+
+
+def test_ota_key_is_64_hex_digits():
+    assert config.check(dict(GOOD, ota_key="ab" * 32))["ota_key"] == "ab" * 32
+    for bad in ("ab" * 31, "zz" * 32, 5):
+        assert _err(dict(GOOD, ota_key=bad))[0] == "ota_key", bad

@@ -52,10 +52,14 @@ class Dev:
     def __init__(self):
         self.link = None
         self.msgs = []
+        self.ota = []
 
     def on_connect(self):
         self.link.send("birth", b'{"id": "d1"}')
         self.link.send("twin/get", b'{"id": "d1"}')
+
+    def on_ota(self, kind, payload):
+        self.ota.append((kind, payload))
 
     def on_message(self, kind, msg):
         self.msgs.append(msg)
@@ -97,7 +101,10 @@ async def test_connect_subscribe_status_birth_get_in_this_order():
         conn = r.hal.conns[0]
         await _wait(lambda: len(_publishes(conn)) >= 3)
         types = [t for t, _, _ in conn.packets()]
-        assert types[:5] == [1, 8, 3, 3, 3], types  # CONNECT, SUBSCRIBE, PUBLISH x3
+        assert types[:7] == [1, 8, 8, 8, 3, 3, 3], types  # CONNECT, SUBSCRIBE x3, PUBLISH x3
+        subs = [b for t, _, b in conn.packets() if t == 8]
+        for i, kind in enumerate(("twin/desired", "ota/manifest", "ota/chunk")):
+            assert (BASE + kind).encode() in subs[i], subs
         connect = conn.packets()[0][2]
         assert b"d1" in connect and b"pw" in connect and b'"online": false' in connect
         status, birth, get = _publishes(conn)[:3]
@@ -114,6 +121,16 @@ async def test_desired_dispatched_other_topics_and_bad_json_counted():
         await _wait(lambda: r.link.bad == 2)
         assert r.dev.msgs == [{"version": 1}]
         assert b"\x40\x02\x00\x05" in c.out  # PUBACK for the QoS 1 desired state
+
+
+async def test_ota_topics_go_to_the_device_as_bytes():
+    async with Running() as r:
+        c = r.hal.conns[0]
+        c.inbox += mqtt.publish(BASE + "ota/chunk", b"1 0 0\n\x00\xff", 0)
+        c.inbox += mqtt.publish(BASE + "ota/manifest", b"sig{}", 1, False, 6)
+        await _wait(lambda: len(r.dev.ota) == 2)
+        assert r.dev.ota == [("chunk", b"1 0 0\n\x00\xff"), ("manifest", b"sig{}")]
+        assert r.link.bad == 0
 
 
 async def test_unacked_qos1_resent_with_dup_after_reconnect():
