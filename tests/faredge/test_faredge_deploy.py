@@ -5,21 +5,27 @@ plain fallback, silence), and the plan (write / skip / delete / config last)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import os
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from faredge.channels.memory import MemoryPort, memory_pair
+from faredge.deploy.buildcache import BuildCache
 from faredge.deploy.channel import Outcome, Reader
+from faredge.deploy.device import CHUNK, PRESENT, Device, Write
 from faredge.deploy.flasher import wait_birth
 from faredge.deploy.plan import candidates, make_plan
 from faredge.deploy.rawrepl import BANNER, DeviceError, RawRepl, ReplError, Timeouts
-from faredge.deploy.release import CONFIG, FileEntry, Release, mpy_version
+from faredge.deploy.release import CONFIG, FileEntry, Release, Target, build, mpy_version
 from faredge.errors import Unavailable
 from faredge.protocol.frames import Frame, FrameType, encode_frame
 
@@ -216,3 +222,81 @@ def test_mpy_version_from_sys_implementation() -> None:
     assert mpy_version(774) == (6, 3)  # MicroPython 1.27 (WebAssembly port)
     assert mpy_version(0x0A06 | (2 << 8)) == (6, 2)
     assert mpy_version(None) is None
+
+
+# -- file operations, the board's helpers run by CPython in a scratch directory ------------------
+@pytest.fixture
+def device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Device, ScriptedBoard]]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gc, "mem_free", lambda: 100_000, raising=False)  # MicroPython's gc has it
+    with board(window=256) as (b, port):
+        repl = RawRepl(port, FAST)
+        repl.enter()
+        dev = Device(repl)
+        dev.start()
+        yield dev, b
+
+
+def test_small_files_share_a_program_and_each_is_renamed_after_its_hash(
+    device: tuple[Device, ScriptedBoard], tmp_path: Path
+) -> None:
+    dev, b = device
+    files = [FileEntry(f"m{i}.mpy", bytes([i]) * 100) for i in range(10)]
+    before = len(b.programs)
+    dev.apply([Write(f) for f in files])
+    assert len(b.programs) - before == 1  # ten files, one round trip
+    assert all((tmp_path / f.name).read_bytes() == f.data for f in files)
+    assert not list(tmp_path.glob("*.tmp~"))
+    assert dev.hashes(["m0.mpy", "gone.mpy"], ["m1.mpy", "absent.py"]) == {
+        "m0.mpy": files[0].sha256,
+        "gone.mpy": None,
+        "m1.mpy": PRESENT,  # only whether it is there: not read
+        "absent.py": None,
+    }
+
+
+def test_a_program_failing_mid_file_leaves_the_old_file_and_no_temporary_one(
+    device: tuple[Device, ScriptedBoard], tmp_path: Path
+) -> None:
+    dev, b = device
+    (tmp_path / "big.mpy").write_bytes(b"old")
+    big = FileEntry("big.mpy", os.urandom(3 * CHUNK))  # incompressible: spans programs
+    calls = [0]
+    real = b.env["_mw"]
+
+    def failing(s: str, z: int) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(28)  # ENOSPC, in the second program
+        real(s, z)  # type: ignore[operator]
+
+    b.env["_mw"] = failing
+    with pytest.raises(DeviceError, match="OSError"):
+        dev.apply([Write(big)])
+    assert (tmp_path / "big.mpy").read_bytes() == b"old"
+    assert not list(tmp_path.glob("*.tmp~"))
+
+
+# -- the build ----------------------------------------------------------------------------------
+def test_build_cache_compiles_a_module_once_and_again_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("import app\n")
+    (app / "app.py").write_text("X = 1\n")
+    cache = BuildCache(tmp_path / "cache")
+    first = build(app, Target((6, 3)), cache=cache)
+    runs: list[object] = []
+    real_run = subprocess.run
+
+    def counting(*a: object, **k: object) -> object:
+        runs.append(a)
+        return real_run(*a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    assert build(app, Target((6, 3)), cache=cache) == first and runs == []
+    (app / "app.py").write_text("X = 2\n")
+    changed = build(app, Target((6, 3)), cache=cache)
+    assert len(runs) == 1 and changed.files != first.files
+    assert [f.name for f in changed.files] == ["app.mpy", "main.py"]
