@@ -10,7 +10,7 @@ so a concurrent writer produces a Conflict instead of being overwritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubernetes import client, watch
@@ -35,7 +35,6 @@ class KubeApi:
             api_client.user_agent = user_agent
         self.api_client = api_client
         self.request_timeout = request_timeout
-        self._custom = client.CustomObjectsApi(api_client)
 
     # ------------------------------------------------------------------ reads
 
@@ -77,27 +76,33 @@ class KubeApi:
               timeout_seconds: int = 60) -> Iterator[WatchEvent]:
         """Events after resource_version until the server ends the stream (kubernetes.watch).
 
-        Raises Gone when resource_version was compacted (the caller relists) and Unavailable
-        when the stream breaks."""
-        if not res.group:
-            raise ValueError(f"{res.kind}: watching core-group kinds is not needed by the controller")
-        kwargs: dict[str, Any] = {"resource_version": resource_version, "timeout_seconds": timeout_seconds,
-                                  "allow_watch_bookmarks": True}
-        func: Callable[..., object]
-        args: tuple[str, ...]
-        if res.namespaced and namespace:
-            func, args = self._custom.list_namespaced_custom_object, (res.group, res.version, namespace,
-                                                                     res.plural)
-        else:
-            func, args = self._custom.list_cluster_custom_object, (res.group, res.version, res.plural)
+        Any kind, core group included (the controller watches its Services too). Raises Gone
+        when resource_version was compacted (the caller relists) and Unavailable when the
+        stream breaks."""
         watcher = watch.Watch()
         try:
-            for event in watcher.stream(func, *args, **kwargs):
+            for event in watcher.stream(self._watch_stream, res.path(namespace),
+                                        resource_version=resource_version, timeout_seconds=timeout_seconds):
                 yield WatchEvent(event["type"], event["object"])
         except Exception as exc:
             raise translate(exc) from None
         finally:
             watcher.stop()
+
+    def _watch_stream(self, path: str, *, resource_version: str, timeout_seconds: int, watch: bool,
+                      _preload_content: bool) -> Any:
+        """One watch request, driven by kubernetes.watch.Watch (which passes `watch` and
+        `_preload_content`, and calls again from the last resourceVersion seen): the streaming
+        HTTP response of the kind's own path, its events left as dicts."""
+        query = [("watch", "true"), ("resourceVersion", resource_version),
+                 ("timeoutSeconds", str(timeout_seconds)), ("allowWatchBookmarks", "true")]
+        params = self.api_client.param_serialize("GET", path, query_params=query,
+                                                 header_params={"Accept": "application/json"},
+                                                 auth_settings=["BearerToken"])
+        response = self.api_client.call_api(*params)
+        if not 200 <= response.status <= 299:  # refused before streaming (403, 404): say why
+            raise from_status(response.status, response.read())
+        return response.response
 
     # ------------------------------------------------------------------ transport
 

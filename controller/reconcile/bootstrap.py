@@ -18,7 +18,7 @@ from controller.kube.api import KubeApi
 from controller.kube.client import ApiClient
 from controller.kube.objectapi import ObjectApi
 from controller.mechanisms import MechanismContext, MechanismRegistry
-from controller.mechanisms.kubernetes import WORKLOADS
+from controller.mechanisms.kubernetes import OWNED
 from controller.mechanisms.nodeagent import AgentGateway, GrpcAgents
 from controller.model import App
 from controller.policies import DEFAULT_CHAIN, Plan, Policy, PolicyRegistry, Telemetry, combine
@@ -87,7 +87,7 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
     mechanisms = mechanisms if mechanisms is not None else MechanismRegistry.from_entry_points()
     informers = Informers(api, config.namespace, config.backoff, config.watch_timeout,
                           member_clusters="karmada" in config.mechanisms,
-                          owned=WORKLOADS if {"kubernetes", "karmada"} & set(config.mechanisms) else ())
+                          owned=OWNED if {"kubernetes", "karmada"} & set(config.mechanisms) else ())
     inventory = InventoryCache(informers.world, config.namespace)
     writes = CachedLists(api, informers.owned, config.namespace)
     context = MechanismContext(writes, agents, inventory.agent_target, inventory.agent_targets,

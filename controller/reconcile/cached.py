@@ -1,10 +1,10 @@
 """The API the mechanisms write through, with the controller's own workloads read from informers.
 
-Every realize needs the app's existing Deployments and Jobs (to write only what differs, and
-to delete what the plan no longer wants) and availability waits list them again. Listing them
-from the API server costs one request per kind per reconcile; the controller already runs a
-list-watch of them (`Informers.owned`), so `CachedLists` answers those lists from its cache,
-matching the label selector locally, and passes every other call through.
+Every realize needs the app's existing Deployments, Jobs and Services (to write only what
+differs, and to delete what the plan no longer wants) and availability waits list them again.
+Listing them from the API server costs one request per kind per reconcile; the controller
+already runs a list-watch of them (`Informers.owned`), so `CachedLists` answers those lists
+from its cache, matching the label selector locally, and passes every other call through.
 
 Read-your-writes: an informer learns of a write only when its watch event arrives, a few
 milliseconds later. A reconcile starting in between must still see it (or it would miss a

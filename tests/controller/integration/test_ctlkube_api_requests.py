@@ -1,7 +1,7 @@
 """What one reconcile asks of the API server (issue 12, api_requests_per_reconcile): the app,
-the node settings record and the app's Deployments and Jobs come from the informers' caches,
-so a new app costs its writes plus the one list the caches do not cover (Services); and the
-cached lists read the controller's own writes at once, before the watch reports them."""
+the node settings record and the app's Deployments, Jobs and Services come from the informers'
+caches, so a new app costs its writes and nothing else; and the cached lists read the
+controller's own writes at once, before the watch reports them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from ctlkube_harness import NAMESPACE, Running, StandIn
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
+from controller.kube.errors import Gone, NotFound
 from controller.mechanisms.kubernetes_render import LABEL_MANAGED_BY, LABEL_PART_OF, MANAGED_BY
 from controller.reconcile.cached import CachedLists
 from controller.reconcile.informer import Informer
@@ -36,7 +38,7 @@ def app(name: str) -> dict[str, Any]:
                                 "cpu": {"requests": "100m"}, "memory": {"requests": "64Mi"}}}]}]}  # fmt: skip
 
 
-def test_a_new_app_costs_its_writes_and_one_list(kube: KubeApi, standin: StandIn, world: Any,
+def test_a_new_app_costs_its_writes_and_no_read(kube: KubeApi, standin: StandIn, world: Any,
                                                  controllers: Running) -> None:
     controller = controllers.start(watch_timeout=8)  # no watch reconnect (a GET) meanwhile
     kube.apply(app("first"), field_manager="test-user")  # the first also waits for the informers
@@ -53,7 +55,7 @@ def test_a_new_app_costs_its_writes_and_one_list(kube: KubeApi, standin: StandIn
     asked = [r for r in standin.requests[before:] if r != ("PATCH", app_path)]  # but the user's apply
     assert ("PUT", f"{app_path}/status") in asked  # the status written once Deployed
     reads = [(m, p) for m, p in asked if m == "GET"]
-    assert reads == [("GET", f"/api/v1/namespaces/{NAMESPACE}/services")], asked
+    assert reads == [], asked
     writes = [p for m, p in asked if m != "GET"]
     assert sum("/deployments/" in p for p in writes) == 1 and all("/mlsysopsapps/second" in p or
                                                                    "/deployments/" in p for p in writes)
@@ -85,3 +87,29 @@ def test_cached_lists_read_the_controllers_own_writes_before_the_watch_reports_t
     cached.list(R.DEPLOYMENT, NAMESPACE, "app in (new, old)")  # set-based: the cache cannot answer it
     assert standin.requests[before:] == [("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")]
     assert cached.list(R.SERVICE, NAMESPACE)[0] == [] and len(standin.requests) == before + 2  # not cached
+
+
+def service(name: str, app: str) -> dict[str, Any]:
+    labels = {LABEL_PART_OF: app, LABEL_MANAGED_BY: MANAGED_BY}
+    meta = {"name": name, "namespace": NAMESPACE, "labels": labels}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def test_the_api_watches_core_kinds_and_a_compacted_version_is_gone(kube: KubeApi, standin: StandIn) -> None:
+    # Services are core-group objects (/api/v1/...): the controller's cache of them is a list-watch.
+    kube.apply(service("db", "demo"), field_manager="test-admin")
+    _, version = kube.list(R.SERVICE, NAMESPACE)
+    kube.apply(service("web", "demo"), field_manager="test-admin")
+    events = [e for e in kube.watch(R.SERVICE, NAMESPACE, version, timeout_seconds=1) if e.type != "BOOKMARK"]
+    assert [(e.type, e.object["kind"], e.object["metadata"]["name"]) for e in events] == [
+        ("ADDED", "Service", "web")]
+    standin.store.compact()
+    with pytest.raises(Gone):
+        list(kube.watch(R.SERVICE, NAMESPACE, version, timeout_seconds=1))
+
+
+def test_a_watch_the_server_refuses_says_why(kube: KubeApi) -> None:
+    unknown = R.Resource("", "v1", "nosuchkinds", "NoSuchKind")
+    with pytest.raises(NotFound):
+        list(kube.watch(unknown, NAMESPACE, "1", timeout_seconds=1))
