@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from faredge.deploy.buildcache import BuildCache, default_root
 from faredge.deploy.channel import ByteChannel, Reader
-from faredge.deploy.device import BoardInfo, Device, MakeDirs, Op, Remove, Write
+from faredge.deploy.device import TMP_SUFFIX, BoardInfo, Device, MakeDirs, Op, Remove, Write
 from faredge.deploy.plan import Plan, candidates, make_plan
 from faredge.deploy.rawrepl import SOFT_REBOOT, RawRepl, Timeouts
 from faredge.deploy.release import (
@@ -161,10 +161,8 @@ def flash(
     plan = make_plan(release, on_board, previous, cfg, marker)
     progress.planned(plan)
     t_plan = clock()
-    if plan.changes:
+    if plan.changes:  # also when only the marker is missing: a deploy was cut off
         _apply(device, plan, release, info, progress)
-    elif plan.write:  # only the marker (a board deployed before markers existed)
-        device.apply([Write(marker)])
     t_write = clock()
     report = FlashReport(release, plan, info, raw_paste=repl.paste)
     if options.boot:
@@ -195,6 +193,8 @@ def _apply(device: Device, plan: Plan, release: Release, info: BoardInfo, progre
     last = (CONFIG, MARKER)
     ops: list[Op] = [
         Remove((MARKER,)),  # no marker while the release is incomplete
+        # what a deploy cut off mid-file left (its names are in the manifest it wrote first)
+        Remove(tuple(sorted(n + TMP_SUFFIX for n in info.previous | release.names))),
         Write(manifest_entry(release.version, pending)),
         MakeDirs(tuple(f.name for f in plan.write)),
         *(Write(entry) for entry in plan.write if entry.name not in last),

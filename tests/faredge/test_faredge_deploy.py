@@ -22,10 +22,10 @@ from faredge.channels.memory import MemoryPort, memory_pair
 from faredge.deploy.buildcache import BuildCache
 from faredge.deploy.channel import Outcome, Reader
 from faredge.deploy.device import CHUNK, PRESENT, Device, Write
-from faredge.deploy.flasher import wait_birth
+from faredge.deploy.flasher import FlashOptions, flash, wait_birth
 from faredge.deploy.plan import candidates, make_plan
 from faredge.deploy.rawrepl import BANNER, DeviceError, RawRepl, ReplError, Timeouts
-from faredge.deploy.release import CONFIG, FileEntry, Release, Target, build, mpy_version
+from faredge.deploy.release import CONFIG, MANIFEST, FileEntry, Release, Target, build, mpy_version
 from faredge.errors import Unavailable
 from faredge.protocol.frames import Frame, FrameType, encode_frame
 
@@ -300,3 +300,24 @@ def test_build_cache_compiles_a_module_once_and_again_when_it_changes(
     changed = build(app, Target((6, 3)), cache=cache)
     assert len(runs) == 1 and changed.files != first.files
     assert [f.name for f in changed.files] == ["app.mpy", "main.py"]
+
+
+def test_a_deploy_removes_what_a_deploy_cut_off_mid_file_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("print('v2')\n")
+    flash_dir = tmp_path / "board"
+    flash_dir.mkdir()
+    (flash_dir / MANIFEST).write_text(json.dumps({"version": "1", "files": {"main.py": "x", "old.py": "y"}}))
+    (flash_dir / "main.py.tmp~").write_bytes(b"half")  # cut off mid-file, before its rename
+    (flash_dir / "old.py.tmp~").write_bytes(b"half")
+    monkeypatch.chdir(flash_dir)
+    monkeypatch.setattr(gc, "mem_free", lambda: 100_000, raising=False)
+    with board(window=256) as (_, port):
+        options = FlashOptions(app, boot=False, cache_dir=None)
+        report = flash(port, options, timeouts=FAST)
+    assert report.plan.write[0].name == "main.py"
+    assert (flash_dir / "main.py").read_text() == "print('v2')\n"
+    assert not list(flash_dir.glob("*.tmp~"))
