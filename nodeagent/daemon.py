@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodeagent import __version__
 from nodeagent.config import ConfigError, load_config
+from nodeagent.host.lazyimport import without_package_init
 from nodeagent.host.systemd import SdNotifier
 from nodeagent.service.store import CorruptState
 
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     # wedged agent waits, without stopping it.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     limit_malloc_arenas()
+    # The agent uses client_python's metric classes and registry only; its package __init__
+    # would load the HTTP server, push-gateway client and WSGI app too (3 MiB of RSS).
+    without_package_init("prometheus_client")
     from nodeagent.bootstrap import build_agent  # heavy imports only once the config is good
 
     try:
@@ -113,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except CorruptState as exc:
         log.error("cannot start: %s", exc)
         return 1
-    return serve(agent, SdNotifier())
+    notifier = SdNotifier()
+    try:
+        return serve(agent, notifier)
+    finally:
+        notifier.close()
 
 
 def serve(agent: Agent, notifier: SdNotifier) -> int:

@@ -7,7 +7,7 @@ is answered here: the named namespaces (files in the netns directory) and the in
 agent's own namespace, from sysfs (`/sys/class/net`; the root qdisc is not in sysfs and shows as
 "" until netlink is loaded). `loaded` tells the network mechanism whether features were probed.
 
-When it is loaded, pyroute2's package `__init__` is skipped (`without_package_init`): it
+When it is loaded, pyroute2's package `__init__` is skipped (host/lazyimport.py): it
 imports every pyroute2 API (ndb, ipdb, ipset, nftables, wireguard, ...) to re-export their
 names, and nothing else; the adapter imports the submodules it uses, and 4.3 MiB instead of
 9.8 MiB are loaded. Whoever asks the package for a name it would have exported gets the whole
@@ -17,16 +17,14 @@ package then, as if imported normally.
 from __future__ import annotations
 
 import errno
-import importlib
-import importlib.util
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nodeagent.errors import HostError
+from nodeagent.host.lazyimport import without_package_init
 from nodeagent.host.netvalues import Feature, HtbClassParams, Link, RootState, TbfParams
 
 
@@ -84,31 +82,6 @@ class LazyNetlink:
     def close(self) -> None:
         if self._real is not None:
             self._real.close()
-
-
-def without_package_init(name: str) -> None:
-    """Register package `name` with its submodules importable but its `__init__` not run yet.
-
-    The first attribute asked of the package that is not a submodule runs the `__init__` then
-    (PEP 562 module __getattr__), so `from pyroute2 import NDB` elsewhere still works. Nothing
-    happens when the package is imported already or is not a package."""
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        return
-    package = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-
-    def __getattr__(attr: str) -> Any:
-        if importlib.util.find_spec(f"{name}.{attr}") is not None:
-            return importlib.import_module(f"{name}.{attr}")
-        del package.__dict__["__getattr__"]
-        loader.exec_module(package)  # the whole package after all
-        return getattr(package, attr)
-
-    package.__dict__["__getattr__"] = __getattr__
-    sys.modules[name] = package
 
 
 def list_namespaces(netns_dir: str) -> list[str]:

@@ -6,7 +6,8 @@ client_python metrics registered in the registry the agent passes in, never the 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import Counter, Gauge, Histogram
+from prometheus_client.registry import CollectorRegistry
 
 from nodeagent.telemetry.base import PREFIX
 

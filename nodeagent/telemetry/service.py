@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import psutil
-from prometheus_client import CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from nodeagent.errors import InvalidSpec
 from nodeagent.host.fs import HostFS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from pathlib import Path
 
@@ -84,6 +85,26 @@ def test_sd_notify_sends_datagrams_to_the_notify_socket(tmp_path: Path) -> None:
         assert notifier.notify("READY=1", "STATUS=up")
         assert sink.recv(100) == b"READY=1\nSTATUS=up"
         assert notifier.watchdog_interval_s() == 2.0
+    finally:
+        sink.close()
+
+
+def test_sd_notify_keeps_one_socket_for_every_ping(tmp_path: Path) -> None:
+    """The watchdog pings several times a second: one socket for all of them, not one each."""
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(str(tmp_path / "notify"))
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    try:
+        notifier = SdNotifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        before = fds()
+        for _ in range(3):
+            assert notifier.notify("WATCHDOG=1")
+        assert [sink.recv(100) for _ in range(3)] == [b"WATCHDOG=1"] * 3
+        assert fds() == before + 1
+        notifier.close()
+        assert fds() == before
     finally:
         sink.close()
 

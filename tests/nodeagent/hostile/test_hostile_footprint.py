@@ -4,6 +4,7 @@ request does."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -97,3 +98,51 @@ def test_memory_is_trimmed_after_the_last_large_request_of_a_burst() -> None:
     assert runs[1] >= last + 0.05
     time.sleep(0.15)
     assert len(runs) == 2  # nothing more was asked for
+
+
+def test_the_daemon_serves_metrics_without_client_pythons_http_stack(tmp_path: Path) -> None:
+    """python -m nodeagent's main(): client_python's package __init__ (HTTP server, push
+    client, WSGI app: urllib, email, http.server, 3 MiB) never runs, a scrape included."""
+    config = tmp_path / "nodeagent.json"
+    config.write_text(json.dumps({
+        "runtime_dir": str(tmp_path / "run"), "listen": {"socket": str(tmp_path / "agent.sock")},
+        "host": {"fs_root": str(tmp_path / "root"), "simulate": "all", "netns_dir": str(tmp_path / "netns")},
+        "telemetry": {"metrics_listen": "127.0.0.1:0"},
+    }))
+    (tmp_path / "netns").mkdir()
+    log = str(tmp_path / "agent.log")
+    script = textwrap.dedent(f"""
+        import os, signal, sys, threading, time
+        from nodeagent import daemon
+
+        def probe():
+            try:
+                log = {log!r}
+                deadline = time.monotonic() + 60
+                while "ready" not in open(log).read() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                url = open(log).read().split("metrics=")[1].split()[0]
+                host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+                import socket
+                with socket.create_connection((host, int(port)), timeout=10) as conn:
+                    conn.sendall(b"GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+                    answer = b""
+                    while chunk := conn.recv(65536):
+                        answer += chunk
+                heavy = [m for m in ("http.server", "urllib.request", "email.parser", "wsgiref",
+                                     "prometheus_client.exposition") if m in sys.modules]
+                print("scraped", answer.startswith(b"HTTP/1.1 200"), b"mlsysops_nodeagent" in answer, heavy)
+            finally:
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        sys.stderr = open({log!r}, "w", buffering=1)
+        threading.Thread(target=probe, daemon=True).start()
+        sys.exit(daemon.main(["--config", {str(config)!r}, "--log-level", "info"]))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
+    )
+    output = done.stdout + done.stderr[-2000:] + Path(log).read_text()[-2000:]
+    assert done.stdout.split("\n")[0] == "scraped True True []", output
+    assert done.returncode == 0, output

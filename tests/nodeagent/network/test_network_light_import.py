@@ -36,7 +36,7 @@ def test_the_adapter_loads_without_pyroute2s_other_apis() -> None:
 
 def test_the_package_becomes_whole_when_asked_for_its_names() -> None:
     out = run("""
-        from nodeagent.host.lazynetlink import without_package_init
+        from nodeagent.host.lazyimport import without_package_init
         without_package_init("pyroute2")
         from pyroute2.iproute import IPRoute
         import pyroute2
