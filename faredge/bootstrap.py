@@ -27,11 +27,16 @@ from faredge.channels.nodeagent import GrpcInventorySink
 from faredge.config import Config, PortSpec, SerialSettings
 from faredge.control import ControlServer
 from faredge.metrics import BridgeMetrics
+from faredge.ota.manifest import KeyStore
+from faredge.ota.service import OtaService
+from faredge.ota.ticker import Ticker
 from faredge.protocol.messages import check_device_id
 from faredge.ratelimit import RateLimitedLog
 from faredge.registry import Registry
 
 log = logging.getLogger("faredge")
+OTA_SECRET = "ota-fleet.key"  # in the state directory: every device's OTA key derives from it
+OTA_TICK_S = 5.0
 
 
 class _Service(Protocol):
@@ -71,6 +76,8 @@ class Bridge:
     control: ControlServer | None = None
     metrics_server: MetricsServer | None = None
     broker_log: BrokerLogWatcher | None = None
+    ota: OtaService | None = None
+    ota_ticker: Ticker | None = None
     _stoppers: list[Callable[[], Any]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -81,6 +88,7 @@ class Bridge:
             self.inventory,
             self.serial,
             self.mqtt,
+            self.ota_ticker,
             self.broker_log,
             self.control,
             self.metrics_server,
@@ -130,6 +138,12 @@ def build(
             config.mqtt, worker.offer, lambda device, drop: router.drop("mqtt", device, drop)
         )
         router.downlinks["mqtt"] = bridge.mqtt
+        bridge.ota = ota = OtaService(
+            router, lambda: list(registry), KeyStore(config.state_dir / OTA_SECRET), bridge.mqtt, metrics.ota
+        )
+        bridge.mqtt.route("ota/get", ota.on_request)
+        bridge.mqtt.route("ota/status", ota.on_status)
+        bridge.ota_ticker = Ticker("faredge-ota-timeouts", OTA_TICK_S, ota.tick)
         if config.mqtt.broker_log:
             denials = metrics.broker_denials
             bridge.broker_log = BrokerLogWatcher(
@@ -148,7 +162,7 @@ def build(
             debounce_s=config.nodeagent_debounce_s,
         )
         router.set_inventory(bridge.inventory)
-    bridge.control = ControlServer(config.control_socket, router, leases=bridge.serial)
+    bridge.control = ControlServer(config.control_socket, router, leases=bridge.serial, updates=bridge.ota)
     mqtt, serial = bridge.mqtt, bridge.serial
     metrics.watch_links(
         lambda: None if mqtt is None else mqtt.connected.is_set(),

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faredge.protocol.messages import check_device_id
-from faredge.protocol.topics import DEVICE_READS, DEVICE_WRITES, PREFIX
+from faredge.protocol.topics import DEVICE_READS, DEVICE_WRITES, OTA_READS, OTA_WRITES, PREFIX
 
 BRIDGE_USER = "faredge"
 # Per listener: the client id is the username, so nobody can take over another user's session.
@@ -143,15 +143,18 @@ def render_conf(layout: BrokerLayout, settings: BrokerSettings) -> str:
 
 
 def device_acl(device_id: str) -> list[str]:
-    """A device writes only its own message topics and reads only its own desired state."""
+    """A device writes only its own message topics and reads only its own desired state and
+    OTA downloads."""
     check_device_id(device_id, "device")
     base = f"{PREFIX}{device_id}/"
-    return [f"topic write {base}{m}" for m in DEVICE_WRITES] + [f"topic read {base}{m}" for m in DEVICE_READS]
+    return [f"topic write {base}{m}" for m in DEVICE_WRITES + OTA_WRITES] + [
+        f"topic read {base}{m}" for m in DEVICE_READS + OTA_READS
+    ]
 
 
 def bridge_acl() -> list[str]:
-    return [f"topic read {PREFIX}+/{m}" for m in DEVICE_WRITES] + [
-        f"topic write {PREFIX}+/{m}" for m in DEVICE_READS
+    return [f"topic read {PREFIX}+/{m}" for m in DEVICE_WRITES + OTA_WRITES] + [
+        f"topic write {PREFIX}+/{m}" for m in DEVICE_READS + OTA_READS
     ]
 
 

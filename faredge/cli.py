@@ -1,6 +1,6 @@
 """`mlsysops devices ...`: far-edge devices, through the running bridge's control socket.
 
-list/show/set/monitor talk to the bridge (faredge.control); `set` validates every key=value
+list/show/set/update/monitor talk to the bridge (faredge.control); `set` validates every key=value
 before anything is sent. With `--api URL` (or MLSYSOPS_API_URL), list/show/set/unset go through
 the controller's REST API instead (mlsysops.restapi), which reaches the bridge for you.
 `provision` works on the broker's files directly (it is what you run before the device, or
@@ -103,10 +103,21 @@ def _list_table(devices: list[dict[str, Any]]) -> str:
             _age(d["live"]["last_seen"] or d["last_seen"]),
             ",".join(d["sensors"]),
             f"{d['twin']['reported_version']}/{d['twin']['desired_version']}",
+            _ota(d.get("ota")),
         )
         for d in devices
     ]
-    return table(rows, ["id", "transport", "board", "fw", "online", "seen", "sensors", "twin"])
+    return table(rows, ["id", "transport", "board", "fw", "online", "seen", "sensors", "twin", "ota"])
+
+
+def _ota(ota: dict[str, Any] | None) -> str:
+    """The latest update in one cell: `confirmed 1.2.0#3042`, `failed(signature) 1.2.0#3043`."""
+    if not ota:
+        return "-"
+    state = f"{ota['state']}({ota['reason']})" if ota.get("reason") else ota["state"]
+    if ota["state"] == "downloading" and ota.get("total_bytes"):
+        state += f" {100 * ota['done_bytes'] // ota['total_bytes']}%"
+    return f"{state} {ota['version']}#{ota['release']}"
 
 
 def _show_table(d: dict[str, Any]) -> str:
@@ -278,6 +289,111 @@ def provision(
             },
             output_format,
         )
+
+
+def rollout_states(plan: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """Each planned device's OTA state for the plan's release (None: not reported yet)."""
+    releases = {p["id"]: p["release"] for p in plan["devices"]}
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(releases)
+    for d in devices:
+        ota = d.get("ota")
+        if d["id"] in releases and ota and ota["release"] == releases[d["id"]]:
+            out[d["id"]] = ota
+    return out
+
+
+FINISHED = ("confirmed", "rolled_back", "failed")
+
+
+@devices.command("update")
+@click.argument("device", required=False)
+@click.option("--all", "all_devices", is_flag=True, help="Every MQTT device the bridge knows.")
+@click.option(
+    "--app",
+    "app_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="The app (firmware) directory; read by the bridge, on its host.",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Devices at a time after the canary.",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Devices that may fail or roll back before the rollout stops.",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the rollout until it ends.")
+@click.option(
+    "--timeout", type=click.FloatRange(0), default=900.0, show_default=True, help="Seconds to follow it."
+)
+@output_option
+@click.pass_context
+@_mapped_errors
+def update(
+    ctx: click.Context,
+    device: str | None,
+    all_devices: bool,
+    app_dir: Path,
+    parallel: int,
+    max_failures: int,
+    wait: bool,
+    timeout: float,
+    output_format: str,
+) -> None:
+    """Over-the-air update of DEVICE (or --all) over MQTT: signed, A/B, canary first.
+
+    Exits with status 1 when a device failed or rolled back (or when --timeout ran out)."""
+    if all_devices == (device is not None):
+        raise click.UsageError("give one DEVICE or --all")
+    client = _client(ctx)
+    plan = client.call(
+        {
+            "op": "update",
+            "ids": None if all_devices else [device],
+            "app": str(app_dir.resolve()),
+            "parallel": parallel,
+            "max_failures": max_failures,
+        }
+    )
+    states = rollout_states(plan, [])
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    while wait:
+        states = rollout_states(plan, client.call({"op": "list"})["devices"])
+        for dev_id, ota in states.items():
+            cell = _ota(ota)
+            if output_format == "table" and ota and shown.get(dev_id) != cell:
+                click.echo(f"{time.strftime('%H:%M:%S')} {dev_id:16} {cell}")
+                shown[dev_id] = cell
+        if all(o and o["state"] in FINISHED for o in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    result = {"devices": plan["devices"], "canary": plan["canary"], "states": states}
+    if output_format != "table":
+        emit(result, output_format)
+    if wait and not all(o and o["state"] == "confirmed" for o in states.values()):
+        raise click.exceptions.Exit(1)
+
+
+@devices.command("ota-key")
+@click.argument("device")
+@output_option
+@click.pass_context
+@_mapped_errors
+def ota_key(ctx: click.Context, device: str, output_format: str) -> None:
+    """DEVICE's OTA key: its config.json's `ota_key` (a serial deploy of that config installs it)."""
+    reply = _client(ctx).call({"op": "ota_key", "id": device})
+    if output_format == "table":
+        click.echo(reply["ota_key"])
+    else:
+        emit({"id": device, "ota_key": reply["ota_key"]}, output_format)
 
 
 @devices.command("monitor")

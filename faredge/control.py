@@ -1,12 +1,14 @@
-"""The bridge's local control socket, used by `mlsysops devices list|show|set|monitor`.
+"""The bridge's local control socket, used by `mlsysops devices list|show|set|update|monitor`.
 
 A unix stream socket (mode 0660: access is file permissions, no network exposure). Protocol:
-one JSON request per line, `{"op": "list"|"show"|"set"|"unset"|"monitor"|"channel", ...}`; the
-answer is one JSON line `{"ok": true, ...}` or `{"ok": false, "error": {"kind", "field", "message"}}`;
-`monitor` answers with one event per line until the client hangs up; `channel` (a serial device's
-port, handed over: `mlsysops devices deploy|console`) is followed by raw bytes both ways until the
-client hangs up, when the bridge resumes the device's link. Errors are turned into that shape in
-exactly one place (`error_reply`) and back into typed errors in one place (`ControlClient`).
+one JSON request per line, `{"op": "list"|"show"|"set"|"unset"|"update"|"ota_key"|"monitor"|
+"channel", ...}`; the answer is one JSON line `{"ok": true, ...}` or
+`{"ok": false, "error": {"kind", "field", "message"}}`; `monitor` answers with one event per line
+until the client hangs up; `channel` (a serial device's port, handed over: `mlsysops devices
+deploy|console`) is followed by raw bytes both ways until the client hangs up, when the bridge
+resumes the device's link. `update` starts an over-the-air rollout (faredge.ota). Errors are
+turned into that shape in exactly one place (`error_reply`) and back into typed errors in one
+place (`ControlClient`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 
 from faredge.bridge.router import Router
 from faredge.errors import FarEdgeError, Invalid, NotFound, Unavailable
+from faredge.protocol.messages import check_device_id
 
 MAX_REQUEST = 65536
 RELAY_POLL_S = 0.05
@@ -40,6 +43,16 @@ class PortLeases(Protocol):
     """Who owns serial ports and can hand one over (faredge.bridge.serialports.SerialManager)."""
 
     def lease(self, device_id: str) -> AbstractContextManager[BytePort]: ...
+
+
+class Updates(Protocol):
+    """Over-the-air rollouts (faredge.ota.service.OtaService)."""
+
+    def update(
+        self, ids: list[str] | None, app_dir: Path, *, parallel: int = 4, max_failures: int = 1
+    ) -> dict[str, Any]: ...
+
+    def device_key(self, device_id: str) -> bytes: ...
 
 
 def error_reply(exc: Exception) -> dict[str, Any]:
@@ -80,11 +93,16 @@ class _Handler(socketserver.StreamRequestHandler):
         router = self.server.router
         if op == "list":
             return {"ok": True, "devices": router.views()}
+        if op == "update":
+            return {"ok": True, **self._update(request)}
         device_id = request.get("id")
         if not isinstance(device_id, str):
             raise Invalid("id", "required")
         if op == "show":
             return {"ok": True, "device": router.view(device_id)}
+        if op == "ota_key":  # asked before the device's first connection: no registry entry needed
+            check_device_id(device_id, "id")
+            return {"ok": True, "id": device_id, "ota_key": self._updates().device_key(device_id).hex()}
         if op == "set":
             settings = request.get("settings")
             if not isinstance(settings, dict):
@@ -98,6 +116,26 @@ class _Handler(socketserver.StreamRequestHandler):
             router.unset_desired(device_id, keys)
             return {"ok": True, "device": router.view(device_id)}
         raise Invalid("op", f"unknown operation {op!r}")
+
+    def _updates(self) -> Updates:
+        if self.server.updates is None:
+            raise Invalid("op", "over-the-air updates need the bridge's MQTT transport")
+        return self.server.updates
+
+    def _update(self, request: dict[str, Any]) -> dict[str, Any]:
+        ids = request.get("ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise Invalid("ids", "must be a list of device ids, or null for every MQTT device")
+        app = request.get("app")
+        if not isinstance(app, str) or not app:
+            raise Invalid("app", "required: the app directory on the bridge's host")
+        limits = {}
+        for name in ("parallel", "max_failures"):
+            v = request.get(name, 4 if name == "parallel" else 1)
+            if type(v) is not int or v < 1:
+                raise Invalid(name, "must be a positive integer")
+            limits[name] = v
+        return self._updates().update(ids, Path(app), **limits)
 
     def _monitor(self) -> None:
         sub = self.server.router.events.subscribe()
@@ -164,9 +202,12 @@ def _relay(sock: socket.socket, port: BytePort, stopping: threading.Event) -> No
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, router: Router, leases: PortLeases | None = None) -> None:
+    def __init__(
+        self, path: str, router: Router, leases: PortLeases | None = None, updates: Updates | None = None
+    ) -> None:
         self.router = router
         self.leases = leases
+        self.updates = updates
         self.stopping = threading.Event()
         super().__init__(path, _Handler)
 
@@ -174,17 +215,20 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 class ControlServer:
     """Constructed by the composition root; the socket is bound by `start()`, removed by `stop()`."""
 
-    def __init__(self, path: Path, router: Router, leases: PortLeases | None = None) -> None:
+    def __init__(
+        self, path: Path, router: Router, leases: PortLeases | None = None, updates: Updates | None = None
+    ) -> None:
         self.path = path
         self._router = router
         self._leases = leases
+        self._updates = updates
         self._server: _Server | None = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a previous run
-        self._server = _Server(str(self.path), self._router, self._leases)
+        self._server = _Server(str(self.path), self._router, self._leases, self._updates)
         os.chmod(self.path, 0o660)
         threading.Thread(target=self._server.serve_forever, name="faredge-control", daemon=True).start()
 

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from faredge.live import Live
+from faredge.ota.rollout import STATES as OTA_STATES
 from faredge.registry import Device
 
 UNKNOWN = "unknown"
@@ -88,6 +89,17 @@ class DeviceCollector(Collector):
             "QoS 1 telemetry messages the device's store-and-forward ring dropped since boot (last birth)",
             labels=["device"],
         )
+        ota = GaugeMetricFamily(
+            f"{ns}_device_ota_state",
+            "1 for the state of the device's latest over-the-air update (pending, downloading, verifying,"
+            " rebooting, confirmed, rolled_back, failed)",
+            labels=["device", "state"],
+        )
+        ota_release = GaugeMetricFamily(
+            f"{ns}_device_ota_release",
+            "Release number of the device's latest over-the-air update",
+            labels=["device"],
+        )
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
         online_by: dict[str, int] = defaultdict(int)
         for device, live in self._snapshot():
@@ -100,6 +112,10 @@ class DeviceCollector(Collector):
             boot.add_metric([label], device.boot)
             lost.add_metric([label], device.telemetry_lost)
             in_sync.add_metric([label], 1 if device.twin.in_sync else 0)
+            if device.ota is not None:
+                ota_release.add_metric([label], device.ota.release)
+                for name in OTA_STATES:
+                    ota.add_metric([label, name], 1 if name == device.ota.state else 0)
             for name, value in live.readings:
                 if value is not None:
                     reading.add_metric([label, name], value)
@@ -110,7 +126,7 @@ class DeviceCollector(Collector):
             messages.add_metric(list(key), n)
         for label, n in online_by.items():
             online.add_metric([label], n)
-        yield from (messages, online, reading, mem, freq, up, boot, lost, in_sync)
+        yield from (messages, online, reading, mem, freq, up, boot, lost, in_sync, ota, ota_release)
 
 
 # The bridge's own links, read at scrape time: is the broker connected (None: no MQTT), and
@@ -142,6 +158,40 @@ class LinkCollector(Collector):
             for name in PORT_STATES:
                 ports.add_metric([port, name], 1 if name == state else 0)
         yield ports
+
+
+REFUSALS = ("signature", "device", "replay", "manifest", "hash", "chunk")  # firmware ota.py's reasons
+
+
+class OtaCounters:
+    """What over-the-air updates count (faredge.ota.service.Counters)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.chunks = Counter("faredge_ota_chunks", "OTA chunks served to devices", registry=registry)
+        self.bytes = Counter("faredge_ota_bytes", "OTA file bytes served to devices", registry=registry)
+        self.updates = Counter(
+            "faredge_ota_updates",
+            "Over-the-air updates ended, by outcome (confirmed, rolled_back, failed)",
+            ["outcome"],
+            registry=registry,
+        )
+
+        self.refusals = Counter(
+            "faredge_ota_refusals",
+            "Manifests a device refused that belong to no running update (replayed, forged), by reason",
+            ["reason"],
+            registry=registry,
+        )
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason if reason in REFUSALS else "other").inc()
+
+    def chunk(self, size: int) -> None:
+        self.chunks.inc()
+        self.bytes.inc(size)
+
+    def finished(self, state: str) -> None:
+        self.updates.labels(state).inc()
 
 
 class BridgeMetrics:
@@ -191,6 +241,7 @@ class BridgeMetrics:
             ["event"],
             registry=registry,
         )
+        self.ota = OtaCounters(registry)
 
     def watch_links(self, broker: BrokerConnected, ports: PortStates) -> None:
         """Export the broker session and serial port states (once, by the composition root)."""

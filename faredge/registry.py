@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faredge.errors import Dropped, Invalid, NotFound
+from faredge.ota.rollout import OtaState
 from faredge.protocol.messages import FreqCaps, parse_freq_caps
 from faredge.twin import Twin
 
@@ -45,6 +46,7 @@ class Device:
     telemetry_lost: int = 0  # from the last birth: QoS 1 telemetry the device had to drop
     freqs: FreqCaps | None = None  # from the last birth: the CPU frequencies the board accepts
     twin: Twin = field(default_factory=Twin)
+    ota: OtaState | None = None  # the latest over-the-air update (faredge.ota)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class Device:
             "telemetry_lost": self.telemetry_lost,
             "caps": {} if self.freqs is None else {"freq_hz": self.freqs.to_json()},
             "twin": self.twin.to_json(),
+            "ota": None if self.ota is None else self.ota.to_json(),
         }
 
     @classmethod
@@ -77,6 +80,7 @@ class Device:
             telemetry_lost=int(data.get("telemetry_lost", 0)),
             freqs=_caps(data.get("caps")),
             twin=Twin.from_json(data.get("twin", {})),
+            ota=OtaState.from_json(data["ota"]) if isinstance(data.get("ota"), dict) else None,
         )
 
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from faredge.bridge.downlink import Downlink, DownlinkSender
@@ -25,6 +26,7 @@ from faredge.bridge.twinsync import TwinSync
 from faredge.errors import Dropped
 from faredge.live import Live, LiveTable
 from faredge.metrics import BridgeMetrics
+from faredge.ota.rollout import OtaState
 from faredge.protocol.inbound import Inbound
 from faredge.protocol.messages import (
     MAX_MESSAGE_BYTES,
@@ -169,6 +171,20 @@ class Router:
         check_device_id(device_id, "device")
         with self._lock:
             return self._twins.unset_desired(device_id, keys)
+
+    def update_ota(self, device_id: str, change: Callable[[Device], OtaState | None]) -> Device | None:
+        """Apply `change` to the device's OTA state under the router's lock (births and twin
+        changes of the same device cannot interleave) and make it durable; the new device, or
+        None when the device is unknown or `change` returned None (nothing to record)."""
+        with self._lock:
+            device = self.registry.find(device_id)
+            state = None if device is None else change(device)
+            if device is None or state is None:
+                return None
+            device = replace(device, ota=state)
+            self.registry.put(device)
+            self.registry.flush()
+            return device
 
     def view(self, device_id: str) -> dict[str, Any]:
         with self._lock:

@@ -172,10 +172,16 @@ class MqttChannel:
         self.connected = threading.Event()
         self.connects = 0
         self._topics: dict[str, tuple[str, str]] = {}
+        self._routes: dict[str, Callable[[str, bytes], None]] = {}
         self._client = make_client(settings, manual_ack=True, client_class=BufferedClient)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+
+    def route(self, kind: str, handler: Callable[[str, bytes], None]) -> None:
+        """Device messages of `kind` (e.g. `ota/get`) go to `handler(device, payload)` on the
+        network thread instead of the worker (the router never sees them); call before `start`."""
+        self._routes[kind] = handler
 
     def start(self) -> None:
         try:
@@ -205,7 +211,7 @@ class MqttChannel:
         if getattr(reason, "is_failure", False):
             log.error("MQTT connect to %s:%s refused: %s", self.settings.host, self.settings.port, reason)
             return
-        client.subscribe([(PREFIX + "+/" + kind, 1) for kind in DEVICE_WRITES])
+        client.subscribe([(PREFIX + "+/" + kind, 1) for kind in (*DEVICE_WRITES, *self._routes)])
         self.connects += 1
         self.connected.set()
         log.info(
@@ -239,13 +245,31 @@ class MqttChannel:
             if done:
                 done()
             return
+        if self._routes and parts[1] in self._routes:
+            self._routed(parts[0], parts[1], bytes(message.payload), done)
+            return
         # paho hands bytes (typed bytes | bytearray); bytes() of a bytes object is that object.
         # tuple.__new__ builds the same Inbound as Inbound(...) without its Python-level __new__.
         msg: Inbound = _new(Inbound, ("mqtt", parts[0], parts[1], bytes(message.payload), "", done))
         if not self._offer(msg) and done:
             done()  # counted by the queue; cannot happen for QoS 1 with a sized queue (worker.py)
 
+    def _routed(self, device: str, kind: str, payload: bytes, done: Callable[[], object] | None) -> None:
+        try:
+            self._routes[kind](device, payload)
+        except Dropped as drop:
+            self._on_drop(device, drop)
+        except Exception:
+            log.exception("handler of %s from %s failed", kind, device)
+        finally:
+            if done:
+                done()
+
     # Downlink ---------------------------------------------------------------------
+    def publish(self, name: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        """Any downlink message (`route`d features answer through this)."""
+        self._client.publish(name, payload, qos=qos, retain=retain)
+
     def send_desired(self, device: Device, payload: bytes) -> None:
         """Retained and QoS 1: a device that (re)connects later gets it on subscription."""
         self._client.publish(topic(device.id, "twin/desired"), payload, qos=1, retain=True)

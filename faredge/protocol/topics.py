@@ -5,6 +5,9 @@ from __future__ import annotations
 PREFIX = "mlsysops/v1/dev/"
 DEVICE_WRITES = ("birth", "telemetry", "twin/get", "twin/reported", "status")
 DEVICE_READS = ("twin/desired",)
+# Over-the-air updates (faredge.ota): on a session of their own, not the router's.
+OTA_WRITES = ("ota/get", "ota/status")
+OTA_READS = ("ota/manifest", "ota/chunk")
 
 
 def topic(device_id: str, message: str) -> str:

@@ -126,8 +126,8 @@ class Updater:
 
     def manifest(self, payload):
         p = self.dev.ota or {}
-        if p.get("t"):
-            return  # a trial: the bridge sends it again once the running release is confirmed
+        if p.get("t") or not payload:
+            return  # a trial (the bridge sends it again once confirmed), or the retained one cleared
         body = payload[64:]
         try:
             m = json.loads(body)
@@ -142,6 +142,8 @@ class Updater:
         elif m.get("id") != self.dev.id:
             why = "device"
         elif type(r) is not int or r <= p.get("hi", 0):
+            if r == p.get("hi"):
+                return  # the retained manifest of what it installed last: nothing to do
             why = "replay"
         elif _files(m) is None:
             why = "manifest"

@@ -1,0 +1,250 @@
+"""Over-the-air updates end to end: our firmware in the real MicroPython (faredge.virtual) on a
+private Mosquitto with passwords and ACLs, and the real bridge (faredge.ota through the
+daemon (`python -m faredge`, through its control socket and metrics); bad input sent by a
+second, faulty "bridge" on the same broker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from click.testing import CliRunner
+
+from faredge.channels.mosquitto import mosquitto_binary, reload_broker
+from faredge.deploy.release import Release, Target, build
+from faredge.ota.bench import OtaRig, ota_rig
+from faredge.ota.manifest import Manifest, device_key, ota_files, sign
+from faredge.ota.service import make_job
+from faredge.protocol.topics import topic
+from faredge.provision import add_bridge_user
+from faredge.testing import can_login
+from faredge.virtual.firmware import firmware_dir
+from mlsysops.cli import main
+from mlsysops.testing import wait_for
+
+virtual = pytest.importorskip("faredge.virtual", reason="faredge/virtual (engineer firmware) not in the tree")
+EXTRA_BYTES = 40_000  # on top of the firmware: a download long enough to interrupt
+
+
+@pytest.fixture(scope="module")
+def node_host() -> Any:
+    if mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("needs the Debian mosquitto package (mosquitto, mosquitto_passwd)")
+    try:
+        return virtual.host.find_host()
+    except virtual.HostUnavailable as exc:
+        pytest.skip(f"no MicroPython WebAssembly host: {exc}")
+
+
+def make_app(root: Path, version: str, extra: int = 0) -> Path:
+    app = root / f"app-{version}"
+    shutil.copytree(firmware_dir(), app, ignore=shutil.ignore_patterns("__pycache__"))
+    src = (app / "app.py").read_text()
+    (app / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{version}"'))
+    if extra:
+        lines = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(extra // 30)]
+        (app / "extra.py").write_text("".join(lines))
+    return app
+
+
+@pytest.fixture
+def rig(node_host: Any, tmp_path: Path) -> Iterator[OtaRig]:
+    with ota_rig(tmp_path / "rig", device=f"o{uuid.uuid4().hex[:8]}") as r:
+        yield r
+
+
+def released(app: Path) -> Release:
+    return build(app, Target(None, "virtual"))
+
+
+def assert_runs_a_verified_release(rig: OtaRig, releases: dict[int, Release]) -> int:
+    """The board's pointer names a slot whose every file matches its release (or the serial
+    install, untouched); returns the release number it runs (0: the serial install)."""
+    ptr_file = rig.board.flash / "ota.json"
+    ptr = json.loads(ptr_file.read_text()) if ptr_file.exists() else {}
+    if not ptr.get("s"):
+        for name in ("app.py", "ota.py", "link_mqtt.py"):
+            assert (rig.board.flash / name).read_bytes() == (firmware_dir() / name).read_bytes()
+        return 0
+    slot = rig.board.flash / "ota" / ptr["s"]
+    for f in ota_files(releases[ptr["r"]]):
+        data = (slot / f.name).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (f.size, f.sha256), f.name
+    assert ptr.get("t") in (0, None, 1, 2)
+    return int(ptr["r"])
+
+
+class FaultyBridge:
+    """A second bridge user on the broker: publishes manifests of its own making and answers the
+    board's chunk requests with what a test wants; records the board's OTA status reports."""
+
+    def __init__(self, rig: OtaRig) -> None:
+        layout = rig.broker.layout
+        user = f"faulty-{uuid.uuid4().hex[:6]}"
+        password = add_bridge_user(layout, user)
+        reload_broker(layout)
+        wait_for(lambda: can_login(rig.broker.port, user, password), what=f"login of {user}")
+        self.rig = rig
+        self.statuses: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.serve: Any = None  # (request, file bytes) -> chunk bytes
+        self.files: tuple[bytes, ...] = ()
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=user)
+        self.c.username_pw_set(user, password)
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", rig.broker.port)
+        self.c.subscribe([(topic(rig.device, "ota/status"), 1), (topic(rig.device, "ota/get"), 1)])
+        self.c.loop_start()
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+    def _on_message(self, c: Any, u: Any, m: paho.MQTTMessage) -> None:
+        msg = json.loads(m.payload)
+        if m.topic.endswith("ota/status"):
+            self.statuses.put(msg)
+        elif self.serve is not None:
+            data = self.files[msg["f"]][msg["o"] : msg["o"] + msg["n"]]
+            head = f"{msg['r']} {msg['f']} {msg['o']}\n".encode()
+            self.c.publish(topic(self.rig.device, "ota/chunk"), head + self.serve(msg, data), qos=0)
+
+    def send(self, payload: bytes) -> None:
+        self.c.publish(topic(self.rig.device, "ota/manifest"), payload, qos=1)
+
+    def status(self, timeout: float = 30.0) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            try:
+                s = self.statuses.get(timeout=0.05)
+            except queue.Empty:
+                return None
+            return s if s["st"] in ("failed", "installed") else None
+
+        got: dict[str, Any] = wait_for(final, timeout=timeout, what="the board's verdict", interval=0)
+        return got
+
+
+def _signed(
+    rig: OtaRig, release: Release, number: int, *, device: str | None = None, key: bytes | None = None
+) -> bytes:
+    m = Manifest(device or rig.device, number, release.version, ota_files(release))
+    return sign(m, key or rig.key())
+
+
+def _refusals(rig: OtaRig, reason: str) -> float:
+    return rig.metric("faredge_ota_refusals_total", reason=reason)
+
+
+def test_cli_update_confirms_on_the_board_and_devices_list_shows_it(rig: OtaRig, tmp_path: Path) -> None:
+    app = make_app(tmp_path, "1.1.0")
+    sock = ["devices", "--socket", str(rig.socket)]
+    result = CliRunner().invoke(main, [*sock, "update", rig.device, "--app", str(app), "--timeout", "120"])
+    assert result.exit_code == 0, result.output + rig.board.console[-3000:]
+    assert "confirmed 1.1.0#" in result.output
+    ota = rig.state()
+    assert rig.show()["fw"] == "1.1.0" and ota is not None and ota.state == "confirmed"
+    assert ota.done_bytes == ota.total_bytes > 40_000
+    listing = CliRunner().invoke(main, [*sock, "list"])
+    assert f"confirmed 1.1.0#{ota.release}" in listing.output, listing.output
+    rel1 = released(app)
+    assert assert_runs_a_verified_release(rig, {ota.release: rel1}) == ota.release
+    ptr = json.loads((rig.board.flash / "ota.json").read_text())
+    assert (ptr["s"], ptr["t"]) == ("a", 0)
+    assert rig.metric("faredge_ota_updates_total", outcome="confirmed") == 1
+    assert rig.metric("faredge_device_ota_state", device=rig.device, state="confirmed") == 1
+    assert rig.metric("faredge_device_ota_state", device=rig.device, state="failed") == 0
+    assert rig.metric("faredge_ota_bytes_total") == ota.total_bytes
+
+    first = ota.release
+    app2 = make_app(tmp_path, "1.2.0")
+    r2 = rig.update(app2)
+    assert rig.wait_finished(r2).state == "confirmed"
+    assert json.loads((rig.board.flash / "ota.json").read_text())["s"] == "b"
+    # The first release's manifest, replayed byte for byte (signing is deterministic): refused.
+    faulty = FaultyBridge(rig)
+    try:
+        faulty.send(make_job(rel1, rig.device, first, rig.key()).payload)
+        verdict = faulty.status()
+        assert (verdict["st"], verdict.get("why"), verdict["r"]) == ("failed", "replay", first)
+    finally:
+        faulty.close()
+    wait_for(lambda: _refusals(rig, "replay") == 1, what="the bridge counts the refusal")
+    assert rig.show()["fw"] == "1.2.0"
+    assert assert_runs_a_verified_release(rig, {r2: released(app2)}) == r2
+
+
+def test_forged_and_misaddressed_manifests_are_refused(rig: OtaRig, tmp_path: Path) -> None:
+    rel = released(make_app(tmp_path, "6.6.6"))
+    faulty = FaultyBridge(rig)
+    try:
+        cases = [
+            (_signed(rig, rel, 10**6, key=b"\x00" * 32), "signature"),  # not the device's key
+            (
+                _signed(rig, rel, 10**6, device="other", key=device_key(b"x", "other")),
+                "signature",
+            ),  # another's
+            (_signed(rig, rel, 10**6, device="other"), "device"),  # right key, addressed to another
+        ]
+        for payload, why in cases:
+            faulty.send(payload)
+            verdict = faulty.status()
+            assert (verdict["st"], verdict.get("why")) == ("failed", why)
+    finally:
+        faulty.close()
+    assert not (rig.board.flash / "ota.json").exists() and not (rig.board.flash / "ota").exists()
+    wait_for(
+        lambda: _refusals(rig, "signature") == 2 and _refusals(rig, "device") == 1, what="refusals counted"
+    )
+    assert rig.show()["online"]
+
+
+def test_wrong_content_and_truncated_chunks_install_nothing(rig: OtaRig, tmp_path: Path) -> None:
+    app = make_app(tmp_path, "6.6.7")
+    rel = released(app)
+    faulty = FaultyBridge(rig)
+    faulty.files = tuple(next(e.data for e in rel.files if e.name == f.name) for f in ota_files(rel))
+    bad_file = ota_files(rel)[1].name
+    try:
+        faulty.serve = lambda q, d: bytes(len(d)) if q["f"] == 1 else d
+        faulty.send(_signed(rig, rel, 10**6))
+        verdict = faulty.status()
+        assert (verdict["st"], verdict.get("why")) == ("failed", "hash:" + bad_file)
+        faulty.serve = lambda q, d: d[: len(d) // 2]
+        faulty.send(_signed(rig, rel, 10**6 + 1))
+        verdict = faulty.status()
+        assert (verdict["st"], verdict.get("why")) == ("failed", "chunk")
+    finally:
+        faulty.close()
+    assert not (rig.board.flash / "ota.json").exists()
+    assert _refusals(rig, "hash") == 1
+    r = rig.update(app)  # the board is not wedged: the real bridge's update of the same app works
+    assert rig.wait_finished(r).state == "confirmed", rig.board.console[-3000:]
+    assert assert_runs_a_verified_release(rig, {r: rel}) == r
+
+
+def test_broker_gone_mid_download_resumes_where_it_stopped(rig: OtaRig, tmp_path: Path) -> None:
+    app = make_app(tmp_path, "2.0.0", extra=EXTRA_BYTES)
+    r = rig.update(app)
+
+    def downloading() -> bool:
+        s = rig.state()
+        return s is not None and s.state == "downloading" and s.done_bytes > 0
+
+    wait_for(downloading, what="the download under way", interval=0.01)
+    rig.broker.stop()
+    time.sleep(1.0)  # gone for a while: the board's session dies and it backs off
+    rig.broker.start()
+    state = rig.wait_finished(r, timeout=120)
+    assert state.state == "confirmed", rig.board.console[-3000:]
+    served = rig.metric("faredge_ota_bytes_total")
+    assert state.total_bytes <= served < 1.5 * state.total_bytes  # resumed, not started again
+    assert "link down" in rig.board.console
+    assert assert_runs_a_verified_release(rig, {r: released(app)}) == r
