@@ -240,6 +240,21 @@ def test_the_bridge_is_unprivileged_and_gets_serial_ports_by_rule_not_dev() -> N
     assert agent_config["authz"]["policy"][f"gid:{group}"] == "apply"
 
 
+@pytest.mark.parametrize("overlay", ["single-cluster", "karmada-host"])
+def test_the_controller_meets_the_restricted_pod_security_level(overlay: str) -> None:
+    """What Pod Security's "restricted" level checks (the namespace warns on it)."""
+    pod = named(render(overlay), "Deployment", "mlsysops-controller")["spec"]["template"]["spec"]
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert not any("hostPath" in v for v in pod["volumes"])
+    allowed = {"configMap", "secret", "emptyDir", "projected", "downwardAPI", "persistentVolumeClaim"}
+    assert all(set(v) - {"name"} <= allowed for v in pod["volumes"])
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in containers(pod):
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert not any("hostPort" in port for port in container.get("ports", []))
+
+
 def test_one_controller_at_a_time() -> None:
     for overlay in ("single-cluster", "karmada-host"):
         deployment = named(render(overlay), "Deployment", "mlsysops-controller")
