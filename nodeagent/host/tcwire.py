@@ -1,0 +1,149 @@
+"""tc requests as netlink bytes, and the kernel's answer to them, without pyroute2's codec.
+
+pyroute2 encodes an HTB class or a TBF qdisc by computing the 256-entry rate tables of tc
+binaries older than 3.8 (for the rate and the ceil), in Python, even when the tables are not
+sent: 0.48 ms of CPU for a 100-byte message whose send and acknowledgement take 14 us. Here the
+same messages are packed with `struct`, byte for byte what pyroute2 sends (the cell_log and
+cell_align its table computation leaves in the rate specs included: tests compare the two), and
+the acknowledgement is read back with its extended-ack text.
+
+Layouts (linux/netlink.h, linux/rtnetlink.h, linux/pkt_sched.h): nlmsghdr, tcmsg, rtattr
+(4-byte aligned), tc_ratespec, tc_htb_glob, tc_htb_opt, tc_tbf_qopt, nlmsgerr.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from nodeagent.host.netvalues import HtbClassParams, TbfParams
+
+RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 37, 40, 41
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
+NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200  # flags of an acknowledgement
+REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+DELETE = NLM_F_REQUEST | NLM_F_ACK
+TC_H_ROOT = 0xFFFFFFFF
+SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
+
+TCA_KIND, TCA_OPTIONS = 1, 2
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+TCA_TBF_PARMS = 1
+NLMSGERR_ATTR_MSG = 1
+
+#: With an explicit link layer the kernel computes transmit times itself: no rate tables.
+LINKLAYER_ETHERNET = 1
+_U32_MAX = 2**32 - 1
+#: What pyroute2's rate-table computation leaves in a rate spec it filled (mtu 1600: 1600 >> 3
+#: is the first below 256), sent though the table is not.
+_CELL_LOG, _CELL_ALIGN = 3, -1
+
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_TCMSG = struct.Struct("=BBHiIII")  # family, pad, pad, ifindex, handle, parent, info
+_RTATTR = struct.Struct("=HH")  # len, type
+_RATESPEC = struct.Struct("=BBHhHI")  # cell_log, linklayer, overhead, cell_align, mpu, rate
+_HTB_GLOB = struct.Struct("=IIIII")  # version, rate2quantum, defcls, debug, direct_pkts
+_U32X5 = struct.Struct("=IIIII")
+_NLMSGERR = struct.Struct("=i")
+
+
+@dataclass(frozen=True)
+class TcRequest:
+    """One tc message for the interface `index` (filled in when sent): what and where."""
+
+    msg_type: int
+    flags: int
+    handle: int
+    parent: int
+    kind: str | None = None
+    options: bytes = b""  # the TCA_OPTIONS attributes, already packed
+
+    def encode(self, index: int, seq: int) -> bytes:
+        attrs = b""
+        if self.kind:
+            attrs += _attr(TCA_KIND, self.kind.encode("ascii") + b"\0")
+        if self.options:
+            attrs += _attr(TCA_OPTIONS, self.options)
+        body = _TCMSG.pack(0, 0, 0, index, self.handle, self.parent, 0) + attrs
+        return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), self.msg_type, self.flags, seq, 0) + body
+
+
+def htb_root(major: int, default_minor: int) -> TcRequest:
+    glob = _HTB_GLOB.pack(3, 10, default_minor, 0, 0)
+    return TcRequest(RTM_NEWQDISC, REPLACE, major << 16, TC_H_ROOT, "htb", _attr(TCA_HTB_INIT, glob))
+
+
+def htb_class(major: int, params: HtbClassParams) -> TcRequest:
+    rate, ceil = min(params.rate, _U32_MAX), min(params.ceil, _U32_MAX)
+    specs = _ratespec(rate, LINKLAYER_ETHERNET) + _ratespec(ceil, LINKLAYER_ETHERNET)
+    opt = specs + _U32X5.pack(params.buffer, params.cbuffer, params.quantum, 0, 0)  # level, prio: 0
+    options = _attr(TCA_HTB_PARMS, opt)
+    if params.rate >= _U32_MAX:
+        options += _attr(TCA_HTB_RATE64, struct.pack("=Q", params.rate))
+    if params.ceil >= _U32_MAX:
+        options += _attr(TCA_HTB_CEIL64, struct.pack("=Q", params.ceil))
+    return TcRequest(RTM_NEWTCLASS, REPLACE, (major << 16) | params.minor, major << 16, "htb", options)
+
+
+def tbf_root(major: int, params: TbfParams) -> TcRequest:
+    specs = _ratespec(params.rate, LINKLAYER_ETHERNET) + _ratespec(0, 0)  # no peak rate
+    qopt = specs + struct.pack("=III", params.limit, params.buffer, 0)  # mtu 0
+    return TcRequest(RTM_NEWQDISC, REPLACE, major << 16, TC_H_ROOT, "tbf", _attr(TCA_TBF_PARMS, qopt))
+
+
+def delete_class(major: int, minor: int) -> TcRequest:
+    return TcRequest(RTM_DELTCLASS, DELETE, (major << 16) | minor, major << 16)
+
+
+def delete_root(handle: int) -> TcRequest:
+    return TcRequest(RTM_DELQDISC, DELETE, handle, TC_H_ROOT)
+
+
+def acknowledgement(data: bytes, seq: int) -> tuple[int, str] | None:
+    """(errno, the kernel's message or "") of the NLMSG_ERROR answering `seq` in `data`
+    (errno 0: done); None when `data` holds no such answer."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, msg_type, flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            break
+        if msg_type == NLMSG_ERROR and msg_seq == seq:
+            body = data[offset + _NLMSGHDR.size : offset + length]
+            (error,) = _NLMSGERR.unpack_from(body)
+            return -error, _ext_ack_message(body, flags) if error else ""
+        offset += _align(length)
+    return None
+
+
+def _ext_ack_message(body: bytes, flags: int) -> str:
+    if not flags & NLM_F_ACK_TLVS:
+        return ""
+    offset = _NLMSGERR.size
+    if flags & NLM_F_CAPPED:
+        offset += _NLMSGHDR.size
+    else:
+        offset += _NLMSGHDR.unpack_from(body, offset)[0]
+    while offset + _RTATTR.size <= len(body):
+        length, attr_type = _RTATTR.unpack_from(body, offset)
+        if length < _RTATTR.size:
+            break
+        if attr_type == NLMSGERR_ATTR_MSG:
+            return body[offset + _RTATTR.size : offset + length].split(b"\0")[0].decode(errors="replace")
+        offset += _align(length)
+    return ""
+
+
+def _ratespec(rate: int, linklayer: int) -> bytes:
+    if not rate:
+        return _RATESPEC.pack(0, linklayer, 0, 0, 0, 0)
+    return _RATESPEC.pack(_CELL_LOG, linklayer, 0, _CELL_ALIGN, 0, rate)
+
+
+def _attr(attr_type: int, payload: bytes) -> bytes:
+    length = _RTATTR.size + len(payload)
+    return _RTATTR.pack(length, attr_type) + payload + b"\0" * (_align(length) - length)
+
+
+def _align(length: int) -> int:
+    return (length + 3) & ~3
