@@ -147,3 +147,92 @@ def _attr(attr_type: int, payload: bytes) -> bytes:
 
 def _align(length: int) -> int:
     return (length + 3) & ~3
+
+
+# ---------------------------------------------------------------- class dumps
+
+RTM_GETTCLASS = 42
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+#: tc_htb_opt: two tc_ratespec (12 bytes each, the rate last), then buffer, cbuffer, quantum.
+_HTB_OPT = struct.Struct("=8xI8xIIII")
+
+
+@dataclass(frozen=True)
+class DumpedClass:
+    """One class of a dump: where it hangs and, for HTB, its parameters (rates in bytes/s)."""
+
+    index: int
+    handle: int
+    kind: str
+    htb: HtbClassParams | None
+
+
+@dataclass(frozen=True)
+class DumpPart:
+    """What one datagram of a dump answering `seq` held."""
+
+    classes: tuple[DumpedClass, ...]
+    done: bool  # NLMSG_DONE, or an error, came
+    error: int = 0  # errno the kernel answered with, 0 for none
+
+
+def class_dump(index: int, seq: int) -> bytes:
+    """RTM_GETTCLASS for the classes of interface `index` (the kernel dumps only those)."""
+    body = _TCMSG.pack(0, 0, 0, index, 0, 0, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETTCLASS, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return header + body
+
+
+def dumped_classes(data: bytes, seq: int) -> DumpPart:
+    """The classes in one datagram of the dump answering `seq` (messages of other sequence
+    numbers are skipped)."""
+    classes: list[DumpedClass] = []
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            break
+        body = data[offset + _NLMSGHDR.size : offset + length]
+        offset += _align(length)
+        if msg_seq != seq:
+            continue
+        if msg_type == NLMSG_DONE:
+            return DumpPart(tuple(classes), True)
+        if msg_type == NLMSG_ERROR:
+            return DumpPart(tuple(classes), True, -_NLMSGERR.unpack_from(body)[0])
+        if msg_type == RTM_NEWTCLASS and len(body) >= _TCMSG.size:
+            classes.append(_dumped_class(body))
+    return DumpPart(tuple(classes), False)
+
+
+def _dumped_class(body: bytes) -> DumpedClass:
+    _family, _pad1, _pad2, index, handle, _parent, _info = _TCMSG.unpack_from(body)
+    attrs = _attrs(body, _TCMSG.size)
+    kind = attrs.get(TCA_KIND, b"").split(b"\0")[0].decode("ascii", errors="replace")
+    htb = None
+    if kind == "htb" and TCA_OPTIONS in attrs:
+        options = _attrs(attrs[TCA_OPTIONS], 0)
+        parms = options.get(TCA_HTB_PARMS, b"")
+        if len(parms) >= _HTB_OPT.size:
+            rate, ceil, buffer, cbuffer, quantum = _HTB_OPT.unpack_from(parms)
+            rate = _u64(options.get(TCA_HTB_RATE64)) or rate
+            ceil = _u64(options.get(TCA_HTB_CEIL64)) or ceil
+            htb = HtbClassParams(handle & 0xFFFF, rate, ceil, buffer, cbuffer, quantum)
+    return DumpedClass(index, handle, kind, htb)
+
+
+def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
+    """Attribute type (nested and byte-order flags cleared) -> payload, the first of each."""
+    found: dict[int, bytes] = {}
+    while offset + _RTATTR.size <= len(data):
+        length, attr_type = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size:
+            break
+        found.setdefault(attr_type & 0x3FFF, data[offset + _RTATTR.size : offset + length])
+        offset += _align(length)
+    return found
+
+
+def _u64(payload: bytes | None) -> int:
+    return struct.unpack_from("=Q", payload)[0] if payload and len(payload) >= 8 else 0

@@ -124,3 +124,47 @@ def test_acknowledgements_give_the_errno_and_the_kernels_message() -> None:
     assert tcwire.acknowledgement(ack(4, 0) + ack(5, 1), 5) == (1, "")  # an older answer is skipped
     assert tcwire.acknowledgement(ack(4, 0), 5) is None
     assert tcwire.acknowledgement(b"\0" * 7, 5) is None
+
+
+def test_a_class_dump_reads_back_what_was_written_64_bit_rates_too(veth_netns: Any) -> None:
+    """Through the kernel: classes below another major and the 64-bit rates as pyroute2 reads them."""
+    from pyroute2.iproute import IPRoute
+
+    from nodeagent.host.netlink import NetlinkHost
+
+    host = NetlinkHost("/run/netns")
+    try:
+        sent = [  # explicit quanta: the kernel derives one from the rate otherwise
+            HtbClassParams(1, 125_000, 250_000, 20_000, 10_000, 1_514),
+            HtbClassParams(11, 5_000_000_000, 6_000_000_000, 3_000, 3_100, 60_000),
+        ]
+        host.replace_htb_root(veth_netns.name, veth_netns.a, 0x10, 1)
+        for params in sent:
+            host.replace_htb_class(veth_netns.name, veth_netns.a, 0x10, params)
+        assert host.roots(veth_netns.name, [veth_netns.a], 0x10)[veth_netns.a].classes == tuple(sent)
+        assert host.roots(veth_netns.name, [veth_netns.a], 0x11)[veth_netns.a].classes == ()
+        sock = host._conns[veth_netns.name][2]
+        index = host._indexes[(veth_netns.name, veth_netns.a)]
+        sock.send(tcwire.class_dump(index, 99))
+        raw = sock.recv(1 << 16)
+        part = tcwire.dumped_classes(raw, 99)
+        if not part.done:
+            assert tcwire.dumped_classes(sock.recv(1 << 16), 99).done
+        ipr = IPRoute()
+        try:
+            theirs = [m for m in ipr.marshal.parse(raw) if m["header"]["type"] == tcwire.RTM_NEWTCLASS]
+        finally:
+            ipr.close()
+        assert [(c.index, c.handle, c.kind) for c in part.classes] == [
+            (m["index"], m["handle"], m.get_attr("TCA_KIND")) for m in theirs
+        ]
+    finally:
+        host.close()
+
+
+def test_a_dump_ends_with_done_or_an_error_and_skips_other_sequences() -> None:
+    done = struct.pack("=IHHIIi", 20, tcwire.NLMSG_DONE, 2, 8, 0, 0)
+    error = struct.pack("=IHHIIi", 36, tcwire.NLMSG_ERROR, 0, 8, 0, -19) + b"\0" * 16
+    assert tcwire.dumped_classes(done, 8) == tcwire.DumpPart((), True)
+    assert tcwire.dumped_classes(done, 9) == tcwire.DumpPart((), False)
+    assert tcwire.dumped_classes(error, 8) == tcwire.DumpPart((), True, 19)
