@@ -38,6 +38,7 @@ from faredge.virtual.firmware import load_module, stage
 from faredge.virtual.host import EXIT_RAW_REPL, EXIT_RAW_RESET, EXIT_RESET, NodeHost, find_host
 
 SOFT_REBOOT_BANNER = "MPY: soft reboot\n"
+DEFAULT_HEAP = 1024 * 1024  # a board's RAM, unless told otherwise (more than most boards have)
 # What the next interpreter runs after the previous one exited with a given code.
 NEXT_MODE = {EXIT_RESET: "--main", EXIT_RAW_REPL: "--raw-repl", EXIT_RAW_RESET: "--raw-repl"}
 
@@ -75,7 +76,13 @@ class _Supervised:
         compiled: bool = False,
         files: Mapping[str, bytes] | None = None,
         host: NodeHost | None = None,
+        heap: int = DEFAULT_HEAP,
     ) -> None:
+        """`heap`: the board's RAM in bytes (its GC heap): fixed, so gc.mem_free() counts down
+        from it and an allocation beyond it is a MemoryError."""
+        if heap < 16 * 1024:
+            raise ValueError("heap: a board needs at least 16 KiB")
+        self.heap = heap
         self.config = check_config(device_config, self.transport)
         self.files = dict(files or {})
         for name in self.files:
@@ -91,6 +98,7 @@ class _Supervised:
         self._host = host or find_host()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._standby: subprocess.Popen[bytes] | None = None  # the next interpreter, loaded
         self._stopping = False
         self._watcher: threading.Thread | None = None
         self.boots = 0  # firmware boots (REPL sessions do not count)
@@ -154,6 +162,7 @@ class _Supervised:
         with self._lock:
             self._stopping = True
             self._terminate()
+            self._end_standby()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         self._close_channels()
@@ -216,18 +225,35 @@ class _Supervised:
             self._spawn_locked()
 
     def _spawn_locked(self, mode: str = "--main") -> None:
+        """The next interpreter: the standby told its mode (it has loaded already, as a board's
+        ROM has), or a new process when there is none; then the next standby."""
+        proc, self._standby = self._standby, None
+        if proc is not None and proc.poll() is None and proc.stdin is not None:
+            try:
+                proc.stdin.write(mode.encode() + b"\n")
+                proc.stdin.close()
+            except OSError:  # it died meanwhile
+                proc.kill()
+                proc.wait()
+                proc = None
+        else:
+            proc = None
+        self._proc = proc or self._popen(mode)
+        if mode == "--main":
+            self.boots += 1
+        self._standby = self._popen("--standby")
+
+    def _popen(self, mode: str) -> subprocess.Popen[bytes]:
         args, fds = self._host_args(mode)
         with self.console_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._host.command(self.flash, *args),
+            return subprocess.Popen(
+                self._host.command(self.flash, *args, "--heap", str(self.heap)),
                 cwd=self._host.modules_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 pass_fds=fds,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if mode == "--standby" else subprocess.DEVNULL,
             )
-        if mode == "--main":
-            self.boots += 1
 
     def _terminate(self) -> None:
         p = self._proc
@@ -239,6 +265,14 @@ class _Supervised:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+    def _end_standby(self) -> None:
+        p, self._standby = self._standby, None
+        if p is not None:
+            p.kill()  # it has not touched the flash or the UART yet
+            p.wait()
+            if p.stdin is not None:
+                p.stdin.close()
 
     def _watch(self) -> None:
         """Start the next interpreter when one ends with a reset or a REPL request."""

@@ -1,8 +1,16 @@
 // Host of the virtual board: runs our firmware in the real MicroPython (WebAssembly) under Node.
 //
-//   node board_host.mjs --root DIR (--main | --raw-repl | --exec FILE) [--uart-fd N] [--heap BYTES]
-//                       [--no-raw-paste]
+//   node board_host.mjs --root DIR (--main | --raw-repl | --exec FILE | --standby) [--uart-fd N]
+//                       [--heap BYTES] [--no-raw-paste]
 //
+// --standby: load the interpreter, then wait for the mode (a line "--main" or "--raw-repl" on
+// stdin) before touching the flash or the UART. The launcher keeps one such process ready, so
+// a reset costs what a board's reset costs (the flash loaded, the firmware imported), not
+// Node's and the interpreter's start.
+//
+// BYTES is the board's RAM, the GC heap: fixed, as on a board (see boundHeap). Without --heap
+// the interpreter's own behaviour stays: 1 MiB to start with, grown on demand (host scripts such
+// as the firmware's unit tests, which churn more garbage in one call than a board's heap holds).
 // DIR is the board's flash: loaded into the interpreter's in-memory filesystem at start and
 // written back on every `_vboard.sync()` (the firmware persists its state), on reset and on
 // SIGTERM. The firmware reaches the host through the `_vboard` JS module: UART bytes (fd N, a
@@ -22,7 +30,8 @@ const SYNC_SUFFIX = ".vboard-sync~"; // a file being replaced on the host side
 
 function parseArgs(argv) {
   const a = {
-    heap: 1024 * 1024, uartFd: null, main: false, exec: null, root: null, repl: false, rawPaste: true,
+    heap: null, uartFd: null, main: false, exec: null, root: null, repl: false, rawPaste: true,
+    standby: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -33,12 +42,33 @@ function parseArgs(argv) {
     else if (k === "--main") a.main = true;
     else if (k === "--raw-repl") a.repl = true;
     else if (k === "--no-raw-paste") a.rawPaste = false;
+    else if (k === "--standby") a.standby = true;
     else throw new Error(`unknown argument ${k}`);
   }
-  if (!a.root || [a.main, a.repl, a.exec !== null].filter(Boolean).length !== 1) {
-    throw new Error("usage: --root DIR (--main | --raw-repl | --exec FILE) [--uart-fd N]");
+  if (!a.root || [a.main, a.repl, a.exec !== null, a.standby].filter(Boolean).length !== 1) {
+    throw new Error("usage: --root DIR (--main | --raw-repl | --exec FILE | --standby) [--uart-fd N]");
   }
   return a;
+}
+
+// The mode a standby process is started in: one line on stdin; EOF (the launcher stopped) ends it.
+function awaitMode(a) {
+  const buf = Buffer.alloc(64);
+  let line = "";
+  while (!line.includes("\n")) {
+    let n = 0;
+    try { n = fs.readSync(0, buf, 0, buf.length, null); } catch (e) {
+      if (e.code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      continue;
+    }
+    if (n === 0) process.exit(0);
+    line += buf.toString("utf8", 0, n);
+  }
+  const mode = line.trim();
+  if (mode === "--main") a.main = true;
+  else if (mode === "--raw-repl") a.repl = true;
+  else throw new Error(`standby: unknown mode ${mode}`);
 }
 
 function interpreterPath() {
@@ -150,12 +180,31 @@ function makeUart(fd, onInterrupt) {
   let rx = [];
   let route = null;
   let syncRx = Buffer.alloc(0);
+  let out = [];
+  let outBytes = 0;
+  let flushing = false;
   const nap = new Int32Array(new SharedArrayBuffer(4));
   const scan = interruptScanner();
   const uart = {
     writer: null,
     setRoute(fn) { route = fn; },
-    write(buf) { if (uart.writer) uart.writer.write(buf); },
+    // What the interpreter prints comes a byte at a time; it leaves in one write per turn of the
+    // event loop (or per 4 KiB), in order, as a UART's FIFO drains, not one syscall per byte.
+    write(buf) {
+      if (!uart.writer) return;
+      out.push(buf);
+      outBytes += buf.length;
+      if (outBytes >= 4096) uart.flush();
+      else if (!flushing) { flushing = true; setImmediate(uart.flush); }
+    },
+    flush() {
+      flushing = false;
+      if (!out.length) return;
+      const data = out.length === 1 ? out[0] : Buffer.concat(out);
+      out = [];
+      outBytes = 0;
+      uart.writer.write(data);
+    },
     uart_read() {
       if (!rx.length) return null;
       const d = Buffer.concat(rx);
@@ -183,6 +232,7 @@ function makeUart(fd, onInterrupt) {
       return new Uint8Array(take);
     },
     writeSync(hex) {
+      uart.flush(); // what was printed before goes first
       let buf = Buffer.from(hex, "hex");
       while (buf.length && fd !== null) {
         try { buf = buf.subarray(fs.writeSync(fd, buf)); } catch (e) {
@@ -210,12 +260,74 @@ function makeUart(fd, onInterrupt) {
   return uart;
 }
 
+// --- the RAM: a heap of the configured size, as on a board ----------------------------------
+// This interpreter is built to grow its GC heap on demand (another area malloc'ed whenever an
+// allocation does not fit, up to 128 MiB more, and gc.mem_free() counts those 128 MiB as free).
+// A board has the heap it has: here the linear memory may no longer grow once the interpreter
+// is up, and what the C heap has left beyond RESERVE is taken, so a new GC area (at least as
+// large as the heap itself) cannot be had: the allocation fails, the program gets MemoryError.
+// RESERVE is what the host side still mallocs (a program's source on its way to the compiler).
+// One difference remains: this build collects garbage only between calls from the host (a REPL
+// program, a task step), not inside one, so a single program that churns more garbage than the
+// heap holds gets MemoryError where a board would collect.
+const MAX_NEW_SPLIT = 128 * 1024 * 1024; // gc_get_max_new_split() of the WebAssembly port
+const GROWING_HEAP_START = 1024 * 1024;
+const HOST_NOTICES = /^(growMemory: |Failed to grow the heap|Cannot enlarge memory)/;
+
+function quietGrowthNotices() {
+  // Emscripten reports each refused growth on stderr (the board's console); the program sees
+  // the MemoryError, the console need not see the emulator's reasons. Installed before the
+  // interpreter loads: it binds console.error then.
+  const error = console.error;
+  console.error = (...a) => { if (!(typeof a[0] === "string" && HOST_NOTICES.test(a[0]))) error(...a); };
+}
+
+function reserveFor(heap) {
+  return Math.min(256 * 1024, Math.floor(heap / 2));
+}
+
+function boundHeap(mp, reserve) {
+  const M = mp._module;
+  WebAssembly.Memory.prototype.grow = () => { throw new RangeError("a board's RAM does not grow"); };
+  const keep = M._malloc(reserve);
+  for (let size = 1 << 26; size >= 16;) {
+    if (!M._malloc(size)) size >>= 1; // taken for good: the board has no more RAM
+  }
+  M._free(keep);
+  // gc.mem_free() without the 128 MiB this interpreter can no longer add.
+  mp.runPython(`
+def _vgc(split):
+    import gc, sys
+    real = gc
+    class GC:
+        def mem_free(self):
+            f = real.mem_free()
+            return f - split if f >= split else f
+        def __getattr__(self, k):
+            return getattr(real, k)
+    sys.modules["gc"] = GC()
+_vgc(${MAX_NEW_SPLIT})
+del _vgc
+`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const { loadMicroPython } = await import(interpreterPath());
   let sink = (b) => process.stdout.write(b);
   const out = (b) => sink(b);
-  const mp = await loadMicroPython({ heapsize: args.heap, linebuffer: false, stdout: out, stderr: out });
+  quietGrowthNotices();
+  const heapsize = args.heap ?? GROWING_HEAP_START;
+  const mp = await loadMicroPython({ heapsize, linebuffer: false, stdout: out, stderr: out });
+  // A script run with --exec is handed to the compiler whole: its source must fit the reserve.
+  const script = args.exec === null ? null : fs.readFileSync(args.exec, "utf8");
+  let maxSource = Infinity;
+  if (args.heap !== null) {
+    const reserve = Math.max(reserveFor(args.heap), script === null ? 0 : Buffer.byteLength(script) + 4096);
+    boundHeap(mp, reserve);
+    maxSource = reserve / 2; // the rest: what runs beside the program
+  }
+  if (args.standby) awaitMode(args); // ready: the flash and the UART wait for the go
   const FS = mp.FS;
   const system = new Set(FS.readdir("/").filter((n) => n !== "." && n !== ".."));
   loadTree(FS, args.root, "/", system);
@@ -225,8 +337,11 @@ async function main() {
     try { sync(); } finally {
       // Let what was written to the UART (a reboot banner, a last frame) reach the pty first.
       const w = uart?.writer;
-      if (w) { w.write(Buffer.alloc(0), () => process.exit(code)); setTimeout(() => process.exit(code), 500); }
-      else process.exit(code);
+      if (w) {
+        uart.flush();
+        w.write(Buffer.alloc(0), () => process.exit(code));
+        setTimeout(() => process.exit(code), 500);
+      } else process.exit(code);
     }
   };
   uart = makeUart(args.uartFd, () => leave(EXIT_RAW_REPL));
@@ -243,12 +358,12 @@ async function main() {
   if (args.repl) {
     const input = await startRepl(mp, {
       raw: true, setSink: (fn) => { sink = fn; }, write: uart.write, leave, hidden: [...system],
-      rawPaste: args.rawPaste, sync, uart,
+      rawPaste: args.rawPaste, sync, uart, maxSource,
     });
     uart.setRoute(input);
     return;
   }
-  const code = args.main ? "import main\n" : fs.readFileSync(args.exec, "utf8");
+  const code = args.main ? "import main\n" : script;
   try {
     mp.runPython(code);
   } catch (e) {

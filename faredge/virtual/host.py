@@ -55,16 +55,19 @@ class ScriptResult:
 
 
 def run_script(
-    flash: Path, script: str, *, timeout: float = 60.0, host: NodeHost | None = None
+    flash: Path, script: str, *, timeout: float = 60.0, host: NodeHost | None = None, heap: int | None = None
 ) -> ScriptResult:
-    """Run `script` in a fresh interpreter whose filesystem is `flash`; it ends with _vboard.exit()
-    (or when it returns without pending tasks)."""
+    """Run `script` in a fresh interpreter whose filesystem is `flash` and whose heap is fixed
+    at `heap` bytes (None: the interpreter's own heap, grown on demand, for tests that churn more
+    garbage in one call than a board's heap holds); it ends with _vboard.exit() (or when it
+    returns without pending tasks)."""
     h = host or find_host()
+    extra = [] if heap is None else ["--heap", str(heap)]
     with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="mpy-script-") as f:
         f.write(script)
         f.flush()
         proc = subprocess.run(
-            h.command(flash, "--exec", f.name),
+            h.command(flash, "--exec", f.name, *extra),
             cwd=h.modules_root,
             capture_output=True,
             text=True,

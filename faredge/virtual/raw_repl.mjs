@@ -126,11 +126,12 @@ export const PASTE_WINDOW = 256; // bytes per flow-control window (a board uses 
  * Run the REPL: `write(bytes)` sends to the UART, `leave(code)` ends this interpreter, `hidden`
  * lists the interpreter's own top-level directories (not part of the board's flash), `sync()`
  * writes the flash back after every program (what a program wrote survives a power loss, as
- * on a board's flash), `rawPaste: false` refuses raw-paste mode.
+ * on a board's flash), `rawPaste: false` refuses raw-paste mode, `maxSource` is the longest
+ * pasted program (in bytes) the host can hand to the compiler.
  * Returns `input(chunk)` for the UART bytes.
  */
 export async function startRepl(mp, {
-  raw, setSink, write, leave, hidden, rawPaste = true, sync = () => {}, uart = null,
+  raw, setSink, write, leave, hidden, rawPaste = true, sync = () => {}, uart = null, maxSource = Infinity,
 }) {
   mp.registerJsModule("_vuart", {
     read: (n, timeoutMs) => (uart ? uart.readSync(n, timeoutMs) : null),
@@ -165,7 +166,11 @@ export async function startRepl(mp, {
     pasted = null;
     write(Buffer.from([0x04]));
     let err = "";
-    if (c === 0x04) {
+    if (c === 0x04 && Buffer.byteLength(code) >= maxSource) {
+      // The source would not fit the C heap left beside the board's RAM (see board_host.mjs):
+      // what a board compiling it in its heap runs into too.
+      err = "Traceback (most recent call last):\nMemoryError: program too large for the heap\n";
+    } else if (c === 0x04) {
       try { mp.runPython(code); } catch (e) {
         if (e.name !== "PythonError") throw e;
         err = e.message;

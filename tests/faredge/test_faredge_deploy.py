@@ -278,13 +278,18 @@ def test_a_program_failing_mid_file_leaves_the_old_file_and_no_temporary_one(
 
 
 # -- the build ----------------------------------------------------------------------------------
+def _app(root: Path, **modules: str) -> Path:
+    app = root / "app"
+    app.mkdir()
+    for name, source in modules.items():
+        (app / f"{name}.py").write_text(source)
+    return app
+
+
 def test_build_cache_compiles_a_module_once_and_again_when_it_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "main.py").write_text("import app\n")
-    (app / "app.py").write_text("X = 1\n")
+    app = _app(tmp_path, main="import app\n", app="X = 1\n")
     cache = BuildCache(tmp_path / "cache")
     first = build(app, Target((6, 3)), cache=cache)
     runs: list[object] = []
@@ -305,9 +310,7 @@ def test_build_cache_compiles_a_module_once_and_again_when_it_changes(
 def test_a_deploy_removes_what_a_deploy_cut_off_mid_file_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "main.py").write_text("print('v2')\n")
+    app = _app(tmp_path, main="print('v2')\n")
     flash_dir = tmp_path / "board"
     flash_dir.mkdir()
     (flash_dir / MANIFEST).write_text(json.dumps({"version": "1", "files": {"main.py": "x", "old.py": "y"}}))
