@@ -210,47 +210,53 @@ def _gpus_wanted(gpu: Doc) -> int:
 
 
 def _node(doc: Doc, name: str, namespace: str, problems: _Problems) -> NodeDesc:
-    hw = doc.get("hardware", {})
-    cpu = hw.get("cpu", {})
-    gpu = hw.get("gpu", {})
-    capacity, allocated = doc.get("capacity", {}), doc.get("allocated", {})
-    cap_cpu = problems.quantity(capacity.get("cpu"), "MLSysOpsNode.capacity.cpu", cpu_millis)
-    cap_mem = problems.quantity(capacity.get("memory"), "MLSysOpsNode.capacity.memory", memory_bytes)
+    # Optional sections are read only when present: 100,000 node documents are built at start-up.
+    get = doc.get
+    hw = get("hardware") or {}
+    cpu = hw.get("cpu") or {}
+    gpu = hw.get("gpu") or {}
+    capacity, allocated = get("capacity") or {}, get("allocated") or {}
+    cap_cpu = cap_mem = None
+    if capacity:
+        cap_cpu = problems.quantity(capacity.get("cpu"), "MLSysOpsNode.capacity.cpu", cpu_millis)
+        cap_mem = problems.quantity(capacity.get("memory"), "MLSysOpsNode.capacity.memory", memory_bytes)
+    alloc_cpu = alloc_mem = None
+    if allocated:
+        alloc_cpu = problems.quantity(allocated.get("cpu"), "MLSysOpsNode.allocated.cpu", cpu_millis)
+        alloc_mem = problems.quantity(allocated.get("memory"), "MLSysOpsNode.allocated.memory", memory_bytes)
     devices = tuple(
         DeviceDesc(
             d["id"], d.get("kind"), d.get("transport"), d.get("online", True), tuple(d.get("sensors", ()))
         )
-        for d in doc.get("devices", ())
+        for d in get("devices", ())
     )
-    sensor_kinds = {kind for s in doc.get("sensors", ()) for kind in s if isinstance(s.get(kind), dict)}
+    sensor_kinds = {kind for s in get("sensors", ()) for kind in s if isinstance(s.get(kind), dict)}
     sensor_kinds |= {s for d in devices if d.online for s in d.sensors}
+    accelerators = {a for a in ("gpu", "fpga") if hw.get(a)}
+    if capacity.get("gpus"):
+        accelerators.add("gpu")
     return NodeDesc(
         name=name,
         namespace=namespace,
         continuum_layer=doc["continuum_layer"],
-        cluster_id=doc.get("cluster_id"),
-        datacenter_id=doc.get("datacenter_id"),
-        labels=frozenset(doc.get("labels", ())),
+        cluster_id=get("cluster_id"),
+        datacenter_id=get("datacenter_id"),
+        labels=frozenset(get("labels", ())),
         arch=cpu.get("architecture") or (hw.get("mcu", {}).get("architecture") or "").lower() or None,
         cpu_millis=cap_cpu if cap_cpu is not None else int(cpu.get("cores", 0)) * 1000,
         memory_bytes=cap_mem if cap_mem is not None else int(hw.get("memory", 0)) * _GIB,
         gpus=capacity.get("gpus", int(gpu.get("instances", 1 if gpu else 0))),
         gpu_model=gpu.get("model"),
-        accelerators=frozenset(a for a in ("gpu", "fpga") if hw.get(a))
-        | ({"gpu"} if capacity.get("gpus") else set()),
-        allocated_cpu_millis=problems.quantity(allocated.get("cpu"), "MLSysOpsNode.allocated.cpu", cpu_millis)
-        or 0,
-        allocated_memory_bytes=problems.quantity(
-            allocated.get("memory"), "MLSysOpsNode.allocated.memory", memory_bytes
-        )
-        or 0,
+        accelerators=frozenset(accelerators),
+        allocated_cpu_millis=alloc_cpu or 0,
+        allocated_memory_bytes=alloc_mem or 0,
         allocated_gpus=allocated.get("gpus", 0),
-        mobile=bool(doc.get("mobile", False)),
-        availability=doc.get("availability"),
-        permitted_actions=frozenset(doc.get("permitted_actions", ())),
-        runtimes=frozenset(r["handler"] for r in doc.get("runtimes", ()) if r.get("available", True)),
-        agent_target=doc.get("agent", {}).get("target"),
-        cpufreq_available=bool(doc.get("cpufreq", {}).get("available", False)),
+        mobile=bool(get("mobile", False)),
+        availability=get("availability"),
+        permitted_actions=frozenset(get("permitted_actions", ())),
+        runtimes=frozenset(r["handler"] for r in get("runtimes", ()) if r.get("available", True)),
+        agent_target=(get("agent") or {}).get("target"),
+        cpufreq_available=bool((get("cpufreq") or {}).get("available", False)),
         sensors=frozenset(sensor_kinds),
         devices=devices,
         raw=doc,

@@ -210,8 +210,11 @@ def is_dns1123_subdomain(name: str) -> bool:
     return _is_dns(name, 253, allow_dots=True)
 
 
+_DNS_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_DNS_SUBDOMAIN_CHARS = _DNS_LABEL_CHARS | {"."}
+
+
 def _is_dns(name: str, limit: int, allow_dots: bool) -> bool:
     if not name or len(name) > limit or not (name[0].isalnum() and name[-1].isalnum()):
         return False
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-" + ("." if allow_dots else ""))
-    return set(name) <= allowed
+    return set(name) <= (_DNS_SUBDOMAIN_CHARS if allow_dots else _DNS_LABEL_CHARS)
