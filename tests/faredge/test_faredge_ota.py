@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
+import random
 import shutil
 import time
 import uuid
@@ -33,6 +35,7 @@ from mlsysops.testing import wait_for
 
 virtual = pytest.importorskip("faredge.virtual", reason="faredge/virtual (engineer firmware) not in the tree")
 EXTRA_BYTES = 40_000  # on top of the firmware: a download long enough to interrupt
+POWER_CUTS = int(os.environ.get("OTA_POWER_CUTS", "8"))  # raise it for a longer soak
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +48,13 @@ def node_host() -> Any:
         pytest.skip(f"no MicroPython WebAssembly host: {exc}")
 
 
-def make_app(root: Path, version: str, extra: int = 0) -> Path:
+def make_app(root: Path, version: str, extra: int = 0, salt: int = 0) -> Path:
     app = root / f"app-{version}"
     shutil.copytree(firmware_dir(), app, ignore=shutil.ignore_patterns("__pycache__"))
     src = (app / "app.py").read_text()
     (app / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{version}"'))
     if extra:
-        lines = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(extra // 30)]
+        lines = [f"def f{i}(x):\n    return x * {i} + {(i + salt) % 7}\n" for i in range(extra // 30)]
         (app / "extra.py").write_text("".join(lines))
     return app
 
@@ -248,3 +251,61 @@ def test_broker_gone_mid_download_resumes_where_it_stopped(rig: OtaRig, tmp_path
     assert state.total_bytes <= served < 1.5 * state.total_bytes  # resumed, not started again
     assert "link down" in rig.board.console
     assert assert_runs_a_verified_release(rig, {r: released(app)}) == r
+
+
+def _cut_when(rig: OtaRig, stage: str, release: int, version: str, rng: random.Random) -> None:
+    """Wait for `stage` of the update (or a random moment), then cut the board's power."""
+    if stage == "random":
+        time.sleep(rng.uniform(0.0, 5.0))
+    elif stage == "trial":  # the new release has just started booting, not yet confirmed
+        wait_for(
+            lambda: f"mlsysops fw {version} " in rig.board.console, what="the trial boot", interval=0.005
+        )
+    else:
+
+        def reached() -> bool:
+            s = rig.state()
+            return s is not None and s.release == release and s.state == stage
+
+        wait_for(reached, what=stage, interval=0.005)
+        time.sleep(rng.uniform(0.0, 0.2))
+    rig.board.power_cut()
+
+
+STAGES = ("random", "downloading", "rebooting", "trial")
+
+
+def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tmp_path: Path) -> None:
+    """Each round: an update, the board's power cut at one step (mid-download, after the pointer
+    switch before the reset, at the start of the trial boot, or at a random moment), power back.
+    The board boots a release whose every file matches its manifest, the update ends confirmed
+    (resumed after the cut) or rolled back (the trial boot was cut), and the bridge says which."""
+    seed = int(os.environ.get("OTA_SEED", str(random.randrange(1 << 30))))
+    rng = random.Random(seed)
+    releases: dict[int, Release] = {}
+    outcomes = []
+    for i in range(POWER_CUTS):
+        stage = STAGES[i % len(STAGES)]
+        version = f"3.0.{i}"  # and other code in every round: each one downloads ~40 KB
+        app = make_app(tmp_path, version, extra=EXTRA_BYTES, salt=i)
+        r = rig.update(app)
+        releases[r] = released(app)
+        _cut_when(rig, stage, r, version, rng)
+        time.sleep(rng.uniform(0.0, 0.3))
+        rig.board.restart()
+        try:
+            state = rig.wait_finished(r, timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc} (seed {seed}, {stage}, {outcomes}, {rig.state()}): {rig.board.console[-4000:]}"
+            ) from None
+        outcomes.append((stage, state.state))
+        rig.wait_online()
+        running = assert_runs_a_verified_release(rig, releases)
+        assert (running == r) == (state.state == "confirmed"), (seed, outcomes, rig.board.console[-3000:])
+    print(f"\npower cuts (seed {seed}): {outcomes}")
+    assert {o for _, o in outcomes} <= {"confirmed", "rolled_back"}, (seed, outcomes)
+    app = make_app(tmp_path, "3.1.0", extra=EXTRA_BYTES, salt=POWER_CUTS)
+    r = rig.update(app)  # and the next update, uncut, confirms
+    assert rig.wait_finished(r).state == "confirmed"
+    assert assert_runs_a_verified_release(rig, {**releases, r: released(app)}) == r
