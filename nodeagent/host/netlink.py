@@ -16,10 +16,12 @@ its socket: nothing is mounted, nothing can be left behind, the host's interface
 Threads: every pyroute2 call runs on one worker thread owned by the adapter (see _on_worker),
 so callers may be threads or coroutines, and requests are serialised.
 
-tc writes (qdiscs and classes replaced or deleted) do not go through pyroute2: they are packed
-by tcwire.py and sent on a plain netlink socket of their own into the same namespace (opened
-with the pyroute2 one, closed with it). pyroute2's codec spent 0.5 ms of CPU computing rate
-tables that are not sent for each HTB class; reads (dumps) still use pyroute2's decoder.
+What a profile apply does on every request goes through tcwire.py instead of pyroute2: tc
+writes (qdiscs and classes replaced or deleted), the interface lookups and the qdisc and class
+dumps of roots(). They are packed and decoded with `struct` on a plain netlink socket of their
+own into the same namespace (opened with the pyroute2 one, closed with it): pyroute2's codec
+spent 0.5 ms of CPU computing unsent rate tables per HTB class and about a millisecond decoding
+each dump. pyroute2 still lists links (inventory) and probes kernel features.
 
 Privileges: CAP_NET_ADMIN for tc changes; CAP_SYS_ADMIN for setns() into named namespaces and
 for the probe namespace (without it, features are reported as not probed); AF_NETLINK.
@@ -235,30 +237,31 @@ class NetlinkHost:
             self._forget(netns)
             raise HostError(key, f"netlink socket failed: {exc}", exc.errno) from exc
 
-    def _index(self, ipr: IPRoute, netns: str, ifname: str) -> int:
+    def _index(self, netns: str, ifname: str) -> int:
         """The interface's index as roots() last saw it (the network mechanism reads the roots
         right before it writes them), else looked up: one RTM_GETLINK, which pyroute2 decodes
         slowly, fewer per tc write."""
         index = self._indexes.get((netns, ifname))
         if index is None:
-            index = _lookup(ipr, ifname)
+            found = self._link_info(netns, ifname)
+            index = None if found is None else found.index
             if index is None:
                 raise HostError(f"{netns or '-'}/{ifname}", "no such interface", errno.ENODEV)
             self._indexes[(netns, ifname)] = index
         return index
 
-    def _tc_request(self, ipr: IPRoute, netns: str, ifname: str, request: tcwire.TcRequest) -> None:
-        """`request` for `ifname` (on the tc socket of the session `ipr` belongs to); when the
-        kernel no longer knows a remembered index (the interface was re-created since), looked
-        up again once."""
+    def _tc_request(self, netns: str, ifname: str, request: tcwire.TcRequest) -> None:
+        """`request` for `ifname` on the namespace's tc socket (open within a _session); when
+        the kernel no longer knows a remembered index (the interface was re-created since),
+        looked up again once."""
         remembered = (netns, ifname) in self._indexes
         try:
-            self._send(netns, request, self._index(ipr, netns, ifname))
+            self._send(netns, request, self._index(netns, ifname))
         except NetlinkError as exc:
             if not remembered or exc.code != errno.ENODEV:
                 raise
             self._indexes.pop((netns, ifname), None)
-            self._send(netns, request, self._index(ipr, netns, ifname))
+            self._send(netns, request, self._index(netns, ifname))
 
     def _send(self, netns: str, request: tcwire.TcRequest, index: int) -> None:
         seq = self._next_seq()
@@ -267,6 +270,32 @@ class NetlinkHost:
     def _next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
         return self._seq
+
+    def _link_info(self, netns: str, ifname: str) -> tcwire.LinkInfo | None:
+        """One interface by name, on the tc socket (pyroute2 decoded every attribute of the
+        link, statistics included, for the five the agent reads); None when there is none."""
+        sock, seq = self._conns[netns][2], self._next_seq()
+        sock.send(tcwire.link_request(ifname, seq))
+        while (answer := tcwire.link_answer(sock.recv(1 << 16), seq)) is None:
+            pass
+        if isinstance(answer, int):
+            if answer == errno.ENODEV:
+                return None
+            raise NetlinkError(answer)
+        return answer
+
+    def _root_qdiscs(self, netns: str) -> list[tcwire.DumpedQdisc]:
+        """Every qdisc of the namespace, dumped on the tc socket."""
+        sock, seq = self._conns[netns][2], self._next_seq()
+        sock.send(tcwire.qdisc_dump(seq))
+        found: list[tcwire.DumpedQdisc] = []
+        while True:
+            qdiscs, done, error = tcwire.dumped_qdiscs(sock.recv(1 << 16), seq)
+            found += qdiscs
+            if error:
+                raise NetlinkError(error)
+            if done:
+                return found
 
     def _htb_classes(self, netns: str, index: int, major: int) -> tuple[HtbClassParams, ...]:
         """The HTB classes below `major`: on the tc socket, decoded by tcwire (pyroute2 took
@@ -297,21 +326,23 @@ class NetlinkHost:
 
     @_on_worker
     def roots(self, netns: str, ifnames: Sequence[str], htb_major: int | None) -> dict[str, RootState]:
-        with self._session(netns, "roots") as ipr:
+        with self._session(netns, "roots"):
             links: dict[int, Link] = {}
             for name in dict.fromkeys(ifnames):
-                msg = _get_link(ipr, name)
+                info = self._link_info(netns, name)
                 self._indexes.pop((netns, name), None)
-                if msg is not None:
-                    links[int(msg["index"])] = _link(msg, netns)
-                    self._indexes[(netns, name)] = int(msg["index"])
+                if info is not None:
+                    links[info.index] = Link(
+                        info.name, netns, info.index, info.operstate, info.mtu, info.qdisc
+                    )
+                    self._indexes[(netns, name)] = info.index
             if not links:
                 return {}
-            qdiscs: dict[int, Qdisc] = {}
-            for msg in ipr.get_qdiscs():
-                if msg["index"] in links and msg["parent"] == TC_H_ROOT:
-                    kind = str(msg.get_attr("TCA_KIND"))
-                    qdiscs[msg["index"]] = Qdisc(kind, int(msg["handle"]), _qdisc_params(kind, msg))
+            qdiscs = {
+                q.index: Qdisc(q.kind, q.handle, q.params)
+                for q in self._root_qdiscs(netns)
+                if q.index in links and q.parent == TC_H_ROOT
+            }
             out: dict[str, RootState] = {}
             for index, link in links.items():
                 qdisc = qdiscs.get(index)
@@ -329,32 +360,32 @@ class NetlinkHost:
 
     @_on_worker
     def replace_htb_root(self, netns: str, ifname: str, major: int, default_minor: int) -> None:
-        with self._session(netns, f"{ifname}/root") as ipr:
-            self._tc_request(ipr, netns, ifname, tcwire.htb_root(major, default_minor))
+        with self._session(netns, f"{ifname}/root"):
+            self._tc_request(netns, ifname, tcwire.htb_root(major, default_minor))
 
     @_on_worker
     def replace_htb_class(self, netns: str, ifname: str, major: int, params: HtbClassParams) -> None:
-        with self._session(netns, f"{ifname}/class {major:x}:{params.minor:x}") as ipr:
-            self._tc_request(ipr, netns, ifname, tcwire.htb_class(major, params))
+        with self._session(netns, f"{ifname}/class {major:x}:{params.minor:x}"):
+            self._tc_request(netns, ifname, tcwire.htb_class(major, params))
 
     @_on_worker
     def delete_htb_class(self, netns: str, ifname: str, major: int, minor: int) -> None:
-        with self._session(netns, f"{ifname}/class {major:x}:{minor:x}") as ipr:
+        with self._session(netns, f"{ifname}/class {major:x}:{minor:x}"):
             try:
-                self._tc_request(ipr, netns, ifname, tcwire.delete_class(major, minor))
+                self._tc_request(netns, ifname, tcwire.delete_class(major, minor))
             except NetlinkError as exc:
                 if exc.code != errno.ENOENT:
                     raise
 
     @_on_worker
     def replace_tbf_root(self, netns: str, ifname: str, major: int, params: TbfParams) -> None:
-        with self._session(netns, f"{ifname}/root") as ipr:
-            self._tc_request(ipr, netns, ifname, tcwire.tbf_root(major, params))
+        with self._session(netns, f"{ifname}/root"):
+            self._tc_request(netns, ifname, tcwire.tbf_root(major, params))
 
     @_on_worker
     def delete_root(self, netns: str, ifname: str, handle: int) -> None:
-        with self._session(netns, f"{ifname}/root") as ipr:
-            self._tc_request(ipr, netns, ifname, tcwire.delete_root(handle))
+        with self._session(netns, f"{ifname}/root"):
+            self._tc_request(netns, ifname, tcwire.delete_root(handle))
 
     # ------------------------------------------------------------ probing
 
@@ -461,17 +492,3 @@ def _tc(index: int, handle: int, parent: int, kind: str | None, options: Any = N
     if options is not None:
         msg["attrs"].append(["TCA_OPTIONS", options])
     return msg
-
-
-def _qdisc_params(kind: str, msg: Any) -> dict[str, int]:
-    options = msg.get_attr("TCA_OPTIONS")
-    if options is None:
-        return {}
-    if kind == "htb":
-        init = options.get_attr("TCA_HTB_INIT")
-        return {"default": int(init["defcls"])} if init else {}
-    if kind == "tbf":
-        parms = options.get_attr("TCA_TBF_PARMS")
-        if parms:
-            return {key: int(parms[key]) for key in ("rate", "buffer", "limit", "peak", "mtu")}
-    return {}

@@ -236,3 +236,111 @@ def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
 
 def _u64(payload: bytes | None) -> int:
     return struct.unpack_from("=Q", payload)[0] if payload and len(payload) >= 8 else 0
+
+
+# ---------------------------------------------------------------- links and root qdiscs
+
+RTM_NEWLINK, RTM_GETLINK, RTM_GETQDISC = 16, 18, 38
+IFLA_IFNAME, IFLA_MTU, IFLA_QDISC, IFLA_OPERSTATE = 3, 4, 6, 16
+TCA_HTB_INIT_DEFCLS = struct.Struct("=8xI")  # tc_htb_glob.defcls
+_TBF_QOPT = struct.Struct("=8xI8xIIII")  # rate.rate, peakrate.rate, limit, buffer, mtu
+_IFINFOMSG = struct.Struct("=BBHiII")  # family, pad, type, index, flags, change
+#: RFC 2863 operational states, as IFLA_OPERSTATE numbers them (pyroute2's names, lower case).
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    operstate: str
+    mtu: int
+    qdisc: str
+
+
+@dataclass(frozen=True)
+class DumpedQdisc:
+    index: int
+    handle: int
+    parent: int
+    kind: str
+    params: dict[str, int]  # htb: default; tbf: rate, buffer, limit, peak, mtu
+
+
+def link_request(name: str, seq: int) -> bytes:
+    """RTM_GETLINK of one interface by name, without NLM_F_ACK (the answer is the link or an
+    error; an ack would be one more message to read)."""
+    body = _IFINFOMSG.pack(0, 0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0")
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
+
+
+def link_answer(data: bytes, seq: int) -> LinkInfo | int | None:
+    """The link answering `seq`, the errno the kernel answered with, or None (not in `data`)."""
+    for msg_type, body in _messages(data, seq):
+        if msg_type == NLMSG_ERROR:
+            return -_NLMSGERR.unpack_from(body)[0]
+        if msg_type == RTM_NEWLINK and len(body) >= _IFINFOMSG.size:
+            index = _IFINFOMSG.unpack_from(body)[3]
+            attrs = _attrs(body, _IFINFOMSG.size)
+            state = attrs.get(IFLA_OPERSTATE, b"\0")[0]
+            mtu = attrs.get(IFLA_MTU, b"")
+            return LinkInfo(
+                index=index,
+                name=_text(attrs.get(IFLA_IFNAME)),
+                operstate=OPERSTATES[state] if state < len(OPERSTATES) else "unknown",
+                mtu=struct.unpack_from("=I", mtu)[0] if len(mtu) >= 4 else 0,
+                qdisc=_text(attrs.get(IFLA_QDISC)),
+            )
+    return None
+
+
+def qdisc_dump(seq: int) -> bytes:
+    """RTM_GETQDISC for every qdisc of the namespace (the kernel dumps all devices)."""
+    body = _TCMSG.pack(0, 0, 0, 0, 0, 0, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return header + body
+
+
+def dumped_qdiscs(data: bytes, seq: int) -> tuple[list[DumpedQdisc], bool, int]:
+    """(qdiscs, done, errno) of one datagram of the dump answering `seq`."""
+    found: list[DumpedQdisc] = []
+    for msg_type, body in _messages(data, seq):
+        if msg_type == NLMSG_DONE:
+            return found, True, 0
+        if msg_type == NLMSG_ERROR:
+            return found, True, -_NLMSGERR.unpack_from(body)[0]
+        if msg_type == RTM_NEWQDISC and len(body) >= _TCMSG.size:
+            _f, _p1, _p2, index, handle, parent, _info = _TCMSG.unpack_from(body)
+            attrs = _attrs(body, _TCMSG.size)
+            kind = _text(attrs.get(TCA_KIND))
+            params = _qdisc_params(kind, attrs.get(TCA_OPTIONS))
+            found.append(DumpedQdisc(index, handle, parent, kind, params))
+    return found, False, 0
+
+
+def _qdisc_params(kind: str, options: bytes | None) -> dict[str, int]:
+    nested = _attrs(options, 0) if options else {}
+    if kind == "htb" and len(init := nested.get(TCA_HTB_INIT, b"")) >= TCA_HTB_INIT_DEFCLS.size:
+        return {"default": TCA_HTB_INIT_DEFCLS.unpack_from(init)[0]}
+    if kind == "tbf" and len(parms := nested.get(TCA_TBF_PARMS, b"")) >= _TBF_QOPT.size:
+        rate, peak, limit, buffer, mtu = _TBF_QOPT.unpack_from(parms)
+        return {"rate": rate, "buffer": buffer, "limit": limit, "peak": peak, "mtu": mtu}
+    return {}
+
+
+def _messages(data: bytes, seq: int) -> list[tuple[int, bytes]]:
+    """(type, body) of each message of `data` answering `seq`."""
+    out: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            break
+        if msg_seq == seq:
+            out.append((msg_type, data[offset + _NLMSGHDR.size : offset + length]))
+        offset += _align(length)
+    return out
+
+
+def _text(payload: bytes | None) -> str:
+    return (payload or b"").split(b"\0")[0].decode("ascii", errors="replace")

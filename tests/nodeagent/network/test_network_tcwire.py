@@ -168,3 +168,46 @@ def test_a_dump_ends_with_done_or_an_error_and_skips_other_sequences() -> None:
     assert tcwire.dumped_classes(done, 8) == tcwire.DumpPart((), True)
     assert tcwire.dumped_classes(done, 9) == tcwire.DumpPart((), False)
     assert tcwire.dumped_classes(error, 8) == tcwire.DumpPart((), True, 19)
+
+
+def test_links_and_qdiscs_decode_as_pyroute2_decodes_the_same_datagrams(veth_netns: Any) -> None:
+    from pyroute2.iproute import IPRoute
+
+    from nodeagent.host.netlink import NetlinkHost
+
+    host = NetlinkHost("/run/netns")
+    ipr = IPRoute()
+    try:
+        tbf = TbfParams(rate=2_500_000, buffer=160_000, limit=300_000)
+        host.replace_tbf_root(veth_netns.name, veth_netns.a, 3, tbf)
+        host.replace_htb_root(veth_netns.name, veth_netns.b, 4, 9)
+        sock = host._conns[veth_netns.name][2]
+        for seq, name in enumerate((veth_netns.a, veth_netns.b, "lo"), start=500):
+            sock.send(tcwire.link_request(name, seq))
+            raw = sock.recv(1 << 16)
+            ours = tcwire.link_answer(raw, seq)
+            (theirs,) = ipr.marshal.parse(raw)
+            assert isinstance(ours, tcwire.LinkInfo)
+            assert (ours.index, ours.name, ours.operstate, ours.mtu, ours.qdisc) == (
+                theirs["index"], theirs.get_attr("IFLA_IFNAME"), theirs.get_attr("IFLA_OPERSTATE").lower(),
+                theirs.get_attr("IFLA_MTU"), theirs.get_attr("IFLA_QDISC"),
+            )
+        sock.send(tcwire.link_request("nosuch0", 600))
+        assert tcwire.link_answer(sock.recv(1 << 16), 600) == 19  # ENODEV
+        sock.send(tcwire.qdisc_dump(601))
+        decoded: list[tcwire.DumpedQdisc] = []
+        done = False
+        while not done:
+            raw = sock.recv(1 << 16)
+            part, done, error = tcwire.dumped_qdiscs(raw, 601)
+            assert error == 0
+            decoded += part
+        roots = {(q.index, q.kind): q.params for q in decoded if q.parent == tcwire.TC_H_ROOT}
+        index = {name: host._indexes[(veth_netns.name, name)] for name in (veth_netns.a, veth_netns.b)}
+        assert roots[(index[veth_netns.a], "tbf")] == {
+            "rate": 2_500_000, "buffer": 160_000, "limit": 300_000, "peak": 0, "mtu": 0
+        }
+        assert roots[(index[veth_netns.b], "htb")] == {"default": 9}
+    finally:
+        ipr.close()
+        host.close()
