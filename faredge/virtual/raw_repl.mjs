@@ -226,7 +226,15 @@ export async function startRepl(mp, {
 
   let chain = Promise.resolve();
   if (raw) { mode = "raw"; chain = chain.then(() => feed(0x01)); }
+  // One step of the chain per chunk, not per byte: a raw-paste program's bytes are taken in a
+  // loop (the paste state is plain data); only what the interpreter itself reads waits for it.
+  async function handleChunk(chunk) {
+    for (const c of chunk) {
+      if (pasted !== null) pasteByte(c);
+      else await handle(c);
+    }
+  }
   return (chunk) => {
-    for (const c of chunk) chain = chain.then(() => handle(c));
+    chain = chain.then(() => handleChunk(chunk));
   };
 }
