@@ -24,7 +24,7 @@ from faredge.deploy.release import MANIFEST, FileEntry
 from faredge.errors import FarEdgeError
 
 CHUNK = 2048  # file bytes per chunk (before deflate and encoding): bounded heap on the board
-PROGRAM = 6144  # characters of encoded chunks per exec (a few chunks per round trip)
+PROGRAM = 8192  # characters per program: two encoded chunks and the calls around them
 TMP_SUFFIX = ".tmp~"
 PRESENT = "present"  # hashes(): the file exists, its hash was not asked for
 WBITS = 9  # deflate window 512 bytes: what the board allocates to inflate

@@ -42,7 +42,7 @@ from faredge.protocol.frames import Frame, FrameType, StreamDecoder
 from faredge.protocol.link import Received, SerialLink
 
 # A board with less free heap than this after the interrupt (the firmware's objects still
-# referenced) is soft-reset first: a chunk program, its decoding and inflating need ~16 KB.
+# referenced) is soft-reset first: a program of two chunks, decoding and inflating them need ~20 KB.
 SOFT_RESET_BELOW = 48 * 1024
 
 
