@@ -27,6 +27,9 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from controller.mechanisms.local import GrpcWorkloadAgents, LocalMechanism
+from controller.model import App, parse_document
+from controller.policies.base import Decision, Plan
 from controller.telemetry.prometheus import PrometheusHttp, PrometheusProcess, PrometheusSettings
 from controller.telemetry.scrape import ScrapeSettings, ScrapeTarget, render, scrape_config
 from controller.telemetry.targets import agent_scrape_targets
@@ -195,3 +198,68 @@ def observed_stack(workdir: Path) -> Iterator[Stack]:
             bridge.stop()
         env.stop_all()
         mosquitto.stop()
+
+
+WORKLOAD_APP: dict[str, Any] = {
+    "MLSysOpsApp": {
+        "name": "observe",
+        "components": [
+            {
+                "metadata": {"name": "web"},
+                "containers": [{"command": ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]}],
+            }
+        ],
+    }
+}
+
+
+@contextlib.contextmanager
+def workload_stack(workdir: Path) -> Iterator[Stack]:
+    """An app's component running on a real agent with a private containerd (as
+    tests/nodeagent/runtimes runs them), placed by the controller's local mechanism, and a
+    private Prometheus scraping the agent: the app dashboard's workload series."""
+    runtimes = load_module("observability_runtimes", TESTS / "nodeagent" / "runtimes" / "conftest.py")
+    runtimes._skip_unless_ready()  # root, containerd, runsc, busybox
+    description = json.loads(json.dumps(WORKLOAD_APP))
+    description["MLSysOpsApp"]["components"][0]["containers"][0]["image"] = runtimes.IMAGE
+    app = parse_document(description)
+    assert isinstance(app, App)
+    plan = Plan("observe", "default", "test", (Decision("web", "node-1", None, "t"),), ("web",))
+    daemon = runtimes.PrivateContainerd(workdir / "containerd")
+    daemon.write_config()
+    runtimes.make_catalog(daemon).ensure_dropin(restart=None)  # before containerd reads its config
+    service = runtimes.make_service(daemon)
+    agent = runtimes.Agent(daemon, workdir / "agent")
+    agent.config.write_text(
+        agent.config.read_text().replace(
+            'metrics_listen: ""',
+            f"metrics_listen: 127.0.0.1:{free_port()}\n  collectors:\n    workloads: {{interval_ms: 500}}",
+        )
+    )
+    prometheus = PrometheusProcess(
+        PrometheusSettings(workdir / "prometheus", scrape=ScrapeSettings(interval_s=1, timeout_s=0.9))
+    )
+    agents = GrpcWorkloadAgents()
+    mechanism = LocalMechanism(agents, lambda node: f"unix:{agent.socket}")
+    try:
+        daemon.start()
+        service.client.ensure_namespace()
+        tarball = runtimes.write_oci_tarball(daemon.base / "busybox-oci.tar", runtimes.IMAGE)
+        service.client.import_image(runtimes.read_tarball(tarball), runtimes.IMAGE)
+        agent.start()
+        result = mechanism.realize(app, plan)
+        assert not result.pending, result.pending
+        discovered = agent_scrape_targets([f"unix:{agent.socket}"])
+        assert not discovered.skipped, discovered.skipped
+        prometheus.start(discovered.targets)
+        assert prometheus.http is not None
+        yield Stack(prometheus.http, agent.workdir / "agent.log")
+    finally:
+        prometheus.stop()
+        with contextlib.suppress(Exception):
+            mechanism.remove("observe", "default")
+        agents.close()
+        agent.stop()
+        service.client.close()
+        daemon.destroy([runtimes.NAMESPACE, "default"])
+        runtimes.remove_cgroups(runtimes.NAMESPACE)

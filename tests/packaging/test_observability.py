@@ -5,7 +5,9 @@ cover every alert firing and not firing. The dashboards' JSON is what the genera
 is well formed (ids, datasource, queries, titles, units). Then the real daemons run, a private
 Prometheus scrapes them and loads the rules (observability_stack.py), and every panel query,
 variable query and rule expression is executed there: no error, every metric name it reads
-exists in what was scraped or recorded, every rule healthy, the no-`for` alerts firing.
+exists in what was scraped or recorded, every rule healthy, the no-`for` alerts firing. The
+app dashboard runs against a second stack: an app placed on a real agent with a private
+containerd (its workload series exist only for containerd tasks).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mlsysops.testing import wait_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from observability_stack import Stack, observed_stack
+from observability_stack import Stack, observed_stack, workload_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -39,9 +41,8 @@ RULE_TESTS = OBSERVABILITY / "rules" / "mlsysops.rules.test.yml"
 GENERATOR = OBSERVABILITY / "dashboards.py"
 UNITS = {"short", "bytes", "s", "Bps", "hertz", "percentunit", "reqps", "wps"}
 PANEL_KINDS = {"timeseries", "stat", "table"}
-# The workload series need a containerd task to account (the app dashboard): this stack runs the
-# agent on a simulated node, where no workload runs. tests/nodeagent/runtimes/test_runtimes_prometheus
-# scrapes them from a real agent with a private containerd.
+# The app dashboard's series: only a containerd task is accounted, so the simulated node of the
+# main stack has none; the workload stack (a private containerd) checks that dashboard.
 WORKLOAD_SERIES = {
     "mlsysops_nodeagent_workload_cpu_usage_seconds_total",
     "mlsysops_nodeagent_workload_memory_usage_bytes",
@@ -305,3 +306,38 @@ def test_alerts_fire_on_the_real_metrics(stack: Stack) -> None:
     assert got["MlsysopsTwinOutOfSync"] == got["MlsysopsDriftPersisting"] == "pending"
     assert got["MlsysopsNodeAgentDown"] == got["MlsysopsFarEdgeBridgeDown"] == "inactive"
     assert got["MlsysopsBridgeBrokerDisconnected"] == "inactive"
+
+
+@pytest.fixture(scope="module")
+def workloads() -> Iterator[Stack]:
+    if shutil.which("prometheus") is None:
+        pytest.skip("needs Debian's prometheus")
+    with tempfile.TemporaryDirectory(prefix="mlsysops-observe-") as tmp, workload_stack(Path(tmp)) as running:
+
+        def accounted() -> bool:
+            present = set(label_values(running, "__name__", '{__name__=~".+"}'))
+            return present >= WORKLOAD_SERIES and bool(
+                running.prometheus.query(f"rate({min(WORKLOAD_SERIES)}[5s])")
+            )
+
+        wait_for(accounted, 90, "the workload's CPU and memory scraped twice")
+        yield running
+
+
+def test_app_dashboard_shows_a_real_apps_workloads(workloads: Stack) -> None:
+    """The app placed by the controller's local mechanism on a real agent: its variable offers
+    the app's name, and every panel, filtered to it, shows its one replica."""
+    app = dashboards()["app.json"]
+    (variable,) = app["templating"]["list"][1:]
+    metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"]).groups()  # type: ignore[union-attr]
+    offered = label_values(workloads, label, metric)
+    assert offered == ["observe.web.0"]
+    extract = re.compile(variable["regex"].strip("/"))
+    assert {m.group(1) for v in offered if (m := extract.search(v))} == {"observe"}
+    for title, target in targets(app):
+        expr = target["expr"].replace("$app", "observe").replace("$__rate_interval", RATE_INTERVAL)
+        result = workloads.prometheus.query(expr)
+        assert result, f"app.json / {title}: no data for the running app"
+        assert metric_names(target["expr"]) <= WORKLOAD_SERIES, title
+    (placed,) = workloads.prometheus.query(app["panels"][0]["targets"][0]["expr"].replace("$app", "observe"))
+    assert placed.labels["workload"] == "observe.web.0" and placed.labels["node"]
