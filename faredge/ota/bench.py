@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,24 +37,35 @@ class OtaRig:
     control: ControlClient
     socket: Path
     metrics_url: str
-    board: MqttDevice
+    boards: dict[str, MqttDevice]  # by device id, in the order given
     broker: MosquittoProcess
-    device: str
     log: Path
 
-    def show(self) -> dict[str, Any]:
-        device: dict[str, Any] = self.control.call({"op": "show", "id": self.device})["device"]
-        return device
+    @property
+    def device(self) -> str:
+        """The first board's id (most tests have one board)."""
+        return next(iter(self.boards))
 
-    def state(self) -> OtaState | None:
-        ota = self.show().get("ota")
+    @property
+    def board(self) -> MqttDevice:
+        return self.boards[self.device]
+
+    def show(self, device: str | None = None) -> dict[str, Any]:
+        shown: dict[str, Any] = self.control.call({"op": "show", "id": device or self.device})["device"]
+        return shown
+
+    def state(self, device: str | None = None) -> OtaState | None:
+        ota = self.show(device).get("ota")
         return None if ota is None else OtaState.from_json(ota)
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            text: str = resp.read().decode()
+        return text
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the bridge's /metrics (0 when absent)."""
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
-            text = resp.read().decode()
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(self.metrics_text()):
             for s in family.samples:
                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                     return float(s.value)
@@ -64,16 +75,20 @@ class OtaRig:
         return bytes.fromhex(self.control.call({"op": "ota_key", "id": self.device})["ota_key"])
 
     def update(self, app_dir: Path) -> int:
-        """Start the update; its release number."""
-        plan = self.control.call({"op": "update", "ids": [self.device], "app": str(app_dir)})
-        release: int = plan["devices"][0]["release"]
+        """Start the update of the first board; its release number."""
+        release: int = self.rollout(app_dir, [self.device])["devices"][0]["release"]
         return release
 
-    def wait_finished(self, release: int, timeout: float = 120.0) -> OtaState:
+    def rollout(self, app_dir: Path, ids: list[str] | None, **limits: int) -> dict[str, Any]:
+        """Start a rollout (ids None: every device); the bridge's plan."""
+        plan: dict[str, Any] = self.control.call({"op": "update", "ids": ids, "app": str(app_dir), **limits})
+        return plan
+
+    def wait_finished(self, release: int, timeout: float = 120.0, device: str | None = None) -> OtaState:
         """The update's end state (confirmed, rolled_back, failed) once the bridge recorded it."""
 
         def ended() -> OtaState | None:
-            s = self.state()
+            s = self.state(device)
             return s if s is not None and s.release == release and s.finished else None
 
         state: OtaState = wait_for(
@@ -82,13 +97,15 @@ class OtaRig:
         return state
 
     def wait_online(self, timeout: float = 60.0) -> None:
+        """Until every board is online."""
+
         def online() -> bool:
             try:
-                return bool(self.show()["online"])
+                return all(self.show(d)["online"] for d in self.boards)
             except FarEdgeError:  # not known yet
                 return False
 
-        wait_for(online, timeout=timeout, what=f"{self.device} online", interval=0.05)
+        wait_for(online, timeout=timeout, what="the boards online", interval=0.05)
 
 
 def _bridge_config(workdir: Path, port: int, password: str, metrics_port: int, socket: Path) -> Path:
@@ -111,14 +128,19 @@ def _bridge_config(workdir: Path, port: int, password: str, metrics_port: int, s
 
 
 @contextlib.contextmanager
-def ota_rig(workdir: Path, device: str = "ota-1", **board: Any) -> Iterator[OtaRig]:
-    """Everything started and the board online; stopped (broker last) on exit. `board` goes
-    into the virtual board's config (e.g. interval_ms)."""
+def ota_rig(
+    workdir: Path, devices: Sequence[str] = ("ota-1",), bad_keys: Sequence[str] = (), **board: Any
+) -> Iterator[OtaRig]:
+    """Everything started and the boards online; stopped (broker last) on exit. `board` goes
+    into every virtual board's config (e.g. interval_ms); the boards in `bad_keys` get a key that
+    is not theirs (they refuse every manifest)."""
     workdir.mkdir(parents=True, exist_ok=True)
     layout = BrokerLayout(workdir / "broker")
     port = free_port()
     password = init_broker(layout, private_settings(port))
-    provisioned = provision_device(layout, device, board="virtual", host="127.0.0.1", port=port)
+    provisioned = {
+        d: provision_device(layout, d, board="virtual", host="127.0.0.1", port=port) for d in devices
+    }
     broker = MosquittoProcess(layout, port)
     socket = Path("/tmp") / f"fe-ota-{uuid.uuid4().hex[:10]}.sock"  # unix socket paths stay short
     metrics_port = free_port()
@@ -136,12 +158,20 @@ def ota_rig(workdir: Path, device: str = "ota-1", **board: Any) -> Iterator[OtaR
         if proc.poll() is not None:
             raise FarEdgeError(f"the bridge exited: {log_path.read_text()[-2000:]}")
         control = ControlClient(socket)
-        key: str = control.call({"op": "ota_key", "id": device})["ota_key"]  # no birth needed for it
-        cfg = {"id": device, "interval_ms": 1000, **board, "mqtt": provisioned.config["mqtt"], "ota_key": key}
-        dev = stack.enter_context(MqttDevice(cfg, workdir / "board"))
-        rig = OtaRig(
-            control, socket, f"http://127.0.0.1:{metrics_port}/metrics", dev, broker, device, log_path
-        )
+        boards = {}
+        for d in devices:
+            key: str = control.call({"op": "ota_key", "id": d})["ota_key"]  # no birth needed for it
+            if d in bad_keys:
+                key = "00" * 32
+            cfg = {
+                "id": d,
+                "interval_ms": 1000,
+                **board,
+                "mqtt": provisioned[d].config["mqtt"],
+                "ota_key": key,
+            }
+            boards[d] = stack.enter_context(MqttDevice(cfg, workdir / f"board-{d}"))
+        rig = OtaRig(control, socket, f"http://127.0.0.1:{metrics_port}/metrics", boards, broker, log_path)
         rig.wait_online()
         yield rig
 

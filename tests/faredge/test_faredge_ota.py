@@ -11,6 +11,7 @@ import os
 import queue
 import random
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def make_app(root: Path, version: str, extra: int = 0, salt: int = 0) -> Path:
 
 @pytest.fixture
 def rig(node_host: Any, tmp_path: Path) -> Iterator[OtaRig]:
-    with ota_rig(tmp_path / "rig", device=f"o{uuid.uuid4().hex[:8]}") as r:
+    with ota_rig(tmp_path / "rig", devices=[f"o{uuid.uuid4().hex[:8]}"]) as r:
         yield r
 
 
@@ -165,6 +166,11 @@ def test_cli_update_confirms_on_the_board_and_devices_list_shows_it(rig: OtaRig,
     assert rig.metric("faredge_device_ota_state", device=rig.device, state="confirmed") == 1
     assert rig.metric("faredge_device_ota_state", device=rig.device, state="failed") == 0
     assert rig.metric("faredge_ota_bytes_total") == ota.total_bytes
+    if shutil.which("promtool"):
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=rig.metrics_text(), capture_output=True, text=True
+        )
+        assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
 
     first = ota.release
     app2 = make_app(tmp_path, "1.2.0")
@@ -283,7 +289,7 @@ def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tm
     seed = int(os.environ.get("OTA_SEED", str(random.randrange(1 << 30))))
     rng = random.Random(seed)
     releases: dict[int, Release] = {}
-    outcomes = []
+    outcomes: list[tuple[str, str]] = []
     for i in range(POWER_CUTS):
         stage = STAGES[i % len(STAGES)]
         version = f"3.0.{i}"  # and other code in every round: each one downloads ~40 KB
@@ -309,3 +315,31 @@ def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tm
     r = rig.update(app)  # and the next update, uncut, confirms
     assert rig.wait_finished(r).state == "confirmed"
     assert assert_runs_a_verified_release(rig, {**releases, r: released(app)}) == r
+
+
+def test_rollout_starts_with_a_canary_and_stops_when_it_fails(node_host: Any, tmp_path: Path) -> None:
+    """`update --all`: the canary (first id) refuses (its config holds another key), so the others
+    are never sent anything and end failed(stopped); a rollout to those two then confirms both,
+    one at a time."""
+    ids = ["a-canary", "b-dev", "c-dev"]
+    with ota_rig(tmp_path / "rig", devices=ids, bad_keys=["a-canary"]) as rig:
+        app = make_app(tmp_path, "4.0.0")
+        sock = ["devices", "--socket", str(rig.socket)]
+        result = CliRunner().invoke(main, [*sock, "update", "--all", "--app", str(app), "--timeout", "120"])
+        assert result.exit_code == 1, result.output
+        labels = {d: s.label() if (s := rig.state(d)) else None for d in ids}
+        assert labels == {
+            "a-canary": "failed(signature)",
+            "b-dev": "failed(stopped)",
+            "c-dev": "failed(stopped)",
+        }
+        for d in ("b-dev", "c-dev"):
+            assert not (rig.boards[d].flash / "ota.json").exists()
+            assert "4.0.0" not in rig.boards[d].console
+        plan = rig.rollout(app, ["b-dev", "c-dev"], parallel=1)
+        assert plan["canary"] == "b-dev"
+        ends = {p["id"]: rig.wait_finished(p["release"], device=p["id"]) for p in plan["devices"]}
+        assert {d: s.state for d, s in ends.items()} == {"b-dev": "confirmed", "c-dev": "confirmed"}
+        assert ends["b-dev"].since <= ends["c-dev"].since  # one at a time: the canary first
+        assert rig.metric("faredge_ota_updates_total", outcome="failed") == 3
+        assert rig.metric("faredge_ota_updates_total", outcome="confirmed") == 2
