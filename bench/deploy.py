@@ -12,6 +12,9 @@ pseudo-terminal), in the same run:
 - speedup: mpremote_s / deploy_s (goal ≥ 2).
 - deploy_no_boot_s / speedup_no_boot: the same first deploy with `boot=False` (files only, like
   mpremote's cp), on another fresh board.
+- deploy_cli_s / speedup_cli: the first deploy as a user runs it, `mlsysops devices flash PORT
+  --app DIR --config FILE` in its own process (an empty build cache), so its start-up counts as
+  mpremote's does in mpremote_s.
 - mpremote_plain_s: mpremote on a board that refuses raw-paste (the plain raw REPL, as before
   the virtual board served raw-paste; real boards older than MicroPython 1.14).
 - redeploy_unchanged_s: the same flash again, with the build cache the first one left (the
@@ -25,6 +28,7 @@ Each value is the best of `rounds` rounds (fresh boards each), since the machine
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -86,6 +90,21 @@ def mpremote_cp(board: VirtualBoard, app: Path) -> float:
     return elapsed
 
 
+def cli_flash(board: VirtualBoard, app: Path, root: Path) -> float:
+    cfg = root / f"{board.config['id']}.json"
+    cfg.write_text(json.dumps(board.config))
+    env = {**os.environ, "MLSYSOPS_CACHE_DIR": str(root / f"cache-{board.config['id']}")}
+    main = "import sys; from mlsysops.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", main, "devices", "flash", board.port, "--app", str(app)]
+    cmd += ["--config", str(cfg)]
+    t = time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
+    elapsed = time.monotonic() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"mlsysops devices flash failed: {res.stderr[-500:]}")
+    return elapsed
+
+
 def one_round(root: Path, app: Path, n: int) -> dict[str, float]:
     """Every measurement once, each on a fresh board."""
     got: dict[str, float] = {}
@@ -102,6 +121,7 @@ def one_round(root: Path, app: Path, n: int) -> dict[str, float]:
         ("mpremote_s", {}, lambda board: mpremote_cp(board, app)),
         ("deploy_no_boot_s", {}, lambda board: our_flash(board, app, root / f"cold-{n}", boot=False)[0]),
         ("mpremote_plain_s", {"raw_paste": False}, lambda board: mpremote_cp(board, app)),
+        ("deploy_cli_s", {}, lambda board: cli_flash(board, app, root)),
     ):
         b = fresh_board(root, f"{name}-{n}", **kw)
         try:
@@ -131,6 +151,8 @@ def main(rounds: int = 2) -> None:
                 "speedup": round(best["mpremote_s"] / best["deploy_s"], 2),
                 "deploy_no_boot_s": round(best["deploy_no_boot_s"], 3),
                 "speedup_no_boot": round(best["mpremote_s"] / best["deploy_no_boot_s"], 2),
+                "deploy_cli_s": round(best["deploy_cli_s"], 3),
+                "speedup_cli": round(best["mpremote_s"] / best["deploy_cli_s"], 2),
                 "mpremote_plain_s": round(best["mpremote_plain_s"], 3),
                 "redeploy_unchanged_s": round(best["redeploy_unchanged_s"], 3),
                 "redeploy_ratio": round(best["redeploy_unchanged_s"] / best["deploy_s"], 3),
