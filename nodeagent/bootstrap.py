@@ -289,9 +289,8 @@ def host_fs(config: AgentConfig) -> HostFS:
 
 
 def netlink_host(config: AgentConfig) -> NetPort | None:
-    """The netlink adapter, None when the network mechanism is disabled. pyroute2 is imported
-    only when a call needs netlink (nodeagent/host/lazynetlink.py): an idle agent without
-    shaping never pays its ~10 MiB."""
+    """The netlink adapter, None when the network mechanism is disabled; it opens netlink
+    sockets only when a call needs netlink (nodeagent/host/lazynetlink.py)."""
     if not config.mechanisms.get("network", MechanismConfig()).enabled:
         return None
     from nodeagent.host.lazynetlink import LazyNetlink

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nodeagent")
 
-NOISY_LIBRARIES = ("pyroute2", "asyncio", "grpc")
+NOISY_LIBRARIES = ("asyncio", "grpc")
 EX_CONFIG = 78  # sysexits.h: systemd shows it as a configuration problem, and does not loop on it
 
 #: flag → dotted config key it overrides

@@ -1,11 +1,11 @@
 """Import a package's submodules without running the package's `__init__`.
 
-Some libraries' `__init__` imports every API they have only to re-export the names: pyroute2's
-(ndb, ipdb, ipset, nftables, ...: 5 MiB) and prometheus_client's (its HTTP server, push
-gateway client, WSGI/ASGI apps, urllib, email, http.server: 3 MiB), where the agent needs a
-few submodules. `without_package_init(name)` registers the package so that those submodules
-import as usual while the `__init__` waits; whoever asks the package itself for one of its
-re-exported names gets the whole package then, as if it had been imported normally.
+Some libraries' `__init__` imports every API they have only to re-export the names, such as
+prometheus_client's (its HTTP server, push gateway client, WSGI/ASGI apps, urllib, email,
+http.server: 3 MiB), where the agent needs a few submodules. `without_package_init(name)`
+registers the package so that those submodules import as usual while the `__init__` waits;
+whoever asks the package itself for one of its re-exported names gets the whole package then,
+as if it had been imported normally.
 """
 
 from __future__ import annotations

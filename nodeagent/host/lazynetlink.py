@@ -1,17 +1,14 @@
-"""The netlink adapter, loaded when first needed: importing pyroute2 costs ~10 MiB of RSS.
+"""The netlink adapter, started when first needed.
 
-Any pyroute2 import runs its package `__init__` (ndb, cli, ...), so the agent imports
-nodeagent.host.netlink only when a call needs netlink: a network write, a read of qdiscs, the
-interfaces of a named namespace, or the kernel feature probe. Until then what needs no netlink
-is answered here: the named namespaces (files in the netns directory) and the interfaces of the
-agent's own namespace, from sysfs (`/sys/class/net`; the root qdisc is not in sysfs and shows as
-"" until netlink is loaded). `loaded` tells the network mechanism whether features were probed.
+The agent imports nodeagent.host.netlink and opens netlink sockets only when a call needs
+netlink: a network write, a read of qdiscs, the interfaces of a named namespace, or the kernel
+feature probe. Until then what needs no netlink is answered here: the named namespaces (files
+in the netns directory) and the interfaces of the agent's own namespace, from sysfs
+(`/sys/class/net`; the root qdisc is not in sysfs and shows as "" until netlink is loaded).
+`loaded` tells the network mechanism whether features were probed.
 
-When it is loaded, pyroute2's package `__init__` is skipped (host/lazyimport.py): it
-imports every pyroute2 API (ndb, ipdb, ipset, nftables, wireguard, ...) to re-export their
-names, and nothing else; the adapter imports the submodules it uses, and 4.3 MiB instead of
-9.8 MiB are loaded. Whoever asks the package for a name it would have exported gets the whole
-package then, as if imported normally.
+(The adapter once loaded pyroute2, 4-10 MiB of RSS; it now packs and decodes its few message
+kinds itself, tcwire.py, so loading it costs little.)
 """
 
 from __future__ import annotations
@@ -24,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from nodeagent.errors import HostError
-from nodeagent.host.lazyimport import without_package_init
 from nodeagent.host.netvalues import Feature, HtbClassParams, Link, RootState, TbfParams
 
 
 class LazyNetlink:
-    """NetPort that builds the pyroute2-backed NetlinkHost on the first call that needs it."""
+    """NetPort that builds the NetlinkHost on the first call that needs it."""
 
     def __init__(self, netns_dir: str = "/run/netns", sysfs_net: str = "/sys/class/net") -> None:
         self.netns_dir = netns_dir
@@ -44,8 +40,7 @@ class LazyNetlink:
     def _host(self) -> Any:
         with self._lock:
             if self._real is None:
-                without_package_init("pyroute2")
-                from nodeagent.host.netlink import NetlinkHost  # pyroute2, from now on
+                from nodeagent.host.netlink import NetlinkHost
 
                 self._real = NetlinkHost(self.netns_dir)
             return self._real

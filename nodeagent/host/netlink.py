@@ -1,27 +1,24 @@
 """Netlink adapter: namespaces, interfaces, qdiscs and classes, kernel feature probing.
 
-The only module importing pyroute2. It speaks kernel units (bytes/s, psched ticks) and leaves
-every decision (what to write, canonical spellings, ownership) to the network mechanism; it
-implements that mechanism's port (NetPort, over the plain values of netvalues.py) and turns
-NetlinkError/OSError into HostError.
+It speaks kernel units (bytes/s, psched ticks) and leaves every decision (what to write,
+canonical spellings, ownership) to the network mechanism; it implements that mechanism's port
+(NetPort, over the plain values of netvalues.py) and turns kernel refusals and OSError into
+HostError. The messages are packed and decoded by tcwire.py with `struct`, on plain
+NETLINK_ROUTE sockets. pyroute2 did this before: its codec spent 0.5 ms of CPU computing unsent
+rate tables per HTB class and about a millisecond decoding each dump (most of a profile apply's
+network time). It is still what probes kernel features (once, with the first network request;
+loaded then without its package __init__, host/lazyimport.py: 4.3 MiB instead of 9.8).
 
 Namespaces: a named namespace is a file in `netns_dir` (as `ip netns add` creates it). Sockets
-are opened inside it by a short-lived thread that setns()es and exits, which costs about a
-millisecond instead of pyroute2's forked helper process, and never moves the agent's own
-threads. One socket per namespace is cached and checked against the namespace file's inode on
-each use, so a namespace deleted and re-created under the same name is not served by a socket
-into the dead one. Feature probing runs in an anonymous namespace that lives only as long as
-its socket: nothing is mounted, nothing can be left behind, the host's interfaces are untouched.
+are opened inside it by a short-lived thread that setns()es and exits (about a millisecond),
+which never moves the agent's own threads. One socket per namespace is cached and checked
+against the namespace file's inode on each use, so a namespace deleted and re-created under the
+same name is not served by a socket into the dead one. Feature probing runs in an anonymous
+namespace that lives only as long as its socket: nothing is mounted, nothing can be left
+behind, the host's interfaces are untouched.
 
-Threads: every pyroute2 call runs on one worker thread owned by the adapter (see _on_worker),
-so callers may be threads or coroutines, and requests are serialised.
-
-What a profile apply does on every request goes through tcwire.py instead of pyroute2: tc
-writes (qdiscs and classes replaced or deleted), the interface lookups and the qdisc and class
-dumps of roots(). They are packed and decoded with `struct` on a plain netlink socket of their
-own into the same namespace (opened with the pyroute2 one, closed with it): pyroute2's codec
-spent 0.5 ms of CPU computing unsent rate tables per HTB class and about a millisecond decoding
-each dump. pyroute2 still lists links (inventory) and probes kernel features.
+Threads: every request runs on one worker thread owned by the adapter (see _on_worker), so
+callers may be threads or coroutines, and requests (and their sequence numbers) are serialised.
 
 Privileges: CAP_NET_ADMIN for tc changes; CAP_SYS_ADMIN for setns() into named namespaces and
 for the probe namespace (without it, features are reported as not probed); AF_NETLINK.
@@ -40,26 +37,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pyroute2.iproute import IPRoute  # a submodule: see lazynetlink.without_package_init
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import (
-    RTM_GETLINK,
-    RTM_NEWLINK,
-    RTM_NEWQDISC,
-    TC_H_ROOT,
-)
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.tcmsg import tcmsg
-
 from nodeagent.errors import HostError
 from nodeagent.host import tcwire
+from nodeagent.host.lazyimport import without_package_init
 from nodeagent.host.lazynetlink import list_namespaces
 from nodeagent.host.netvalues import Feature, HtbClassParams, Link, Qdisc, RootState, TbfParams
+from nodeagent.host.tcwire import TC_H_ROOT, NetlinkRefusal
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
-_REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,14 +85,9 @@ def _netns_socket(path: str | None) -> socket.socket:
     return box["sock"]
 
 
-def _open(path: str | None) -> IPRoute:
-    sock = _netns_socket(path)
-    return IPRoute(fileno=sock.detach(), ext_ack=True, groups=0)
-
-
-def _tc_socket(path: str | None) -> socket.socket:
-    """The socket tc writes use (tcwire): in the namespace at `path`, or the agent's own for
-    None; extended acks on (the kernel says why it refuses), capped (our request is not echoed)."""
+def _rtnl_socket(path: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket in the namespace at `path`, or the agent's own; extended acks on
+    (the kernel says why it refuses), capped (our request is not echoed back)."""
     own = functools.partial(socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
     sock = _netns_socket(path) if path else own()
     try:
@@ -119,28 +100,39 @@ def _tc_socket(path: str | None) -> socket.socket:
     return sock
 
 
-def _send_tc(sock: socket.socket, data: bytes, seq: int) -> None:
-    """Send one tc request and wait for its acknowledgement; NetlinkError when refused."""
+def _acknowledged(sock: socket.socket, data: bytes, seq: int) -> None:
+    """Send one request and wait for its acknowledgement; NetlinkRefusal when refused."""
     sock.send(data)
     while (answer := tcwire.acknowledgement(sock.recv(65536), seq)) is None:
         pass  # not ours (nothing else is sent on this socket): keep reading
     code, message = answer
     if code:
-        raise NetlinkError(code, message or None)
+        raise NetlinkRefusal(code, message)
 
 
-def _describe(exc: NetlinkError) -> str:
-    message = exc.args[1] if len(exc.args) > 1 and exc.args[1] else os.strerror(exc.code)
-    return f"{message} (errno {exc.code})"
+def _dumped(sock: socket.socket, data: bytes, seq: int, parse: Callable[[bytes, int], Any]) -> list[Any]:
+    """Send a dump request, gather what `parse` finds in each datagram until the dump ends."""
+    sock.send(data)
+    found: list[Any] = []
+    while True:
+        items, done, error = parse(sock.recv(1 << 16), seq)
+        found += items
+        if error:
+            raise NetlinkRefusal(error)
+        if done:
+            return found
+
+
+def _describe(exc: NetlinkRefusal) -> str:
+    return f"{exc.message or os.strerror(exc.code)} (errno {exc.code})"
 
 
 def _on_worker(method: Callable[Concatenate[NetlinkHost, P], R]) -> Callable[Concatenate[NetlinkHost, P], R]:
     """Run the method on the adapter's own thread.
 
-    pyroute2's synchronous API drives a private asyncio loop and fails with "This event loop
-    is already running" when called from a coroutine (e.g. a grpc.aio servicer), and its sockets
-    are best used from one thread. One worker thread gives both: callers in any context, and
-    netlink requests serialised (they take well under a millisecond each).
+    Callers may be threads or coroutines (a grpc.aio servicer); the sockets, the interface
+    indexes and the sequence numbers are used from one thread, and requests are serialised
+    (they take well under a millisecond each).
     """
 
     def call(self: NetlinkHost, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -157,12 +149,12 @@ def _on_worker(method: Callable[Concatenate[NetlinkHost, P], R]) -> Callable[Con
 
 
 class NetlinkHost:
-    """NetPort over pyroute2, safe to call from any thread or coroutine."""
+    """NetPort over netlink sockets, safe to call from any thread or coroutine."""
 
     def __init__(self, netns_dir: str = "/run/netns") -> None:
         self.netns_dir = netns_dir
-        self._conns: dict[str, tuple[tuple[int, int], IPRoute, socket.socket]] = {}
-        self._seq = 0  # of the last tc request sent (tcwire)
+        self._conns: dict[str, tuple[tuple[int, int], socket.socket]] = {}
+        self._seq = 0  # of the last request sent
         self._indexes: dict[tuple[str, str], int] = {}  # (netns, ifname) -> ifindex, as roots() saw it
         self._worker_ident = 0
         self._worker = ThreadPoolExecutor(1, "netlink", initializer=self._remember_worker)
@@ -177,7 +169,7 @@ class NetlinkHost:
             raise HostError(f"netns:{netns}", "not a namespace name", errno.EINVAL)
         return os.path.join(self.netns_dir, netns)
 
-    def _ipr(self, netns: str) -> IPRoute:
+    def _sock(self, netns: str) -> socket.socket:
         """The cached socket into `netns`, re-opened if the namespace file changed identity."""
         if netns:
             path = self._ns_path(netns)
@@ -194,16 +186,11 @@ class NetlinkHost:
             return cached[1]
         self._forget(netns)
         try:
-            ipr = _open(path or None) if netns else IPRoute(ext_ack=True, groups=0)
+            sock = _rtnl_socket(path or None)
         except OSError as exc:
             raise HostError(f"netns:{netns or '-'}", f"cannot open netlink: {exc}", exc.errno) from exc
-        try:
-            tc = _tc_socket(path or None)
-        except OSError as exc:
-            ipr.close()
-            raise HostError(f"netns:{netns or '-'}", f"cannot open netlink: {exc}", exc.errno) from exc
-        self._conns[netns] = (ident, ipr, tc)
-        return ipr
+        self._conns[netns] = (ident, sock)
+        return sock
 
     def _forget(self, netns: str) -> None:
         for known in [k for k in self._indexes if k[0] == netns]:
@@ -211,7 +198,6 @@ class NetlinkHost:
         cached = self._conns.pop(netns, None)
         if cached is not None:
             cached[1].close()
-            cached[2].close()
 
     def close(self) -> None:
         """Close every socket; later calls raise HostError."""
@@ -225,94 +211,57 @@ class NetlinkHost:
             self._forget(netns)
 
     @contextlib.contextmanager
-    def _session(self, netns: str, what: str) -> Iterator[IPRoute]:
+    def _session(self, netns: str, what: str) -> Iterator[socket.socket]:
         """Netlink calls on `netns`, with errors translated into HostError."""
         key = f"{netns or '-'}/{what}"
-        ipr = self._ipr(netns)
+        sock = self._sock(netns)
         try:
-            yield ipr
-        except NetlinkError as exc:
+            yield sock
+        except NetlinkRefusal as exc:
             raise HostError(key, _describe(exc), exc.code) from exc
         except OSError as exc:
             self._forget(netns)
             raise HostError(key, f"netlink socket failed: {exc}", exc.errno) from exc
 
-    def _index(self, netns: str, ifname: str) -> int:
-        """The interface's index as roots() last saw it (the network mechanism reads the roots
-        right before it writes them), else looked up: one RTM_GETLINK, which pyroute2 decodes
-        slowly, fewer per tc write."""
-        index = self._indexes.get((netns, ifname))
-        if index is None:
-            found = self._link_info(netns, ifname)
-            index = None if found is None else found.index
-            if index is None:
-                raise HostError(f"{netns or '-'}/{ifname}", "no such interface", errno.ENODEV)
-            self._indexes[(netns, ifname)] = index
-        return index
-
-    def _tc_request(self, netns: str, ifname: str, request: tcwire.TcRequest) -> None:
-        """`request` for `ifname` on the namespace's tc socket (open within a _session); when
-        the kernel no longer knows a remembered index (the interface was re-created since),
-        looked up again once."""
-        remembered = (netns, ifname) in self._indexes
-        try:
-            self._send(netns, request, self._index(netns, ifname))
-        except NetlinkError as exc:
-            if not remembered or exc.code != errno.ENODEV:
-                raise
-            self._indexes.pop((netns, ifname), None)
-            self._send(netns, request, self._index(netns, ifname))
-
-    def _send(self, netns: str, request: tcwire.TcRequest, index: int) -> None:
-        seq = self._next_seq()
-        _send_tc(self._conns[netns][2], request.encode(index, seq), seq)
-
     def _next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
         return self._seq
 
-    def _link_info(self, netns: str, ifname: str) -> tcwire.LinkInfo | None:
-        """One interface by name, on the tc socket (pyroute2 decoded every attribute of the
-        link, statistics included, for the five the agent reads); None when there is none."""
-        sock, seq = self._conns[netns][2], self._next_seq()
-        sock.send(tcwire.link_request(ifname, seq))
-        while (answer := tcwire.link_answer(sock.recv(1 << 16), seq)) is None:
-            pass
-        if isinstance(answer, int):
-            if answer == errno.ENODEV:
-                return None
-            raise NetlinkError(answer)
-        return answer
+    def _index(self, sock: socket.socket, netns: str, ifname: str) -> int:
+        """The interface's index as roots() last saw it (the network mechanism reads the roots
+        right before it writes them), else looked up: one RTM_GETLINK fewer per tc write."""
+        index = self._indexes.get((netns, ifname))
+        if index is None:
+            found = _link_info(sock, ifname, self._next_seq())
+            if found is None:
+                raise HostError(f"{netns or '-'}/{ifname}", "no such interface", errno.ENODEV)
+            index = self._indexes[(netns, ifname)] = found.index
+        return index
 
-    def _root_qdiscs(self, netns: str) -> list[tcwire.DumpedQdisc]:
-        """Every qdisc of the namespace, dumped on the tc socket."""
-        sock, seq = self._conns[netns][2], self._next_seq()
-        sock.send(tcwire.qdisc_dump(seq))
-        found: list[tcwire.DumpedQdisc] = []
-        while True:
-            qdiscs, done, error = tcwire.dumped_qdiscs(sock.recv(1 << 16), seq)
-            found += qdiscs
-            if error:
-                raise NetlinkError(error)
-            if done:
-                return found
+    def _tc_request(self, sock: socket.socket, netns: str, ifname: str, request: tcwire.TcRequest) -> None:
+        """`request` for `ifname`; when the kernel no longer knows a remembered index (the
+        interface was re-created since), looked up again once."""
+        remembered = (netns, ifname) in self._indexes
+        try:
+            seq = self._next_seq()
+            _acknowledged(sock, request.encode(self._index(sock, netns, ifname), seq), seq)
+        except NetlinkRefusal as exc:
+            if not remembered or exc.code != errno.ENODEV:
+                raise
+            self._indexes.pop((netns, ifname), None)
+            seq = self._next_seq()
+            _acknowledged(sock, request.encode(self._index(sock, netns, ifname), seq), seq)
 
-    def _htb_classes(self, netns: str, index: int, major: int) -> tuple[HtbClassParams, ...]:
-        """The HTB classes below `major`: on the tc socket, decoded by tcwire (pyroute2 took
-        about a millisecond of CPU to decode the four classes of a small tree)."""
-        sock, seq = self._conns[netns][2], self._next_seq()
-        sock.send(tcwire.class_dump(index, seq))
-        found: list[HtbClassParams] = []
-        while True:
-            part = tcwire.dumped_classes(sock.recv(1 << 16), seq)
-            found += [
-                c.htb for c in part.classes
-                if c.index == index and c.handle >> 16 == major and c.htb is not None
-            ]
-            if part.error:
-                raise NetlinkError(part.error)
-            if part.done:
-                return tuple(sorted(found, key=lambda c: c.minor))
+    def _htb_classes(self, sock: socket.socket, index: int, major: int) -> tuple[HtbClassParams, ...]:
+        """The HTB classes below `major` of interface `index` (the kernel dumps only its own)."""
+        def parse(data: bytes, seq: int) -> tuple[list[tcwire.DumpedClass], bool, int]:
+            part = tcwire.dumped_classes(data, seq)
+            return list(part.classes), part.done, part.error
+
+        seq = self._next_seq()
+        dumped: list[tcwire.DumpedClass] = _dumped(sock, tcwire.class_dump(index, seq), seq, parse)
+        found = [c.htb for c in dumped if c.index == index and c.handle >> 16 == major and c.htb]
+        return tuple(sorted(found, key=lambda c: c.minor))
 
     # ------------------------------------------------------------ reading
 
@@ -321,71 +270,69 @@ class NetlinkHost:
 
     @_on_worker
     def links(self, netns: str) -> list[Link]:
-        with self._session(netns, "links") as ipr:
-            return sorted((_link(msg, netns) for msg in ipr.get_links()), key=lambda link: link.index)
+        with self._session(netns, "links") as sock:
+            seq = self._next_seq()
+            infos: list[tcwire.LinkInfo] = _dumped(sock, tcwire.link_dump(seq), seq, tcwire.dumped_links)
+            return sorted((_link(info, netns) for info in infos), key=lambda link: link.index)
 
     @_on_worker
     def roots(self, netns: str, ifnames: Sequence[str], htb_major: int | None) -> dict[str, RootState]:
-        with self._session(netns, "roots"):
+        with self._session(netns, "roots") as sock:
             links: dict[int, Link] = {}
             for name in dict.fromkeys(ifnames):
-                info = self._link_info(netns, name)
+                info = _link_info(sock, name, self._next_seq())
                 self._indexes.pop((netns, name), None)
                 if info is not None:
-                    links[info.index] = Link(
-                        info.name, netns, info.index, info.operstate, info.mtu, info.qdisc
-                    )
+                    links[info.index] = _link(info, netns)
                     self._indexes[(netns, name)] = info.index
             if not links:
                 return {}
+            seq = self._next_seq()
+            request = tcwire.qdisc_dump(seq)
+            dumped: list[tcwire.DumpedQdisc] = _dumped(sock, request, seq, tcwire.dumped_qdiscs)
             qdiscs = {
                 q.index: Qdisc(q.kind, q.handle, q.params)
-                for q in self._root_qdiscs(netns)
+                for q in dumped
                 if q.index in links and q.parent == TC_H_ROOT
             }
             out: dict[str, RootState] = {}
             for index, link in links.items():
                 qdisc = qdiscs.get(index)
                 ours = qdisc is not None and qdisc.kind == "htb" and qdisc.handle >> 16 == htb_major
-                classes = self._htb_classes(netns, index, qdisc.handle >> 16) if ours and qdisc else ()
+                classes = self._htb_classes(sock, index, qdisc.handle >> 16) if ours and qdisc else ()
                 out[link.name] = RootState(link, qdisc, classes)
             return out
 
     # ------------------------------------------------------------ writing
 
-    def _request(self, ipr: IPRoute, msg: Any, msg_type: int, flags: int) -> None:
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags
-        ipr.nlm_request_batch([msg])
-
     @_on_worker
     def replace_htb_root(self, netns: str, ifname: str, major: int, default_minor: int) -> None:
-        with self._session(netns, f"{ifname}/root"):
-            self._tc_request(netns, ifname, tcwire.htb_root(major, default_minor))
+        with self._session(netns, f"{ifname}/root") as sock:
+            self._tc_request(sock, netns, ifname, tcwire.htb_root(major, default_minor))
 
     @_on_worker
     def replace_htb_class(self, netns: str, ifname: str, major: int, params: HtbClassParams) -> None:
-        with self._session(netns, f"{ifname}/class {major:x}:{params.minor:x}"):
-            self._tc_request(netns, ifname, tcwire.htb_class(major, params))
+        with self._session(netns, f"{ifname}/class {major:x}:{params.minor:x}") as sock:
+            self._tc_request(sock, netns, ifname, tcwire.htb_class(major, params))
 
     @_on_worker
     def delete_htb_class(self, netns: str, ifname: str, major: int, minor: int) -> None:
-        with self._session(netns, f"{ifname}/class {major:x}:{minor:x}"):
+        with self._session(netns, f"{ifname}/class {major:x}:{minor:x}") as sock:
             try:
-                self._tc_request(netns, ifname, tcwire.delete_class(major, minor))
-            except NetlinkError as exc:
+                self._tc_request(sock, netns, ifname, tcwire.delete_class(major, minor))
+            except NetlinkRefusal as exc:
                 if exc.code != errno.ENOENT:
                     raise
 
     @_on_worker
     def replace_tbf_root(self, netns: str, ifname: str, major: int, params: TbfParams) -> None:
-        with self._session(netns, f"{ifname}/root"):
-            self._tc_request(netns, ifname, tcwire.tbf_root(major, params))
+        with self._session(netns, f"{ifname}/root") as sock:
+            self._tc_request(sock, netns, ifname, tcwire.tbf_root(major, params))
 
     @_on_worker
     def delete_root(self, netns: str, ifname: str, handle: int) -> None:
-        with self._session(netns, f"{ifname}/root"):
-            self._tc_request(netns, ifname, tcwire.delete_root(handle))
+        with self._session(netns, f"{ifname}/root") as sock:
+            self._tc_request(sock, netns, ifname, tcwire.delete_root(handle))
 
     # ------------------------------------------------------------ probing
 
@@ -396,46 +343,80 @@ class NetlinkHost:
         Only "unknown kind" counts as unsupported: any other refusal (EINVAL for missing
         options, EOPNOTSUPP for mq on a single-queue device) proves the kernel knows the kind.
         """
+        without_package_init("pyroute2")
+        from pyroute2.iproute import IPRoute  # a submodule: see host/lazyimport.py
+
         try:
-            ipr = _open(None)
+            ipr = IPRoute(fileno=_netns_socket(None).detach(), ext_ack=True, groups=0)
         except OSError as exc:
             reason = f"not probed: cannot create a probe namespace (CAP_SYS_ADMIN?): {exc}"
             names = [f"qdisc/{k}" for k in qdisc_kinds] + [f"link/{k}" for k in link_kinds]
             return [Feature(name, False, reason, probed=False) for name in names]
         try:
-            links = [_probe(f"link/{k}", functools.partial(self._try_link, ipr, k)) for k in link_kinds]
-            index = self._probe_device(ipr)
-            qdiscs = [
-                _probe(f"qdisc/{k}", functools.partial(self._try_qdisc, ipr, index, k)) for k in qdisc_kinds
-            ]
+            links = [_probe(f"link/{k}", functools.partial(_try_link, ipr, k)) for k in link_kinds]
+            index = _probe_device(ipr)
+            qdiscs = [_probe(f"qdisc/{k}", functools.partial(_try_qdisc, ipr, index, k)) for k in qdisc_kinds]
             return qdiscs + links
         finally:
             ipr.close()  # the namespace dies with its last socket
 
-    def _probe_device(self, ipr: IPRoute) -> int:
-        """A veth (multi-queue, like real NICs) when the kernel has veth, else loopback."""
-        try:
-            ipr.link("add", ifname="probe0", kind="veth", peer="probe1")
-            return _lookup(ipr, "probe0") or 1
-        except NetlinkError:
-            return 1
 
-    def _try_qdisc(self, ipr: IPRoute, index: int, kind: str) -> None:
-        self._request(ipr, _tc(index, 0, TC_H_ROOT, kind), RTM_NEWQDISC, _REPLACE)
+def _probe_device(ipr: Any) -> int:
+    """A veth (multi-queue, like real NICs) when the kernel has veth, else loopback."""
+    from pyroute2.netlink.exceptions import NetlinkError
 
-    def _try_link(self, ipr: IPRoute, kind: str) -> None:
-        msg = ifinfmsg()
-        msg["attrs"] = [
-            ["IFLA_IFNAME", f"p{kind}"[:15]],
-            ["IFLA_LINKINFO", {"attrs": [["IFLA_INFO_KIND", kind]]}],
-        ]
-        self._request(ipr, msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+    try:
+        ipr.link("add", ifname="probe0", kind="veth", peer="probe1")
+    except NetlinkError:
+        return 1
+    return next(iter(ipr.link_lookup(ifname="probe0")), 1)
+
+
+def _try_qdisc(ipr: Any, index: int, kind: str) -> None:
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_NEWQDISC
+    from pyroute2.netlink.rtnl.tcmsg import tcmsg
+
+    msg = tcmsg()
+    msg["family"] = socket.AF_UNSPEC
+    msg["index"] = index
+    msg["parent"] = TC_H_ROOT
+    msg["attrs"] = [["TCA_KIND", kind]]
+    msg["header"]["type"] = RTM_NEWQDISC
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    _as_refusal(ipr.nlm_request_batch, [msg])
+
+
+def _try_link(ipr: Any, kind: str) -> None:
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_NEWLINK
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["attrs"] = [
+        ["IFLA_IFNAME", f"p{kind}"[:15]],
+        ["IFLA_LINKINFO", {"attrs": [["IFLA_INFO_KIND", kind]]}],
+    ]
+    msg["header"]["type"] = RTM_NEWLINK
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
+    _as_refusal(ipr.nlm_request_batch, [msg])
+
+
+def _as_refusal(call: Callable[[Any], Any], arg: Any) -> None:
+    """pyroute2's NetlinkError as the NetlinkRefusal the rest of the adapter raises."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        call(arg)
+    except NetlinkError as exc:
+        message = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else ""
+        raise NetlinkRefusal(exc.code, message) from exc
 
 
 def _probe(name: str, attempt: Callable[[], None]) -> Feature:
     try:
         attempt()
-    except NetlinkError as exc:
+    except NetlinkRefusal as exc:
         kind, _, what = name.partition("/")
         if kind == "qdisc" and exc.code == errno.ENOENT:
             return Feature(
@@ -450,45 +431,17 @@ def _probe(name: str, attempt: Callable[[], None]) -> Feature:
     return Feature(name, True)
 
 
-def _get_link(ipr: IPRoute, ifname: str) -> Any:
-    """The RTM_NEWLINK message of one interface (None if there is none), by one request.
-
-    Deliberately without NLM_F_ACK: pyroute2's link_lookup() asks for an ACK but stops at the
-    reply, so every ACK lands in the socket's orphan queue and stays there (a leak of ~1 KiB
-    per lookup in a long-running agent).
-    """
-    try:
-        replies = ipr.link((RTM_GETLINK, NLM_F_REQUEST), ifname=ifname)
-    except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
+def _link_info(sock: socket.socket, ifname: str, seq: int) -> tcwire.LinkInfo | None:
+    """One interface by name (RTM_GETLINK without an ack); None when there is none."""
+    sock.send(tcwire.link_request(ifname, seq))
+    while (answer := tcwire.link_answer(sock.recv(1 << 16), seq)) is None:
+        pass
+    if isinstance(answer, int):
+        if answer == errno.ENODEV:
             return None
-        raise
-    return replies[0] if replies else None
+        raise NetlinkRefusal(answer)
+    return answer
 
 
-def _lookup(ipr: IPRoute, ifname: str) -> int | None:
-    msg = _get_link(ipr, ifname)
-    return None if msg is None else int(msg["index"])
-
-
-def _link(msg: Any, netns: str) -> Link:
-    return Link(
-        name=str(msg.get_attr("IFLA_IFNAME")),
-        netns=netns,
-        index=int(msg["index"]),
-        state=str(msg.get_attr("IFLA_OPERSTATE") or "unknown").lower(),
-        mtu=int(msg.get_attr("IFLA_MTU") or 0),
-        root_qdisc=str(msg.get_attr("IFLA_QDISC") or ""),
-    )
-
-
-def _tc(index: int, handle: int, parent: int, kind: str | None, options: Any = None) -> Any:
-    msg = tcmsg()
-    msg["family"] = socket.AF_UNSPEC
-    msg["index"] = index
-    msg["handle"] = handle
-    msg["parent"] = parent
-    msg["attrs"] = [["TCA_KIND", kind]] if kind else []
-    if options is not None:
-        msg["attrs"].append(["TCA_OPTIONS", options])
-    return msg
+def _link(info: tcwire.LinkInfo, netns: str) -> Link:
+    return Link(info.name, netns, info.index, info.operstate, info.mtu, info.qdisc)

@@ -1,9 +1,10 @@
 """What the network mechanism needs from netlink: one Protocol over the host's plain values.
 
-The real implementation is nodeagent.host.netlink.NetlinkHost (the only module importing
-pyroute2), built by the agent's bootstrap and handed in through MechanismContext.netlink; unit
-tests pass an in-memory fake. The values (nodeagent.host.netvalues) carry the kernel's own units
-(bytes/s, psched ticks, bytes) so the pure model in tcmodel.py alone decides spellings and rounding.
+The real implementation is nodeagent.host.netlink.NetlinkHost (netlink sockets, messages
+packed by nodeagent.host.tcwire), built by the agent's bootstrap and handed in through
+MechanismContext.netlink; unit tests pass an in-memory fake. The values
+(nodeagent.host.netvalues) carry the kernel's own units (bytes/s, psched ticks, bytes) so the
+pure model in tcmodel.py alone decides spellings and rounding.
 
 A namespace is named as `ip netns` names it; "" is the agent's own namespace.
 

@@ -1,6 +1,6 @@
 """Issue 11, defect 8: an idle agent does not load pyroute2 (~10 MiB) nor the network
 mechanism's profile model (tc units and trees, fractions and decimal under them); a network
-request does."""
+request does (pyroute2 for the kernel feature probe, once)."""
 
 from __future__ import annotations
 

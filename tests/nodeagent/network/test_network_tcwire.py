@@ -143,7 +143,7 @@ def test_a_class_dump_reads_back_what_was_written_64_bit_rates_too(veth_netns: A
             host.replace_htb_class(veth_netns.name, veth_netns.a, 0x10, params)
         assert host.roots(veth_netns.name, [veth_netns.a], 0x10)[veth_netns.a].classes == tuple(sent)
         assert host.roots(veth_netns.name, [veth_netns.a], 0x11)[veth_netns.a].classes == ()
-        sock = host._conns[veth_netns.name][2]
+        sock = host._conns[veth_netns.name][1]
         index = host._indexes[(veth_netns.name, veth_netns.a)]
         sock.send(tcwire.class_dump(index, 99))
         raw = sock.recv(1 << 16)
@@ -181,7 +181,7 @@ def test_links_and_qdiscs_decode_as_pyroute2_decodes_the_same_datagrams(veth_net
         tbf = TbfParams(rate=2_500_000, buffer=160_000, limit=300_000)
         host.replace_tbf_root(veth_netns.name, veth_netns.a, 3, tbf)
         host.replace_htb_root(veth_netns.name, veth_netns.b, 4, 9)
-        sock = host._conns[veth_netns.name][2]
+        sock = host._conns[veth_netns.name][1]
         for seq, name in enumerate((veth_netns.a, veth_netns.b, "lo"), start=500):
             sock.send(tcwire.link_request(name, seq))
             raw = sock.recv(1 << 16)
