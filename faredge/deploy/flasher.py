@@ -120,15 +120,17 @@ def flash(
     """Deploy `options.app_dir` to the board on `channel` (already open)."""
     progress = progress or NoProgress()
     cache = BuildCache(options.cache_dir)
-    check_app(options.app_dir, cache)
     t0 = clock()
     reader = Reader(channel, clock)
     cfg = config_entry(options.config)
-    running = (
-        running_birth(reader, options.ask_timeout, clock) if options.boot and options.ask_running else None
-    )
-    guess = _running_target(running, options)
     with ThreadPoolExecutor(max_workers=1) as pool:
+        # The running firmware is asked (a SYNC frame, which changes nothing on the board) while
+        # the app is checked; the board is interrupted only once the app passed.
+        checked = pool.submit(check_app, options.app_dir, cache)
+        ask = options.boot and options.ask_running
+        running = running_birth(reader, options.ask_timeout, clock) if ask else None
+        checked.result()
+        guess = _running_target(running, options)
         # Built for the target the running firmware reported, while the board is interrupted
         # and probed; the probe's target is the one that counts (rebuilt if it differs).
         early = pool.submit(_build, options, guess, cache) if guess is not None else None
