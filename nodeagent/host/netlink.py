@@ -254,12 +254,9 @@ class NetlinkHost:
 
     def _htb_classes(self, sock: socket.socket, index: int, major: int) -> tuple[HtbClassParams, ...]:
         """The HTB classes below `major` of interface `index` (the kernel dumps only its own)."""
-        def parse(data: bytes, seq: int) -> tuple[list[tcwire.DumpedClass], bool, int]:
-            part = tcwire.dumped_classes(data, seq)
-            return list(part.classes), part.done, part.error
-
         seq = self._next_seq()
-        dumped: list[tcwire.DumpedClass] = _dumped(sock, tcwire.class_dump(index, seq), seq, parse)
+        request = tcwire.class_dump(index, seq)
+        dumped: list[tcwire.DumpedClass] = _dumped(sock, request, seq, tcwire.dumped_classes)
         found = [c.htb for c in dumped if c.index == index and c.handle >> 16 == major and c.htb]
         return tuple(sorted(found, key=lambda c: c.minor))
 

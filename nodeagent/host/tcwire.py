@@ -19,9 +19,13 @@ tc_tbf_qopt, nlmsgerr.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nodeagent.host.netvalues import HtbClassParams, TbfParams
+
+T = TypeVar("T")
 
 RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTCLASS, RTM_DELTCLASS = 36, 37, 40, 41
 NLMSG_ERROR = 2
@@ -173,42 +177,40 @@ class DumpedClass:
     htb: HtbClassParams | None
 
 
-@dataclass(frozen=True)
-class DumpPart:
-    """What one datagram of a dump answering `seq` held."""
-
-    classes: tuple[DumpedClass, ...]
-    done: bool  # NLMSG_DONE, or an error, came
-    error: int = 0  # errno the kernel answered with, 0 for none
+#: What one datagram of a dump holds: the items decoded, whether the dump ended (NLMSG_DONE
+#: or an error came), and the errno the kernel answered with (0 for none).
+DumpPart = tuple[list[T], bool, int]
 
 
 def class_dump(index: int, seq: int) -> bytes:
     """RTM_GETTCLASS for the classes of interface `index` (the kernel dumps only those)."""
-    body = _TCMSG.pack(0, 0, 0, index, 0, 0, 0)
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETTCLASS, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return _dump_request(RTM_GETTCLASS, _TCMSG.pack(0, 0, 0, index, 0, 0, 0), seq)
+
+
+def dumped_classes(data: bytes, seq: int) -> DumpPart[DumpedClass]:
+    """The classes in one datagram of the dump answering `seq`."""
+    return _dump_part(data, seq, RTM_NEWTCLASS, _TCMSG.size, _dumped_class)
+
+
+def _dump_request(msg_type: int, body: bytes, seq: int) -> bytes:
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
 
 
-def dumped_classes(data: bytes, seq: int) -> DumpPart:
-    """The classes in one datagram of the dump answering `seq` (messages of other sequence
-    numbers are skipped)."""
-    classes: list[DumpedClass] = []
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, msg_type, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            break
-        body = data[offset + _NLMSGHDR.size : offset + length]
-        offset += _align(length)
-        if msg_seq != seq:
-            continue
-        if msg_type == NLMSG_DONE:
-            return DumpPart(tuple(classes), True)
-        if msg_type == NLMSG_ERROR:
-            return DumpPart(tuple(classes), True, -_NLMSGERR.unpack_from(body)[0])
-        if msg_type == RTM_NEWTCLASS and len(body) >= _TCMSG.size:
-            classes.append(_dumped_class(body))
-    return DumpPart(tuple(classes), False)
+def _dump_part(
+    data: bytes, seq: int, msg_type: int, min_size: int, decode: Callable[[bytes], T]
+) -> DumpPart[T]:
+    """The `msg_type` messages answering `seq` in one datagram of a dump, decoded (messages of
+    other sequence numbers are skipped)."""
+    found: list[T] = []
+    for kind, body in _messages(data, seq):
+        if kind == NLMSG_DONE:
+            return found, True, 0
+        if kind == NLMSG_ERROR:
+            return found, True, -_NLMSGERR.unpack_from(body)[0]
+        if kind == msg_type and len(body) >= min_size:
+            found.append(decode(body))
+    return found, False, 0
 
 
 def _dumped_class(body: bytes) -> DumpedClass:
@@ -305,26 +307,19 @@ def _link_info(body: bytes) -> LinkInfo:
 
 def qdisc_dump(seq: int) -> bytes:
     """RTM_GETQDISC for every qdisc of the namespace (the kernel dumps all devices)."""
-    body = _TCMSG.pack(0, 0, 0, 0, 0, 0, 0)
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-    return header + body
+    return _dump_request(RTM_GETQDISC, _TCMSG.pack(0, 0, 0, 0, 0, 0, 0), seq)
 
 
-def dumped_qdiscs(data: bytes, seq: int) -> tuple[list[DumpedQdisc], bool, int]:
-    """(qdiscs, done, errno) of one datagram of the dump answering `seq`."""
-    found: list[DumpedQdisc] = []
-    for msg_type, body in _messages(data, seq):
-        if msg_type == NLMSG_DONE:
-            return found, True, 0
-        if msg_type == NLMSG_ERROR:
-            return found, True, -_NLMSGERR.unpack_from(body)[0]
-        if msg_type == RTM_NEWQDISC and len(body) >= _TCMSG.size:
-            _f, _p1, _p2, index, handle, parent, _info = _TCMSG.unpack_from(body)
-            attrs = _attrs(body, _TCMSG.size)
-            kind = _text(attrs.get(TCA_KIND))
-            params = _qdisc_params(kind, attrs.get(TCA_OPTIONS))
-            found.append(DumpedQdisc(index, handle, parent, kind, params))
-    return found, False, 0
+def dumped_qdiscs(data: bytes, seq: int) -> DumpPart[DumpedQdisc]:
+    """The qdiscs in one datagram of the dump answering `seq`."""
+    return _dump_part(data, seq, RTM_NEWQDISC, _TCMSG.size, _dumped_qdisc)
+
+
+def _dumped_qdisc(body: bytes) -> DumpedQdisc:
+    _f, _p1, _p2, index, handle, parent, _info = _TCMSG.unpack_from(body)
+    attrs = _attrs(body, _TCMSG.size)
+    kind = _text(attrs.get(TCA_KIND))
+    return DumpedQdisc(index, handle, parent, kind, _qdisc_params(kind, attrs.get(TCA_OPTIONS)))
 
 
 def _qdisc_params(kind: str, options: bytes | None) -> dict[str, int]:
@@ -368,19 +363,9 @@ class NetlinkRefusal(Exception):
 
 def link_dump(seq: int) -> bytes:
     """RTM_GETLINK for every interface of the namespace."""
-    body = _IFINFOMSG.pack(0, 0, 0, 0, 0, 0)
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-    return header + body
+    return _dump_request(RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0, 0), seq)
 
 
-def dumped_links(data: bytes, seq: int) -> tuple[list[LinkInfo], bool, int]:
-    """(links, done, errno) of one datagram of the dump answering `seq`."""
-    found: list[LinkInfo] = []
-    for msg_type, body in _messages(data, seq):
-        if msg_type == NLMSG_DONE:
-            return found, True, 0
-        if msg_type == NLMSG_ERROR:
-            return found, True, -_NLMSGERR.unpack_from(body)[0]
-        if msg_type == RTM_NEWLINK and len(body) >= _IFINFOMSG.size:
-            found.append(_link_info(body))
-    return found, False, 0
+def dumped_links(data: bytes, seq: int) -> DumpPart[LinkInfo]:
+    """The links in one datagram of the dump answering `seq`."""
+    return _dump_part(data, seq, RTM_NEWLINK, _IFINFOMSG.size, _link_info)

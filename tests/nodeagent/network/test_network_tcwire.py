@@ -147,15 +147,15 @@ def test_a_class_dump_reads_back_what_was_written_64_bit_rates_too(veth_netns: A
         index = host._indexes[(veth_netns.name, veth_netns.a)]
         sock.send(tcwire.class_dump(index, 99))
         raw = sock.recv(1 << 16)
-        part = tcwire.dumped_classes(raw, 99)
-        if not part.done:
-            assert tcwire.dumped_classes(sock.recv(1 << 16), 99).done
+        classes, done, _ = tcwire.dumped_classes(raw, 99)
+        if not done:
+            assert tcwire.dumped_classes(sock.recv(1 << 16), 99)[1]
         ipr = IPRoute()
         try:
             theirs = [m for m in ipr.marshal.parse(raw) if m["header"]["type"] == tcwire.RTM_NEWTCLASS]
         finally:
             ipr.close()
-        assert [(c.index, c.handle, c.kind) for c in part.classes] == [
+        assert [(c.index, c.handle, c.kind) for c in classes] == [
             (m["index"], m["handle"], m.get_attr("TCA_KIND")) for m in theirs
         ]
     finally:
@@ -165,9 +165,9 @@ def test_a_class_dump_reads_back_what_was_written_64_bit_rates_too(veth_netns: A
 def test_a_dump_ends_with_done_or_an_error_and_skips_other_sequences() -> None:
     done = struct.pack("=IHHIIi", 20, tcwire.NLMSG_DONE, 2, 8, 0, 0)
     error = struct.pack("=IHHIIi", 36, tcwire.NLMSG_ERROR, 0, 8, 0, -19) + b"\0" * 16
-    assert tcwire.dumped_classes(done, 8) == tcwire.DumpPart((), True)
-    assert tcwire.dumped_classes(done, 9) == tcwire.DumpPart((), False)
-    assert tcwire.dumped_classes(error, 8) == tcwire.DumpPart((), True, 19)
+    assert tcwire.dumped_classes(done, 8) == ([], True, 0)
+    assert tcwire.dumped_classes(done, 9) == ([], False, 0)
+    assert tcwire.dumped_qdiscs(error, 8) == ([], True, 19)
 
 
 def test_links_and_qdiscs_decode_as_pyroute2_decodes_the_same_datagrams(veth_netns: Any) -> None:
