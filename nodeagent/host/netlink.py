@@ -6,8 +6,8 @@ canonical spellings, ownership) to the network mechanism; it implements that mec
 HostError. The messages are packed and decoded by tcwire.py with `struct`, on plain
 NETLINK_ROUTE sockets. pyroute2 did this before: its codec spent 0.5 ms of CPU computing unsent
 rate tables per HTB class and about a millisecond decoding each dump (most of a profile apply's
-network time). It is still what probes kernel features (once, with the first network request;
-loaded then without its package __init__, host/lazyimport.py: 4.3 MiB instead of 9.8).
+network time). It is still what probes kernel features, once, with the first network request,
+in a child interpreter (probe_in_child): it never enters the daemon's memory.
 
 Namespaces: a named namespace is a file in `netns_dir` (as `ip netns add` creates it). Sockets
 are opened inside it by a short-lived thread that setns()es and exits (about a millisecond),
@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from nodeagent.errors import HostError
@@ -335,27 +340,68 @@ class NetlinkHost:
 
     @_on_worker
     def probe_features(self, qdisc_kinds: Sequence[str], link_kinds: Sequence[str]) -> list[Feature]:
-        """Try each kind in a fresh anonymous namespace; ENOENT/EOPNOTSUPP mean "kernel lacks it".
+        """Try each kind in a fresh anonymous namespace, in a child interpreter (probe_in_child)."""
+        return probe_in_child(qdisc_kinds, link_kinds)
 
-        Only "unknown kind" counts as unsupported: any other refusal (EINVAL for missing
-        options, EOPNOTSUPP for mq on a single-queue device) proves the kernel knows the kind.
-        """
-        without_package_init("pyroute2")
-        from pyroute2.iproute import IPRoute  # a submodule: see host/lazyimport.py
 
-        try:
-            ipr = IPRoute(fileno=_netns_socket(None).detach(), ext_ack=True, groups=0)
-        except OSError as exc:
-            reason = f"not probed: cannot create a probe namespace (CAP_SYS_ADMIN?): {exc}"
-            names = [f"qdisc/{k}" for k in qdisc_kinds] + [f"link/{k}" for k in link_kinds]
-            return [Feature(name, False, reason, probed=False) for name in names]
-        try:
-            links = [_probe(f"link/{k}", functools.partial(_try_link, ipr, k)) for k in link_kinds]
-            index = _probe_device(ipr)
-            qdiscs = [_probe(f"qdisc/{k}", functools.partial(_try_qdisc, ipr, index, k)) for k in qdisc_kinds]
-            return qdiscs + links
-        finally:
-            ipr.close()  # the namespace dies with its last socket
+#: The probe child's whole run (an interpreter start, pyroute2's import, a few requests).
+PROBE_TIMEOUT_S = 60.0
+
+
+def probe_in_child(qdisc_kinds: Sequence[str], link_kinds: Sequence[str]) -> list[Feature]:
+    """The kernel features, probed by a child interpreter that runs probe_main().
+
+    The probe is the agent's one use of pyroute2 and runs once, with the first network request:
+    in a child, pyroute2 (4.3 MiB of RSS even without its package __init__) never enters the
+    daemon, and the child's memory is the kernel's again when it exits. A child that cannot run
+    or fails reports every feature as not probed, with the reason."""
+    names = [f"qdisc/{k}" for k in qdisc_kinds] + [f"link/{k}" for k in link_kinds]
+    package_root = str(Path(__file__).resolve().parents[2])  # where `nodeagent` is importable from
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    request = json.dumps({"qdiscs": list(qdisc_kinds), "links": list(link_kinds)})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from nodeagent.host.netlink import probe_main; probe_main()"],
+            input=request, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        if done.returncode != 0:
+            raise OSError(f"exited with {done.returncode}: {done.stderr.strip()[-300:]}")
+        return [Feature(**found) for found in json.loads(done.stdout)]
+    except (OSError, ValueError, TypeError, subprocess.TimeoutExpired) as exc:
+        reason = f"not probed: the probe process failed: {exc}"
+        return [Feature(name, False, reason, probed=False) for name in names]
+
+
+def probe_main() -> None:
+    """The probe child: the kinds to try as JSON on stdin, the features as JSON on stdout."""
+    request = json.load(sys.stdin)
+    features = probe_here(request["qdiscs"], request["links"])
+    json.dump([dataclasses.asdict(feature) for feature in features], sys.stdout)
+
+
+def probe_here(qdisc_kinds: Sequence[str], link_kinds: Sequence[str]) -> list[Feature]:
+    """Try each kind in a fresh anonymous namespace; ENOENT/EOPNOTSUPP mean "kernel lacks it".
+
+    Only "unknown kind" counts as unsupported: any other refusal (EINVAL for missing
+    options, EOPNOTSUPP for mq on a single-queue device) proves the kernel knows the kind.
+    """
+    without_package_init("pyroute2")
+    from pyroute2.iproute import IPRoute  # a submodule: see host/lazyimport.py
+
+    try:
+        ipr = IPRoute(fileno=_netns_socket(None).detach(), ext_ack=True, groups=0)
+    except OSError as exc:
+        reason = f"not probed: cannot create a probe namespace (CAP_SYS_ADMIN?): {exc}"
+        names = [f"qdisc/{k}" for k in qdisc_kinds] + [f"link/{k}" for k in link_kinds]
+        return [Feature(name, False, reason, probed=False) for name in names]
+    try:
+        links = [_probe(f"link/{k}", functools.partial(_try_link, ipr, k)) for k in link_kinds]
+        index = _probe_device(ipr)
+        qdiscs = [_probe(f"qdisc/{k}", functools.partial(_try_qdisc, ipr, index, k)) for k in qdisc_kinds]
+        return qdiscs + links
+    finally:
+        ipr.close()  # the namespace dies with its last socket
 
 
 def _probe_device(ipr: Any) -> int:

@@ -170,3 +170,14 @@ def test_a_renamed_interface_is_not_written_under_its_old_name(host: NetlinkHost
     assert raised.value.errno == errno.ENODEV
     renamed = host.roots(veth_netns.name, ["renamed0"], MAJOR)["renamed0"]
     assert renamed.qdisc is None or renamed.qdisc.kind != "htb"
+
+
+def test_a_probe_child_that_cannot_run_reports_features_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodeagent.host import netlink
+
+    monkeypatch.setattr(netlink.sys, "executable", "/nonexistent/python")
+    features = netlink.probe_in_child(["htb"], ["veth"])
+    assert [(f.name, f.supported, f.probed) for f in features] == [
+        ("qdisc/htb", False, False), ("link/veth", False, False)
+    ]
+    assert all("the probe process failed" in f.reason for f in features)
