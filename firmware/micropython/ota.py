@@ -1,7 +1,7 @@
 """Over-the-air update: signed manifest, chunks over MQTT, A/B slots, confirm or roll back.
 
 Flash layout: the serial install in `/` (with the boot loader main.py), OTA releases in the
-slot directories /ota/a and /ota/b, and the pointer /ota.json: active slot `s` ("" = the
+slot directories /.ota/a and /.ota/b, and the pointer /ota.json: active slot `s` ("" = the
 serial install), its release `r` and version `v`, trial state `t` (1: not booted yet, 2: booted,
 not confirmed), the slot to fall back to (`p`, `pr`, `pv`), the highest release ever installed
 `hi` (a manifest must be above it: no replay, no downgrade), the serial release marker `base`
@@ -278,7 +278,9 @@ class Updater:
         self.dev.rebooting = asyncio.create_task(self.dev._reboot())
 
     def connected(self):
-        """After a (re)connect: report a rollback, resume a download."""
+        """After a (re)connect: report a rollback, resume a download (MQTT only)."""
+        if self.dev.cfg["transport"] != "mqtt":
+            return
         p = self.dev.ota or {}
         if p.get("rb"):
             self._status("rolled_back", p["rb"])

@@ -8,7 +8,7 @@ import json
 import os
 
 PTR = "/ota.json"
-ROOT = "/ota/"
+ROOT = "/.ota/"  # a dot: never taken for a package named ota (the module ota.py)
 MARK = "/.mlsysops-release"  # written by every serial deploy
 
 

@@ -79,7 +79,7 @@ def assert_runs_a_verified_release(rig: OtaRig, releases: dict[int, Release]) ->
         for name in ("app.py", "ota.py", "link_mqtt.py"):
             assert (rig.board.flash / name).read_bytes() == (firmware_dir() / name).read_bytes()
         return 0
-    slot = rig.board.flash / "ota" / ptr["s"]
+    slot = rig.board.flash / ".ota" / ptr["s"]
     for f in ota_files(releases[ptr["r"]]):
         data = (slot / f.name).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (f.size, f.sha256), f.name
@@ -208,7 +208,7 @@ def test_forged_and_misaddressed_manifests_are_refused(rig: OtaRig, tmp_path: Pa
             assert (verdict["st"], verdict.get("why")) == ("failed", why)
     finally:
         faulty.close()
-    assert not (rig.board.flash / "ota.json").exists() and not (rig.board.flash / "ota").exists()
+    assert not (rig.board.flash / "ota.json").exists() and not (rig.board.flash / ".ota").exists()
     wait_for(
         lambda: _refusals(rig, "signature") == 2 and _refusals(rig, "device") == 1, what="refusals counted"
     )
@@ -343,3 +343,15 @@ def test_rollout_starts_with_a_canary_and_stops_when_it_fails(node_host: Any, tm
         assert ends["b-dev"].since <= ends["c-dev"].since  # one at a time: the canary first
         assert rig.metric("faredge_ota_updates_total", outcome="failed") == 3
         assert rig.metric("faredge_ota_updates_total", outcome="confirmed") == 2
+
+
+def test_a_release_that_does_not_start_is_left_at_once(rig: OtaRig, tmp_path: Path) -> None:
+    """Its app.py raises at import: the boot loader goes back to the serial install in the same
+    boot, which reports the rollback; nothing waits for a watchdog."""
+    app = make_app(tmp_path, "5.0.0")
+    (app / "app.py").write_text((app / "app.py").read_text() + '\nraise RuntimeError("broken release")\n')
+    r = rig.update(app)
+    assert rig.wait_finished(r).state == "rolled_back", rig.board.console[-3000:]
+    assert f"ota: release {r} does not start: RuntimeError('broken release'" in rig.board.console
+    assert rig.show()["fw"] == "1.0.0" and rig.show()["online"]
+    assert assert_runs_a_verified_release(rig, {}) == 0

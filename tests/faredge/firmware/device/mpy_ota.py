@@ -26,14 +26,14 @@ def _rm(path):
 
 
 def _clean():
-    _rm("/ota")
+    _rm("/.ota")
     _rm("/ota.json")
 
 
 class Dev:
     def __init__(self, ota_ptr=None, key=KEY):
         self.id = "d1"
-        self.cfg = {"ota_key": key}
+        self.cfg = {"ota_key": key, "transport": "mqtt"}
         self.ota = ota_ptr or {}
         self.sent = []
         self.saves = 0
@@ -91,12 +91,13 @@ def test_update_fills_the_inactive_slot_then_switches_the_pointer():
     serve(upd, dev)
     assert dev.statuses() == [("downloading", None), ("verifying", None), ("installed", None)], dev.sent
     for name, data in FILES:
-        with open("/ota/a/" + name, "rb") as f:
+        with open("/.ota/a/" + name, "rb") as f:
             assert f.read() == data, name
     p = otaboot.pointer()
     assert (p["s"], p["r"], p["v"], p["t"], p["hi"], p["p"]) == ("a", 3, "9", 1, 3, ""), p
     assert dev.saves == 2 and upd.m is None
-    assert [e[0] for e in os.ilistdir("/ota/a")] and not [e for e in os.ilistdir("/ota/a") if "part" in e[0]]
+    names = [e[0] for e in os.ilistdir("/.ota/a")]
+    assert names and not [n for n in names if "part" in n], names
 
 
 def test_chunks_are_bounded_and_requested_in_order():

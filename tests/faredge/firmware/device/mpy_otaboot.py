@@ -35,7 +35,7 @@ def test_first_boot_of_a_release_is_its_trial():
     _trial()
     path = [""]
     p = otaboot.boot(path)
-    assert path == ["/ota/b", ""] and p["t"] == 2 and otaboot.pointer()["t"] == 2
+    assert path == ["/.ota/b", ""] and p["t"] == 2 and otaboot.pointer()["t"] == 2
 
 
 def test_second_unconfirmed_boot_rolls_back():
@@ -44,7 +44,7 @@ def test_second_unconfirmed_boot_rolls_back():
     otaboot.boot([])
     path = [""]
     p = otaboot.boot(path)
-    assert path == ["/ota/a", ""], path
+    assert path == ["/.ota/a", ""], path
     assert (p["s"], p["r"], p["v"], p["rb"], p["hi"]) == ("a", 6, "6", 7, 7), p
     assert otaboot.pointer() == p
     assert otaboot.boot([]) == p  # stays there
