@@ -88,6 +88,7 @@ class Bridge:
             self.inventory,
             self.serial,
             self.mqtt,
+            self.ota,
             self.ota_ticker,
             self.broker_log,
             self.control,

@@ -98,6 +98,23 @@ class OtaService:
         self._fleets: dict[str, rollout.Fleet] = {}  # device -> the rollout it is part of
         self._progress: dict[str, tuple[int, float]] = {}  # device -> (bytes, last stored)
 
+    def start(self) -> None:
+        """Updates a previous run of the bridge left unfinished end `failed(bridge restarted)`:
+        their chunks lived in that process. Their retained manifests are cleared, so no board
+        starts on them again; run them anew with `update`."""
+        now = self._clock()
+
+        def abandoned(d: Device) -> OtaState | None:
+            return rollout.failed(d.ota, "bridge restarted", now) if d.ota and not d.ota.finished else None
+
+        for device in [d.id for d in self._devices() if d.ota is not None and not d.ota.finished]:
+            if self._set(device, abandoned) is not None:
+                self._pub.publish(topic(device, "ota/manifest"), b"", 1, True)
+                self._counters.finished(rollout.FAILED)
+
+    def stop(self) -> None:
+        """Nothing to stop: the part of `Bridge.start()`'s order that runs `start()`."""
+
     def device_key(self, device_id: str) -> bytes:
         """The key the device's config carries as `ota_key` (hex)."""
         return self._keys.key(device_id)
@@ -247,8 +264,8 @@ class OtaService:
         """Fail updates that made no progress for `timeout_s` (a board that never came back)."""
         now = self._clock()
         with self._lock:
-            running = list(self._jobs)
-        for device in running:
+            jobs = list(self._jobs)
+        for device in [d for d in jobs if self._running(d)]:  # waiting ones have not begun
             if now - self._progress.get(device, (0, 0.0))[1] < self.timeout_s:
                 continue
             self._end(device, lambda d: self._expired(d, now))

@@ -255,3 +255,27 @@ def test_manifest_signature_matches_the_key_the_device_gets(tmp_path: Path) -> N
     svc.update(["d1"], tmp_path)
     payload = pub.manifests()[0][1]
     assert len(payload) > SIG_LEN and svc.device_key("d1") == KeyStore(tmp_path / "k").key("d1")
+
+
+def test_updates_a_previous_bridge_left_unfinished_end_failed_at_start(tmp_path: Path) -> None:
+    store = Store("d1", "d2", "d3")
+    store.devices["d1"] = replace(store.devices["d1"], ota=OtaState(5, "1", state="downloading"))
+    store.devices["d2"] = replace(store.devices["d2"], ota=OtaState(5, "1", state="confirmed"))
+    svc, pub, counts = _service(tmp_path, store)
+    svc.start()
+    assert store.state("d1").label() == "failed(bridge restarted)" and store.state("d2").state == "confirmed"
+    assert pub.sent == [("mlsysops/v1/dev/d1/ota/manifest", b"", 1, True)] and counts.ended == ["failed"]
+
+
+def test_devices_waiting_behind_the_canary_do_not_time_out(tmp_path: Path) -> None:
+    store = Store("d1", "d2")
+    clock = [NOW]
+    svc, _, _ = _service(tmp_path, store, clock)
+    svc.timeout_s = 30
+    r = svc.update(None, tmp_path)["devices"][0]["release"]
+    clock[0] += 20
+    svc.on_request("d1", json.dumps({"id": "d1", "r": r, "f": 0, "o": 0, "n": 2048}).encode())
+    clock[0] += 11
+    svc.tick()
+    assert store.state("d1").state == "downloading"  # progressing
+    assert store.state("d2").state == "pending"  # waiting behind it for 31 s: not its fault
