@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(agent: Agent, notifier: SdNotifier) -> int:
     """Start the agent, tell systemd, run until SIGTERM/SIGINT, then stop it."""
-    stop = threading.Event()
+    stop = StopRequest()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal=%s stopping", signal.Signals(signum).name)
@@ -156,7 +156,38 @@ def serve(agent: Agent, notifier: SdNotifier) -> int:
     return 0
 
 
-def watch(agent: Agent, notifier: SdNotifier, stop: threading.Event) -> None:
+class StopRequest:
+    """Set once, by a signal handler; waited for by the main thread (threading.Event's API).
+
+    A lock held until set() rather than a threading.Event: Event.wait() builds a Condition
+    waiter on every call, and the watchdog loop waits ten times a second for the daemon's whole
+    life (measured on the development VM, in isolation: ~130 us of CPU per ping with
+    Event.wait(), ~90 us with a lock's timed acquire, the wake-up itself most of both; in an
+    idle agent over 20 s, the main thread's CPU time was 25-34 ms against 28-31 ms)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set(); False when `timeout` seconds passed first."""
+        if self._set:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._lock.release()  # stays free: every later wait() returns at once
+        return self._set
+
+
+def watch(agent: Agent, notifier: SdNotifier, stop: StopRequest) -> None:
     """Until `stop` is set: WATCHDOG=1 at the interval systemd asked for, while the engine
     answers (a wedged engine stops the pings, and systemd restarts the agent)."""
     interval = notifier.watchdog_interval_s()

@@ -113,3 +113,27 @@ def test_sd_notify_is_a_no_op_outside_systemd_and_ignores_foreign_watchdogs() ->
     assert not SdNotifier({}).notify("READY=1")
     assert SdNotifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_interval_s() is None
     assert SdNotifier({"WATCHDOG_USEC": "junk"}).watchdog_interval_s() is None
+
+
+def test_a_stop_request_set_by_a_signal_ends_the_main_threads_wait() -> None:
+    """The daemon's main thread waits (watchdog loop) until SIGTERM's handler sets the request."""
+    import signal
+    import time
+
+    from nodeagent.daemon import StopRequest
+
+    stop = StopRequest()
+    started = time.monotonic()
+    assert stop.wait(0.05) is False and time.monotonic() - started >= 0.05
+    previous = signal.signal(signal.SIGALRM, lambda _signum, _frame: stop.set())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        started = time.monotonic()
+        assert stop.wait(10) is True  # woken by the handler, not by the timeout
+        assert time.monotonic() - started < 5
+        assert stop.wait() is True and stop.wait(0) is True and stop.is_set()
+        stop.set()  # a second signal changes nothing
+        assert stop.wait(0) is True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
