@@ -15,7 +15,8 @@ import gc
 import json
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 from controller.inventory import cluster_readiness
 from controller.kube.api import Obj
@@ -70,10 +71,13 @@ class Controller:
         self.shutdown()
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the workers and close the mechanisms, waiting at most `timeout` seconds in all
+        for the threads: a worker finishes its reconcile, but an informer blocked in a watch
+        stream only sees `stop` when the server ends it (minutes), so it ends with the process
+        (the threads are daemons)."""
         self.queue.close()
         self._kick.set()
-        for thread in self._threads:
-            thread.join(timeout)
+        join_all(self._threads, timeout)
         for mechanism in self.reconciler.mechanisms:  # adapters holding threads or channels
             close = getattr(mechanism, "close", None)
             if callable(close):
@@ -195,3 +199,16 @@ def placement_view(obj: Obj) -> str:
               if k not in (RECORD_FIELD, "lastInventory")}
     rest = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
     return json.dumps([meta, status, rest], sort_keys=True, default=str)
+
+
+def join_all(threads: Iterable[threading.Thread], timeout: float,
+             clock: Callable[[], float] = time.monotonic) -> list[threading.Thread]:
+    """Join the threads within one deadline (not `timeout` each: six informers stuck in their
+    watches made a SIGTERM take 30 s); the ones still running are returned."""
+    deadline = clock() + timeout
+    left = []
+    for thread in threads:
+        thread.join(max(0.0, deadline - clock()))
+        if thread.is_alive():
+            left.append(thread)
+    return left
