@@ -8,7 +8,8 @@ not confirmed), the slot to fall back to (`p`, `pr`, `pv`), the highest release 
 it was installed over, and `rb`, a release rolled back.
 
 An update: manifest (HMAC-SHA256 with the device key, for this device, above `hi`) -> each file
-fetched in chunks of at most CHUNK bytes into `<slot>/<name>.part`, hashed as it grows, renamed
+fetched in chunks of at most CHUNK bytes (AHEAD requests in flight, answers taken in order)
+into `<slot>/<name>.part`, hashed as it grows, renamed
 when complete and matching (a resumed download re-hashes what the part holds, a file already in
 the slot with the right hash is kept) -> every file re-read and checked -> the pointer written
 (temporary file + rename) -> reset. `boot()` makes the first boot of a release a trial; the app
@@ -25,6 +26,7 @@ from time import ticks_diff, ticks_ms
 from otaboot import ROOT, mark, pointer, save
 
 CHUNK = 2048  # bytes per request: the board's MQTT packets are at most 4096
+AHEAD = 3  # chunk requests in flight: the next ones travel while the board writes one
 RETRY_MS = 2000
 TRIES = 5  # bad chunks in a row before the update fails
 TRIAL_MS = 120000  # a trial not confirmed by then resets (and rolls back on that boot)
@@ -210,10 +212,16 @@ class Updater:
         return True
 
     def _request(self):
+        """Ask for the next AHEAD chunks of the file (again, when an answer is overdue)."""
         if self.m:
-            n = min(CHUNK, self.m["f"][self.i][1] - self.off)
-            req = {"id": self.dev.id, "r": self.m["r"], "f": self.i, "o": self.off, "n": n}
             self.t = ticks_ms()
+            for k in range(AHEAD):
+                self._ask(self.off + k * CHUNK)
+
+    def _ask(self, o):
+        size = self.m["f"][self.i][1]
+        if o < size:
+            req = {"id": self.dev.id, "r": self.m["r"], "f": self.i, "o": o, "n": min(CHUNK, size - o)}
             self.dev._send("ota/get", req)
 
     def chunk(self, payload):
@@ -237,8 +245,9 @@ class Updater:
         self.h.update(data)
         self.off += len(data)
         self.bad = 0
+        self.t = ticks_ms()
         if self.off < size:
-            return self._request()
+            return self._ask(self.off + (AHEAD - 1) * CHUNK)  # keep AHEAD in flight
         if self._complete():
             self._next()
 

@@ -10,7 +10,7 @@ import ota
 import otaboot
 
 KEY = "11" * 32
-FILES = [("app.py", b"FW_VERSION = '9'\n" * 300), ("hal/x.py", b"X = 1\n"), ("empty.py", b"")]
+FILES = [("app.py", b"FW_VERSION = '9'\n" * 1000), ("hal/x.py", b"X = 1\n"), ("empty.py", b"")]
 
 
 def _rm(path):
@@ -73,9 +73,9 @@ def serve(upd, dev, files=FILES, cut=None):
         reqs = dev.requests()
         if not reqs:
             return
-        q = reqs[-1]
-        data = files[q["f"]][1][q["o"] : q["o"] + q["n"]]
-        upd.chunk(chunk(q, cut(q, data) if cut else data))
+        for q in reqs:  # in order, as the broker delivers them
+            data = files[q["f"]][1][q["o"] : q["o"] + q["n"]]
+            upd.chunk(chunk(q, cut(q, data) if cut else data))
 
 
 def test_hmac_is_rfc4231_case_2():
@@ -100,22 +100,20 @@ def test_update_fills_the_inactive_slot_then_switches_the_pointer():
     assert names and not [n for n in names if "part" in n], names
 
 
-def test_chunks_are_bounded_and_requested_in_order():
+def test_chunks_are_bounded_and_a_few_requested_ahead():
     _clean()
     dev = Dev()
     upd = ota.Updater(dev)
     upd.manifest(manifest())
-    seen = []
-    for _ in range(50):
-        reqs = dev.requests()
-        if not reqs:
-            break
-        q = reqs[-1]
-        seen.append((q["f"], q["o"], q["n"]))
-        upd.chunk(chunk(q, FILES[q["f"]][1][q["o"] : q["o"] + q["n"]]))
-    size = len(FILES[0][1])
-    assert seen[0] == (0, 0, ota.CHUNK) and all(n <= ota.CHUNK for _, _, n in seen), seen
-    assert sum(n for f, _, n in seen if f == 0) == size, seen
+    first = [(q["f"], q["o"], q["n"]) for q in dev.requests()]
+    assert first == [(0, k * ota.CHUNK, ota.CHUNK) for k in range(ota.AHEAD)], first
+    seen = list(first)
+    q = {"r": 1, "f": 0, "o": 0}
+    upd.chunk(chunk(q, FILES[0][1][: ota.CHUNK]))  # one answer: one more request, AHEAD - 1 beyond
+    more = [(q["f"], q["o"], q["n"]) for q in dev.requests()]
+    assert more == [(0, ota.AHEAD * ota.CHUNK, ota.CHUNK)], more
+    seen += more
+    assert all(n <= ota.CHUNK for _, _, n in seen), seen
 
 
 def test_refused_manifests_change_nothing():
@@ -196,14 +194,13 @@ def test_download_resumes_from_the_part_on_flash():
     dev = Dev()
     upd = ota.Updater(dev)
     upd.manifest(manifest())
-    q = dev.requests()[-1]
+    q = dev.requests()[0]
     upd.chunk(chunk(q, FILES[0][1][: q["n"]]))  # one chunk written, then the power went
     dev = Dev()
     upd = ota.Updater(dev)
     upd.manifest(manifest())
-    q = dev.requests()[-1]
+    q = [m for k, m in dev.sent if k == "ota/get"][0]
     assert (q["f"], q["o"]) == (0, ota.CHUNK), q
-    upd.chunk(chunk(q, FILES[0][1][q["o"] : q["o"] + q["n"]]))
     serve(upd, dev)
     assert dev.statuses()[-1] == ("installed", None)
 
@@ -213,9 +210,9 @@ def test_same_release_again_resumes_and_late_chunks_are_ignored():
     dev = Dev()
     upd = ota.Updater(dev)
     upd.manifest(manifest())
-    q = dev.requests()[-1]
+    q = dev.requests()[0]
     upd.manifest(manifest())  # e.g. sent again after a reconnect
-    assert dev.requests()[-1] == q
+    assert dev.requests()[0] == q
     upd.chunk(chunk(dict(q, o=100), b"x" * 10))  # not what was asked: ignored
     upd.chunk(b"garbage")
     assert not dev.requests() and upd.off == 0
