@@ -199,7 +199,7 @@ def test_download_resumes_from_the_part_on_flash():
     dev = Dev()
     upd = ota.Updater(dev)
     upd.manifest(manifest())
-    q = [m for k, m in dev.sent if k == "ota/get"][0]
+    q = next(m for k, m in dev.sent if k == "ota/get")
     assert (q["f"], q["o"]) == (0, ota.CHUNK), q
     serve(upd, dev)
     assert dev.statuses()[-1] == ("installed", None)
