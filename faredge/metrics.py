@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from faredge.live import Live
+from faredge.ota.rollout import DONE as OTA_DONE
 from faredge.ota.rollout import STATES as OTA_STATES
 from faredge.registry import Device
 
@@ -175,7 +176,8 @@ class OtaCounters:
             ["outcome"],
             registry=registry,
         )
-
+        for outcome in sorted(OTA_DONE):  # at 0 from the start: increase() sees the first one
+            self.updates.labels(outcome)
         self.refusals = Counter(
             "faredge_ota_refusals",
             "Manifests a device refused that belong to no running update (replayed, forged), by reason",

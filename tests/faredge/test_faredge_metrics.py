@@ -69,3 +69,17 @@ def test_metrics_are_promtool_clean_and_show_links_twins_and_denials(
     assert value(text, 'faredge_device_twin_in_sync{device="ser1"}') == 1
     assert value(text, 'faredge_device_boots{device="ser1"}') == 2
     assert "_boot_count" not in text
+
+
+def test_every_ota_outcome_is_exported_at_zero_before_the_first_update() -> None:
+    # A counter child created at its first increment starts at 1, which increase() cannot see:
+    # the OTA alert would miss the first failed update.
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from faredge.metrics import BridgeMetrics
+
+    registry = CollectorRegistry()
+    BridgeMetrics(registry)
+    text = generate_latest(registry).decode()
+    for outcome in ("confirmed", "failed", "rolled_back"):
+        assert f'faredge_ota_updates_total{{outcome="{outcome}"}} 0.0' in text
