@@ -23,11 +23,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from faredge.bridge.router import Router
 from faredge.errors import FarEdgeError, Invalid, NotFound, Unavailable
 from faredge.protocol.messages import check_device_id
+
+if TYPE_CHECKING:  # the server side's: a client (every CLI command) does not load the bridge
+    from faredge.bridge.router import Router
 
 MAX_REQUEST = 65536
 RELAY_POLL_S = 0.05

@@ -65,3 +65,15 @@ def test_protocol_and_twin_are_pure() -> None:
 def test_only_the_entry_points_import_the_composition_root() -> None:
     users = {name for name, found in modules() if "faredge.bootstrap" in found}
     assert users <= {"daemon.py"}
+
+
+def test_the_device_cli_loads_neither_grpc_nor_the_bridge() -> None:
+    # `mlsysops devices flash` is timed against mpremote (bench/deploy.py deploy_cli_s): its
+    # start-up must not pay for the node-API client (grpc) or the bridge's router and metrics.
+    import subprocess
+    import sys
+
+    heavy = "('grpc', 'faredge.bridge.router', 'prometheus_client')"
+    probe = f"import sys, faredge.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
