@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -177,3 +179,14 @@ def firmware_qos1_through_restarts(
 
 def _more_than(seen: set[int], n: int, drain: Callable[[], bool]) -> Callable[[], bool]:
     return lambda: drain() or len(seen) > n
+
+
+def run_mpremote(port: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Stock mpremote (PyPI) against a board's port, in a process of its own, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -5,8 +5,6 @@ heap is small, and both our deploy and stock `mpremote fs cp` fit in a small boa
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,22 +14,13 @@ from faredge.channels.serial import PyserialPort
 from faredge.deploy.channel import Reader
 from faredge.deploy.flasher import FlashOptions, flash
 from faredge.deploy.rawrepl import DeviceError, RawRepl
+from faredge.testing import run_mpremote
 from faredge.virtual import HostUnavailable, VirtualBoard
 from faredge.virtual.board import DEFAULT_HEAP
 from faredge.virtual.firmware import firmware_dir
 from faredge.virtual.host import NodeHost, find_host, run_script
 
 SMALL = 64 * 1024
-
-
-def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +72,7 @@ def test_a_board_has_a_bounded_heap_by_default(node_host: NodeHost, tmp_path: Pa
     pytest.importorskip("mpremote", reason="mpremote (PyPI) not installed")
     with VirtualBoard({"id": "default-1"}, tmp_path / "board", host=node_host) as b:
         assert b.wait_console("boot 1", timeout=30)
-        res = mpremote(b.port, "exec", "import gc; print(gc.mem_free() + gc.mem_alloc())")
+        res = run_mpremote(b.port, "exec", "import gc; print(gc.mem_free() + gc.mem_alloc())")
     assert res.returncode == 0, res.stderr
     assert 0.95 * DEFAULT_HEAP < int(res.stdout.split()[-1]) <= DEFAULT_HEAP
 
@@ -96,7 +85,7 @@ def test_a_deletion_survives_a_power_loss(small: VirtualBoard, repl: RawRepl) ->
     small.restart()
     assert small.wait_console("boot 2", timeout=30)
     assert not (small.flash / "doomed.txt").exists()
-    assert "doomed.txt" not in mpremote(small.port, "fs", "ls").stdout
+    assert "doomed.txt" not in run_mpremote(small.port, "fs", "ls").stdout
 
 
 def test_mount_leaves_a_small_board_usable(small: VirtualBoard, tmp_path: Path) -> None:
@@ -104,9 +93,9 @@ def test_mount_leaves_a_small_board_usable(small: VirtualBoard, tmp_path: Path) 
     local = tmp_path / "local"
     local.mkdir()
     (local / "hello.py").write_text("print('hello', 6 * 7)\n")
-    res = mpremote(small.port, "mount", str(local), "exec", "import hello")
+    res = run_mpremote(small.port, "mount", str(local), "exec", "import hello")
     assert res.returncode == 0 and "hello 42" in res.stdout, res.stderr
-    after = mpremote(small.port, "exec", "import gc; print(gc.mem_free() < 65536)")
+    after = run_mpremote(small.port, "exec", "import gc; print(gc.mem_free() < 65536)")
     assert after.returncode == 0 and after.stdout.strip() == "True", after.stderr
 
 
@@ -120,7 +109,7 @@ def test_our_deploy_and_mpremote_cp_both_fit_a_small_board(small: VirtualBoard, 
         port.close()
     assert report.birth is not None and report.birth["boot"] == 2
     sources = sorted(str(p) for p in firmware_dir().glob("*.py"))
-    res = mpremote(small.port, "fs", "cp", *sources, ":")
+    res = run_mpremote(small.port, "fs", "cp", *sources, ":")
     assert res.returncode == 0, res.stderr
 
 

@@ -5,29 +5,18 @@ boots the firmware again on `reset`, as a real board does."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from faredge.testing import run_mpremote
 from faredge.virtual import VirtualBoard
 from faredge.virtual.firmware import compile_module
 from faredge.virtual.host import NodeHost
 
 BIRTH = 1
-
-
-def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -44,28 +33,28 @@ def test_deploy_mpy_run_it_and_reset_into_the_firmware(
     src = tmp_path / "plugin.py"
     src.write_text("def answer():\n    return 6 * 7\n")
     mpy = compile_module(src, tmp_path / "plugin.mpy").path
-    cp = mpremote(board.port, "fs", "cp", str(mpy), ":plugin.mpy")
+    cp = run_mpremote(board.port, "fs", "cp", str(mpy), ":plugin.mpy")
     assert cp.returncode == 0, cp.stderr
-    run = mpremote(board.port, "exec", "import plugin; print(plugin.answer())")
+    run = run_mpremote(board.port, "exec", "import plugin; print(plugin.answer())")
     assert run.returncode == 0 and run.stdout.strip() == "42", run.stderr
     assert (board.flash / "plugin.mpy").read_bytes() == mpy.read_bytes()  # written back to flash
-    ls = mpremote(board.port, "fs", "ls")
+    ls = run_mpremote(board.port, "fs", "ls")
     assert "plugin.mpy" in ls.stdout and "dev/" not in ls.stdout and "proc/" not in ls.stdout
-    assert mpremote(board.port, "reset").returncode == 0
+    assert run_mpremote(board.port, "reset").returncode == 0
     birth = make_peer(board.port).wait_type(BIRTH)
     assert birth["boot"] == 2 and birth["id"] == "mp-1"
     assert board.boots == 2  # REPL sessions are not boots
 
 
 def test_file_errors_map_to_host_errors(board: VirtualBoard) -> None:
-    cat = mpremote(board.port, "fs", "cat", ":missing.txt")
+    cat = run_mpremote(board.port, "fs", "cat", ":missing.txt")
     assert cat.returncode == 1 and "No such file or directory" in cat.stderr
-    mk = mpremote(board.port, "fs", "mkdir", ":hal")
+    mk = run_mpremote(board.port, "fs", "mkdir", ":hal")
     assert mk.returncode == 1 and "File exists" in mk.stderr
 
 
 def test_soft_reset_in_raw_repl_keeps_the_board_in_the_repl(board: VirtualBoard) -> None:
-    res = mpremote(board.port, "soft-reset", "exec", "print('still here')")
+    res = run_mpremote(board.port, "soft-reset", "exec", "print('still here')")
     assert res.returncode == 0 and res.stdout.strip() == "still here", res.stderr
     assert board.console.count("boot ") == 1  # the firmware did not run again
 
@@ -74,31 +63,31 @@ def test_cp_to_the_root_and_recursive_copy(board: VirtualBoard, tmp_path: Path) 
     a, b = tmp_path / "a.py", tmp_path / "b.txt"
     a.write_text("A = 1\n")
     b.write_bytes(bytes(range(256)))
-    assert mpremote(board.port, "fs", "cp", str(a), str(b), ":").returncode == 0  # stat("") is the cwd
+    assert run_mpremote(board.port, "fs", "cp", str(a), str(b), ":").returncode == 0  # stat("") is the cwd
     tree = tmp_path / "pkg"
     (tree / "sub").mkdir(parents=True)
     (tree / "__init__.py").write_text("")
     (tree / "sub" / "leaf.py").write_text("LEAF = 'deep'\n")
-    cp = mpremote(board.port, "fs", "cp", "-r", str(tree), ":")
+    cp = run_mpremote(board.port, "fs", "cp", "-r", str(tree), ":")
     assert cp.returncode == 0, cp.stderr
-    run = mpremote(board.port, "exec", "from pkg.sub import leaf; import a; print(leaf.LEAF, a.A)")
+    run = run_mpremote(board.port, "exec", "from pkg.sub import leaf; import a; print(leaf.LEAF, a.A)")
     assert run.stdout.strip() == "deep 1", run.stderr
     assert (board.flash / "b.txt").read_bytes() == bytes(range(256))
     assert (board.flash / "pkg" / "sub" / "leaf.py").read_text() == "LEAF = 'deep'\n"
-    ls = mpremote(board.port, "fs", "ls", ":pkg/missing")  # an error inside ilistdir is mapped
+    ls = run_mpremote(board.port, "fs", "ls", ":pkg/missing")  # an error inside ilistdir is mapped
     assert ls.returncode == 1 and "No such file" in ls.stderr
 
 
 def test_deletions_persist_across_reset(board: VirtualBoard, tmp_path: Path) -> None:
     doomed = tmp_path / "doomed.py"
     doomed.write_text("X = 1\n")
-    assert mpremote(board.port, "fs", "cp", str(doomed), ":doomed.py").returncode == 0
+    assert run_mpremote(board.port, "fs", "cp", str(doomed), ":doomed.py").returncode == 0
     assert (board.flash / "doomed.py").exists()
-    assert mpremote(board.port, "fs", "rm", ":doomed.py").returncode == 0
+    assert run_mpremote(board.port, "fs", "rm", ":doomed.py").returncode == 0
     assert not (board.flash / "doomed.py").exists()  # removed from the flash, not only the RAM copy
-    assert mpremote(board.port, "reset").returncode == 0
+    assert run_mpremote(board.port, "reset").returncode == 0
     assert board.wait_console("boot 2")
-    ls = mpremote(board.port, "fs", "ls")
+    ls = run_mpremote(board.port, "fs", "ls")
     assert "doomed.py" not in ls.stdout and "main.py" in ls.stdout
 
 
@@ -106,7 +95,7 @@ def test_mount_runs_host_code_and_leaves_the_board_usable(board: VirtualBoard, t
     local = tmp_path / "local"
     local.mkdir()
     (local / "hello.py").write_text("print('hello from the host', 6 * 7)\n")
-    res = mpremote(board.port, "mount", str(local), "exec", "import hello")
+    res = run_mpremote(board.port, "mount", str(local), "exec", "import hello")
     assert res.returncode == 0 and "hello from the host 42" in res.stdout, res.stderr
-    after = mpremote(board.port, "exec", "print('still responsive')")
+    after = run_mpremote(board.port, "exec", "print('still responsive')")
     assert after.returncode == 0 and after.stdout.strip() == "still responsive", after.stderr
