@@ -22,6 +22,7 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/nodeagent.py
 	.venv/bin/python bench/bridge.py
+	.venv/bin/python bench/deploy.py
 	.venv/bin/python bench/placement.py
 	.venv/bin/python bench/store.py
 	.venv/bin/python bench/runtimes.py
