@@ -114,6 +114,12 @@ def _drive_bridge(bridge: Bridge, serial_end: Any, broker: Any, app: Path) -> li
     plan = bridge.ota.update([online.id], app)
     release = plan["devices"][0]["release"]
     online.publish("ota/status", {"r": release, "st": "rolled_back"})
+
+    def rolled_back() -> bool:  # counted (faredge_ota_updates_total exists at 0 before it is)
+        device = bridge.registry.find(online.id)
+        return device is not None and device.ota is not None and device.ota.state == "rolled_back"
+
+    wait_for(rolled_back, what="the update rolled back")
     return clients
 
 
