@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from faredge.broker import BRIDGE_USER, BrokerLayout
 from faredge.channels.mosquitto import MosquittoProcess, free_port, private_settings, stop_process
 from faredge.control import ControlClient
-from faredge.errors import FarEdgeError
+from faredge.errors import FarEdgeError, Unavailable
 from faredge.ota.rollout import OtaState
 from faredge.provision import init_broker, provision_device
 from faredge.virtual import MqttDevice
@@ -158,6 +158,18 @@ def ota_rig(
         if proc.poll() is not None:
             raise FarEdgeError(f"the bridge exited: {log_path.read_text()[-2000:]}")
         control = ControlClient(socket)
+
+        def answers() -> bool:  # the socket file exists once bound, before the bridge listens
+            if proc.poll() is not None:
+                return True
+            with contextlib.suppress(Unavailable):
+                control.call({"op": "list"})
+                return True
+            return False
+
+        wait_for(answers, timeout=30, what="bridge control socket answering")
+        if proc.poll() is not None:
+            raise FarEdgeError(f"the bridge exited: {log_path.read_text()[-2000:]}")
         boards = {}
         for d in devices:
             key: str = control.call({"op": "ota_key", "id": d})["ota_key"]  # no birth needed for it
