@@ -12,6 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import click
 
+from mlsysops.install import install
 from mlsysops.roles import install_hint, missing, role_of_group
 
 ENTRY_POINT_GROUP = "mlsysops.cli"
@@ -31,9 +32,12 @@ class PluginGroup(click.Group):
         return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in self._entry_points() if _missing_extra(name) is None)
+        plugins = [name for name in self._entry_points() if _missing_extra(name) is None]
+        return sorted({*self.commands, *plugins})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:  # the root's own commands (install), before any plugin
+            return self.commands[cmd_name]
         ep = self._entry_points().get(cmd_name)
         if ep is None:
             return None
@@ -81,3 +85,6 @@ def _unavailable(name: str, reason: str) -> click.Command:
 @click.version_option(package_name="mlsysops")
 def main() -> None:
     """Manage the computing continuum: nodes, far-edge devices and applications."""
+
+
+main.add_command(install)
