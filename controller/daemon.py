@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from controller import store
 from controller.kube.client import load_api_client
@@ -78,6 +79,9 @@ def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentP
         default=[],
         help="node agent to inventory, TARGET[=LAYER] (repeatable; embedded default: the local agent)",
     )
+    p.add_argument("--bridge-socket", type=Path, metavar="PATH",
+                   help="the far-edge bridge's control socket: the faredge mechanism hands far-edge "
+                   "components to it as over-the-air updates (default: none, they stay pending)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs")
     p.add_argument("--inventory-interval", type=float, default=30.0, help="seconds between agent polls")
@@ -96,7 +100,7 @@ def controller_for(args: argparse.Namespace,
     """The controller the flags ask for, and the embedded store it opened (None with Kubernetes)."""
     common = {"namespace": args.namespace, "policies": tuple(args.policies or DEFAULT_CHAIN),
               "workers": args.workers, "resync_period": args.resync,
-              "inventory_period": args.inventory_interval}
+              "inventory_period": args.inventory_interval, "bridge_socket": args.bridge_socket}
     if kubernetes_mode(args.kubeconfig):
         if args.store:
             raise ValueError("--store: the embedded store is used without a kubeconfig only")

@@ -66,6 +66,7 @@ class NodeInfo:
     cpufreq_available: bool = False
     sensors: frozenset[str] = frozenset()
     datacenter: str | None = None
+    microcontroller: bool = False  # a far-edge device: no containers (NodeDesc.microcontroller)
 
     def permits(self, action: str) -> bool:
         return "*" in self.permitted_actions or action in self.permitted_actions
@@ -98,6 +99,7 @@ class NodeInfo:
             cpufreq_available=node.cpufreq_available,
             sensors=node.sensors,
             datacenter=node.datacenter_id,
+            microcontroller=node.microcontroller,
         )
 
 
@@ -250,6 +252,28 @@ def node_document_from_agent(
             "controllers": [c.name for c in cg.controllers],
         }
     return doc
+
+
+def device_node_document(
+    device: Mapping[str, Any], host: str, namespace: str = "default", cluster_id: str | None = None
+) -> dict[str, Any]:
+    """A far-edge device an agent reports (an entry of its node's `devices`) → the device's own
+    MLSysOpsNode (layer far_edge, in its host's cluster): placement can choose it for a far-edge
+    component, and the faredge mechanism hands the code to the bridge under `device.id` (the
+    object's name is that id made a Kubernetes name)."""
+    device_id = str(device["id"])
+    facts = {k: device[k] for k in ("kind", "transport", "firmware_version") if device.get(k)}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MLSysOpsNode",
+        "metadata": {"name": object_name(device_id), "namespace": namespace},
+        "name": device_id,
+        "continuum_layer": "far_edge",
+        **({"cluster_id": cluster_id} if cluster_id else {}),
+        "environment": {"node_type": "bare_metal", "container_runtime": []},
+        "hardware": {"memory": 0},
+        "device": {"id": device_id, "host": host, **facts},
+    }
 
 
 def _runtime(r: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def ranks(members: NodeSet) -> Iterator[int]:
 
 class NodeIndex:
     """Node sets by attribute (layer, architecture, label, runtime handler, cluster, sensor, GPU
-    model, accelerator, mobility, free GPUs, in a Ready cluster) and the free-capacity order
+    model, accelerator, mobility, free GPUs, microcontroller, in a Ready cluster) and the free-capacity order
     they are ranked by."""
 
     def __init__(self, nodes: Sequence[NodeInfo], unready_clusters: Mapping[str, str] | None = None) -> None:
@@ -70,6 +70,7 @@ class NodeIndex:
         self.by_accelerator = _sets(by_rank, lambda n: n.accelerators)
         self.mobile = _sets(by_rank, lambda n: ("mobile",) if n.mobile else ()).get("mobile", 0)
         self.with_gpus = _sets(by_rank, lambda n: ("gpu",) if n.gpus > 0 else ()).get("gpu", 0)
+        self.microcontrollers = _sets(by_rank, lambda n: ("mcu",) if n.microcontroller else ()).get("mcu", 0)
         self.unready_clusters = dict(unready_clusters or {})  # cluster → why it is not Ready
         self.in_ready_clusters: NodeSet = self.all
         for cluster in self.unready_clusters:

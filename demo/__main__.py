@@ -5,7 +5,8 @@ the machine has none, workloads on a private containerd), a private Mosquitto, t
 bridge with one virtual MicroPython device over a pty and one over MQTT, the controller in plan
 mode, then the whole loop (demo/live.py): the REST API with the embedded controller runs two
 apps in containers (one under gVisor), reads back their status and their live performance
-from a private Prometheus, and removes them. Each part's own demo
+from a private Prometheus, rolls a far-edge app out to the MQTT board over the air, and
+removes them. Each part's own demo
 module owns its set-up and clean-up; this only sequences them, so one failing part still
 tears down the others.
 """
@@ -43,7 +44,8 @@ def run(workdir: Path) -> None:
                 _banner("controller (plan mode)")
                 controller_demo.tour(workdir / "controller", target)
                 _banner("the whole loop: REST API, embedded controller, containers, Prometheus")
-                live.tour(workdir / "live", target, runtime.image, bridge_metrics=info["metrics"])
+                live.tour(workdir / "live", target, runtime.image, bridge_metrics=info["metrics"],
+                          bridge_socket=info["socket"], ota_device=faredge_demo.MQTT_ID)
 
 
 def main() -> None:

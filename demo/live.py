@@ -93,9 +93,28 @@ def hello(image: str) -> dict[str, Any]:
     }
 
 
-def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "") -> None:
+def field(code: Path, device_node: str) -> dict[str, Any]:
+    """A far-edge app: its one component is MicroPython code (an app directory), pinned to the
+    demo's MQTT board, which the controller's faredge mechanism updates over the air."""
+    return {
+        "apiVersion": "mlsysops.eu/v1",
+        "kind": "MLSysOpsApp",
+        "metadata": {"name": "field", "namespace": "default"},
+        "components": [
+            {
+                "metadata": {"name": "sensor"},
+                "node_placement": {"continuum_layer": ["far_edge"], "node": device_node},
+                "containers": [{"image": f"file://{code}"}],
+            }
+        ],
+    }
+
+
+def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "",
+         bridge_socket: str = "", ota_device: str = "") -> None:
     """The loop against the demo's agent; `bridge_metrics`: the far-edge bridge's /metrics URL,
-    scraped too."""
+    scraped too; with `bridge_socket` and `ota_device` (an MQTT board of that bridge), a far-edge
+    app is rolled out to the board over the air as well."""
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         prometheus = PrometheusProcess(
@@ -109,7 +128,7 @@ def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "")
         click.echo(f"prometheus {prometheus.url} (pid {prometheus.pid}), config {prometheus.config_path}")
         with NodeAgentClient(agent_target) as client:  # per-workload usage every second, for the demo
             client.set_telemetry_config([pb.Collector(name="workloads", interval_ms=1000)])
-        url = stack.enter_context(_api(workdir, agent_target, prometheus.url))
+        url = stack.enter_context(_api(workdir, agent_target, prometheus.url, bridge_socket))
         token = _token(workdir)
         api = stack.enter_context(
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -123,6 +142,8 @@ def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "")
         for name in ("shop", "hello"):
             _follow_status(api, name)
         _show("GET /apps/status/hello (reference shape)", api.get("/apps/status/hello"))
+        if bridge_socket and ota_device:
+            _far_edge(api, workdir, ota_device)
         _agent_view(agent_target)
         _performance(api)
         _scraped(prometheus)
@@ -137,21 +158,23 @@ def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "")
 
 
 @contextmanager
-def _api(workdir: Path, agent_target: str, prometheus_url: str) -> Iterator[str]:
+def _api(workdir: Path, agent_target: str, prometheus_url: str, bridge_socket: str = "") -> Iterator[str]:
     """The API daemon (`mlsysops-api`) with the embedded controller in-process, on a loopback
     port; stopped with SIGTERM (uvicorn's clean shutdown, then the controller's)."""
     port = _free_port()
     config = workdir / "api.yaml"
+    mechanisms = ["local", "nodeagent", *(["faredge"] if bridge_socket else [])]
     options = {
         "listen": f"127.0.0.1:{port}",
         "store_path": str(workdir / "controller.db"),
         "tokens_file": str(workdir / "tokens.json"),
         "policy_state": str(workdir / "policies.json"),
         "run_controller": True,
-        "mechanisms": ["local", "nodeagent"],
+        "mechanisms": mechanisms,
         "agents": [agent_target],
         "prometheus_url": prometheus_url,
         "log_level": "warning",
+        **({"bridge_socket": bridge_socket} if bridge_socket else {}),
     }
     config.write_text(yaml.safe_dump(options, sort_keys=False))
     click.secho(f"\n$ mlsysops-api --config {config}", fg="cyan")
@@ -174,7 +197,8 @@ def _api(workdir: Path, agent_target: str, prometheus_url: str) -> Iterator[str]
 
         _wait(listening, "the API to listen")
         click.echo(
-            f"REST API {url} (pid {proc.pid}; embedded store, controller in-process: local, nodeagent)"
+            f"REST API {url} (pid {proc.pid}; embedded store, controller in-process: "
+            f"{', '.join(mechanisms)})"
         )
         yield url
     finally:
@@ -230,6 +254,8 @@ def _follow_status(api: httpx.Client, name: str) -> None:
             seen.append(status["phase"])
             click.echo(f"  phase {status['phase']}")
         conditions = {c["type"]: c for c in status.get("conditions") or []}
+        if status["phase"] == "Failed" and status.get("current"):
+            raise click.ClickException(f"{name} failed: {conditions.get('Ready', {}).get('message')}")
         done = status.get("current") and conditions.get("Ready", {}).get("status") == "True"
         return status if done else None
 
@@ -237,6 +263,25 @@ def _follow_status(api: httpx.Client, name: str) -> None:
     for comp in status.get("components") or []:
         conds = ", ".join(f"{c['type']}={c['status']} ({c['reason']})" for c in comp.get("conditions") or [])
         click.echo(f"  component {comp.get('name')} on node {comp.get('node')}: {conds}")
+
+
+def _far_edge(api: httpx.Client, workdir: Path, device: str) -> None:
+    """A far-edge app through the same API: the controller places its component on the board's
+    MLSysOpsNode (published from the agent's device inventory) and hands its code to the bridge,
+    which rolls it out over the air (signed manifest, A/B slot, confirmed after the reboot)."""
+    from faredge.ota.bench import firmware_app  # the firmware, as a new release
+
+    code = firmware_app(workdir, "1.1.0")
+    _show(
+        f"POST /api/v1/apps (field: MicroPython code {code.name}, over the air to {device})",
+        api.post("/api/v1/apps", json=field(code, device)),
+    )
+    _follow_status(api, "field")
+    board = api.get(f"/api/v1/devices/{device}").json()
+    ota = board.get("ota") or {}
+    click.echo(f"  device {device}: firmware {board.get('fw')}, "
+               f"release {ota.get('release')} {ota.get('state')}")
+    _show("DELETE /api/v1/apps/field", api.delete("/api/v1/apps/field"))
 
 
 def _agent_view(target: str) -> None:

@@ -24,7 +24,7 @@ import yaml
 from faredge.broker import BRIDGE_USER, BrokerLayout
 from faredge.channels.mosquitto import MosquittoProcess, free_port, private_settings, stop_process
 from faredge.control import ControlClient
-from faredge.errors import FarEdgeError
+from faredge.errors import FarEdgeError, Unavailable
 from faredge.provision import init_broker, provision_device
 from mlsysops.testing import wait_for
 
@@ -90,7 +90,10 @@ def bridge(workdir: Path, nodeagent_target: str | None) -> Iterator[dict[str, An
         )
         if proc.poll() is not None:
             raise FarEdgeError(f"the bridge exited: {(workdir / 'bridge.log').read_text()[-2000:]}")
-        mqtt_config = {"id": MQTT_ID, "interval_ms": 1000, "mqtt": device.config["mqtt"]}
+        # The device's OTA key, as provisioning gives it to a board (the controller's demo app
+        # reaches this board over the air).
+        ota_key = _ota_key(socket_path, MQTT_ID)
+        mqtt_config = {"id": MQTT_ID, "interval_ms": 1000, "mqtt": device.config["mqtt"], "ota_key": ota_key}
         stack.enter_context(MqttDevice(mqtt_config, workdir / "board-mqtt"))
         yield {
             "socket": str(socket_path),
@@ -100,6 +103,20 @@ def bridge(workdir: Path, nodeagent_target: str | None) -> Iterator[dict[str, An
             "workdir": str(workdir),
             "config": str(config),
         }
+
+
+def _ota_key(socket_path: Path, device_id: str) -> str:
+    """The board's OTA key from the bridge (the socket answers once the bridge listens)."""
+    client = ControlClient(socket_path)
+
+    def key() -> str | None:
+        try:
+            return str(client.call({"op": "ota_key", "id": device_id})["ota_key"])
+        except Unavailable:
+            return None
+
+    found: str = wait_for(key, timeout=20, what="the bridge's control socket answering")
+    return found
 
 
 def _cli(info: dict[str, Any], *args: str) -> None:

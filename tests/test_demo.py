@@ -51,7 +51,10 @@ def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
     # workload under gVisor, node settings applied, live performance, everything removed
     assert "401" in out.split("GET /api/v1/apps without a token")[1].splitlines()[1]
     assert '{"app_id":"hello","status":"Submitted"}' in out
-    assert out.count("phase Deployed") == 2
+    assert out.count("phase Deployed") == 3
+    # the far-edge app: placed on the MQTT board's node, rolled out over the air, confirmed
+    assert "component sensor on node demo-mqtt-1: Placed=True (Placed), Ready=True (Running)" in out
+    assert "device demo-mqtt-1: firmware 1.1.0, release" in out and " confirmed" in out
     assert "shop.sandbox.0     running  on runsc" in out and "shop.web.0         running  on runc" in out
     assert "memory.limit_in_bytes = 134217728" in out
     web = next(line for line in out.splitlines() if line.strip().startswith("web ") and "cpu_cores" in line)

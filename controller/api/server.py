@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from controller.api.app import create_app
-from controller.api.bridge import BridgeSocket
+from controller.api.bridge import BridgeDevices
 from controller.api.context import DEFAULT_MAX_BODY, ApiContext, ApiSettings
 from controller.api.policies import RegistryPolicyControl
 from controller.api.ports import PerformanceSource
@@ -161,6 +161,8 @@ class ControllerRunner:
             values["mechanisms"] = cfg.mechanisms
         if cfg.agents:
             values["agents"] = cfg.agents
+        if cfg.bridge_socket:
+            values["bridge_socket"] = cfg.bridge_socket
         if is_kubernetes(self.store):
             return build(Config(**{"mechanisms": DEFAULT_MECHANISMS, **values}), self.store)
         return build_embedded(embedded_config(**values), self.store)
@@ -200,7 +202,7 @@ def wire(
             local_workloads=not is_kubernetes(store),
         ),
         performance=performance,
-        devices=BridgeSocket(cfg.bridge_socket) if cfg.bridge_socket else None,
+        devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
         policies=policies,
         controller_alive=runner.alive if runner is not None else None,
     )

@@ -8,8 +8,8 @@ Plugins are classes in the entry-point group `mlsysops.controller.mechanisms`, l
 `MechanismRegistry` (controller/mechanisms/registry.py). Plan mode and the daemon build them
 the same way: with `Cls.from_context(context)` when the class has that classmethod, else with
 `Cls()`. The daemon's composition root passes a `MechanismContext` holding its adapters (the
-API server, the node-agent gateway, where each node's agent is); plan mode passes the empty
-one, so a mechanism must render without adapters. A mechanism whose module is missing or
+API server, the node-agent gateway, where each node's agent is, the far-edge bridge); plan
+mode passes the empty one, so a mechanism must render without adapters. A mechanism whose module is missing or
 broken is reported by plan mode, not fatal; the daemon refuses to start with it.
 """
 
@@ -25,6 +25,7 @@ from controller.model import App
 from controller.policies.base import Plan
 
 if TYPE_CHECKING:
+    from controller.mechanisms.faredge import FarEdgeBridge
     from controller.mechanisms.nodeagent import AgentGateway
 
 
@@ -33,7 +34,7 @@ class RealizeResult:
     mechanism: str
     written: tuple[str, ...]  # "Kind/namespace/name" of objects created or changed
     unchanged: tuple[str, ...]  # already as desired: nothing written
-    # not realised yet, each with why (e.g. "sensor on faredge-1: awaiting far-edge deployment: ...");
+    # not realised yet, each with why (e.g. "sensor on dev-1: the far-edge bridge does not know dev-1");
     # the app is not Ready while anything is pending
     pending: tuple[str, ...] = ()
 
@@ -93,6 +94,7 @@ class MechanismContext:
     availability_timeout: float = 30.0  # how long a realize waits for what must come up first
     namespace: str = "default"  # where the MLSysOps objects (apps, nodes) live
     cached_node: Callable[[str], Obj | None] = no_cache  # MLSysOpsNode by name, from the informer
+    bridge: FarEdgeBridge | None = None  # the far-edge bridge's control socket (the faredge mechanism)
 
 
 class MechanismFactory(Protocol):

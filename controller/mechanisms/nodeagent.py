@@ -28,7 +28,8 @@ from google.protobuf import json_format
 
 from controller.kube.api import Obj
 from controller.mechanisms.base import MechanismContext, RealizeResult
-from controller.mechanisms.nodeagent_records import NodeRecords, StatusWriter, app_key
+from controller.mechanisms.node_status import StatusWriter
+from controller.mechanisms.nodeagent_records import NodeRecords, app_key
 from controller.model import App
 from controller.policies.base import Plan
 from mlsysops.nodeapi import NodeAgentClient, NodeApiError

@@ -7,32 +7,23 @@ the node's MLSysOpsNode *before* it is applied (write-ahead, like the agent's ow
 a controller killed between the Apply and the app's status update, or restarted after an app
 was deleted, recovers exactly the union of the live apps (NodeAgentMechanism.seed).
 
-The status subresource is written with the resourceVersion read (a Conflict re-reads), so the
-node sync's Ready condition and these records never overwrite each other. The first read is
-the nodes informer's cached copy when there is one (no GET per write); a stale copy costs a
-409, and every retry reads from the API server.
+The status subresource is written as controller/mechanisms/node_status.py says (the
+resourceVersion read, Conflicts re-read), so the node sync's Ready condition and these records
+never overwrite each other.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from controller.kube import resources
 from controller.kube.api import Obj
-from controller.kube.errors import Conflict, NotFound
-from controller.mechanisms.base import ObjectWriter
+from controller.mechanisms.node_status import StatusWriter, write_node_status
 
 FIELD = "settings"
-ATTEMPTS = 5
 
 Parts = dict[str, Obj]  # "namespace/app" -> profile sections
-
-
-@runtime_checkable
-class StatusWriter(ObjectWriter, Protocol):
-    def replace_status(self, res: resources.Resource, obj: Obj) -> Obj: ...
 
 
 def app_key(namespace: str, name: str) -> str:
@@ -78,26 +69,4 @@ class NodeRecords:
         """Record the node's contributions; False when there is no MLSysOpsNode to record them in.
         Writes only when they differ from what is recorded."""
         wanted = entries(parts, telemetry)
-        for attempt in range(ATTEMPTS):
-            obj = self.cached(node) if self.cached is not None and not attempt else None
-            if obj is None:
-                try:
-                    obj = self.api.get(resources.NODE, self.namespace, node)
-                except NotFound:
-                    return False
-            else:
-                obj = copy.deepcopy(obj)  # the cache's copy is shared: never modified
-            status = dict(obj.get("status") or {})
-            if (status.get(FIELD) or []) == wanted:
-                return True
-            if wanted:
-                status[FIELD] = wanted
-            else:
-                status.pop(FIELD, None)
-            obj["status"] = status
-            try:
-                self.api.replace_status(resources.NODE, obj)
-                return True
-            except Conflict:
-                continue
-        raise Conflict(f"MLSysOpsNode {node}: the settings record kept conflicting")
+        return write_node_status(self.api, self.namespace, node, FIELD, wanted, self.cached)

@@ -89,6 +89,15 @@ def _app(doc: Doc, name: str, namespace: str, problems: _Problems) -> App:
         _component(c, f"MLSysOpsApp.components[{i}]", problems)
         for i, c in enumerate(doc.get("components", ()))
     )
+    for i, comp in enumerate(components):
+        if comp.far_edge and comp.far_edge_code is None:
+            images = [c.image for c in comp.containers if c.image]
+            problems.found.append(Problem(
+                f"MLSysOpsApp.components[{i}].containers[].image",
+                "a far-edge component's code: exactly one image naming an app directory on the "
+                "far-edge bridge's host (file:///path or /path)",
+                describe_value(images[0] if len(images) == 1 else images),
+            ))
     cp = doc.get("cluster_placement", {})
     return App(
         name=name,
@@ -259,5 +268,6 @@ def _node(doc: Doc, name: str, namespace: str, problems: _Problems) -> NodeDesc:
         cpufreq_available=bool((get("cpufreq") or {}).get("available", False)),
         sensors=frozenset(sensor_kinds),
         devices=devices,
+        microcontroller=bool(get("device")) or (bool(hw.get("mcu")) and not hw.get("cpu")),
         raw=doc,
     )

@@ -10,11 +10,22 @@ set rather than "*", so policies never re-parse strings.
 from __future__ import annotations
 
 import functools
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 ANYWHERE = "*"
+
+
+FILE_SCHEME = "file://"
+
+
+def code_dir(image: str) -> str | None:
+    """The absolute directory an image field names (`file:///x` or `/x`), normalised; None for
+    anything else (an OCI reference, a relative path)."""
+    path = image[len(FILE_SCHEME):] if image.startswith(FILE_SCHEME) else image
+    return posixpath.normpath(path) if path.startswith("/") else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,14 @@ class Component:
         return frozenset(h for q in self.qos_metrics for h in q.system_metrics_hints)
 
     @property
+    def far_edge_code(self) -> str | None:
+        """A far-edge component's code: the app directory its one container's `image` names on
+        the bridge's host (`file:///srv/app` or `/srv/app`); None when it names none (the
+        description's check reports that)."""
+        images = [c.image for c in self.containers if c.image]
+        return code_dir(images[0]) if len(images) == 1 else None
+
+    @property
     def far_edge(self) -> bool:
         """Runs on a far-edge device (its only layer is far_edge, or a container targets an mcu):
         realised through the device's bridge, never as a Pod."""
@@ -225,6 +244,9 @@ class NodeDesc:
     cpufreq_available: bool = False
     sensors: frozenset[str] = frozenset()  # sensor kinds on the node and its far-edge devices
     devices: tuple[DeviceDesc, ...] = ()
+    # A far-edge device (a bridge's, or hardware with an mcu and no cpu): runs far-edge code
+    # through its bridge, never a container.
+    microcontroller: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     kind: str = "MLSysOpsNode"
 

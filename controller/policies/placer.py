@@ -193,6 +193,7 @@ class ConstraintAwarePlacer:
                 needs_gpu=need.gpus > 0,
                 mobile=bool(placement.mobile),
                 sensors=frozenset(s for m in members for s in m.sensors),
+                containers=not any(m.far_edge for m in members),
             ),
             need,
             max((m.replicas for m in members), default=1),

@@ -42,6 +42,7 @@ class Constraints:
     needs_gpu: bool = False
     mobile: bool = False
     sensors: frozenset[str] = frozenset()
+    containers: bool = False  # runs containers: not on a microcontroller
 
     @property
     def gpu_models(self) -> frozenset[str]:
@@ -161,6 +162,9 @@ def _stages(index: NodeIndex, want: Constraints) -> Iterator[Stage]:
         yield Stage("gpu", index.with_gpus, frozenset(), lambda n, w: "no free GPU")
     if want.mobile:
         yield Stage("mobile", index.mobile, frozenset(), lambda n, w: "not a mobile node")
+    if want.containers and index.microcontrollers:
+        yield Stage("container_host", index.all & ~index.microcontrollers, frozenset(),
+                    lambda n, w: "a far-edge device (microcontroller): runs no containers")
     if index.unready_clusters:  # a member cluster its control plane does not report Ready
         unready = index.unready_clusters
         yield Stage(

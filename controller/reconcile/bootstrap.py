@@ -12,7 +12,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from controller.bridgesocket import BridgeSocket
 from controller.inventory import Inventory
 from controller.kube.api import KubeApi
 from controller.kube.client import ApiClient
@@ -49,6 +51,7 @@ class Config:
     availability_timeout: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
     qos_annotation: str | None = ANNOTATION_QOS  # where monitoring reports QoS violations; None: ignore
+    bridge_socket: Path | None = None  # the far-edge bridge's control socket (the faredge mechanism)
 
 
 def policy_planner(policies: Sequence[Policy]) -> Planner:
@@ -91,7 +94,8 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
     inventory = InventoryCache(informers.world, config.namespace)
     writes = CachedLists(api, informers.owned, config.namespace)
     context = MechanismContext(writes, agents, inventory.agent_target, inventory.agent_targets,
-                               config.availability_timeout, config.namespace, informers.nodes.get)
+                               config.availability_timeout, config.namespace, informers.nodes.get,
+                               BridgeSocket(config.bridge_socket) if config.bridge_socket else None)
     qos: QosSource = AnnotationQos(config.qos_annotation) if config.qos_annotation else NoQos()
     reconciler = Reconciler(api, config.namespace, mechanisms.build(config.mechanisms, context),
                             policy_planner(registry.chain(config.policies)), inventory, qos=qos,

@@ -3,8 +3,8 @@
 Instead of an API server the loop reads and writes the embedded SQLite store
 (controller.store), and realises apps on node agents: containers through the `local`
 mechanism (containerd workloads on the runtime the description names), node settings through
-`nodeagent`, far-edge components through `faredge` (which reports them pending until the
-bridge can deploy them, so such an app is never shown Ready for what did not run). The
+`nodeagent`, far-edge components through `faredge` (over-the-air updates through the bridge's
+control socket, `bridge_socket`; Ready only once the device confirmed the release). The
 informers, work queue, reconciler and node sync are bootstrap.build's, unchanged: only the
 store and the mechanism defaults differ.
 

@@ -255,7 +255,7 @@ class Reconciler:
         if not outcome.retry and outcome.phase == "Deployed":
             self._plans[name] = plan
             self.reservations.record(app, plan)
-        pending = [p for r in outcome.results for p in r.pending]  # e.g. awaiting far-edge deployment
+        pending = [p for r in outcome.results for p in r.pending]  # e.g. a device unknown to the bridge
         if not outcome.retry and outcome.phase == "Deployed" and (unplaced or pending):
             message = "; ".join([planned_cond.message] * bool(unplaced) + pending)
             outcome = Outcome("Degraded", message=message, results=outcome.results)
@@ -268,8 +268,11 @@ class Reconciler:
         conds = [planned_cond, realized, ready]
         if outcome.phase == "Deploying" or _has_condition(obj, "Progressing"):
             rolling = outcome.phase == "Deploying"
-            conds.append(Condition("Progressing", rolling, "Rollout" if rolling else "Available",
-                                   outcome.message if rolling else "the placement is realized"))
+            if rolling or outcome.phase == "Failed":  # a failed rollout is not "realized"
+                reason = "Rollout" if rolling else "Failed"
+                conds.append(Condition("Progressing", rolling, reason, outcome.message))
+            else:
+                conds.append(Condition("Progressing", False, "Available", "the placement is realized"))
         return self._finish(obj, planned, outcome, conds)
 
     def _read(self, name: str) -> Obj:

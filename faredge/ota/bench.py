@@ -8,6 +8,7 @@ key. `measure_ota(app_dir)` times one update end to end: from `update` to the br
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,12 +24,20 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from faredge.broker import BRIDGE_USER, BrokerLayout
-from faredge.channels.mosquitto import MosquittoProcess, free_port, private_settings, stop_process
+from faredge.channels.mosquitto import (
+    MosquittoProcess,
+    free_port,
+    mosquitto_binary,
+    private_settings,
+    stop_process,
+)
 from faredge.control import ControlClient
 from faredge.errors import FarEdgeError, Unavailable
 from faredge.ota.rollout import OtaState
 from faredge.provision import init_broker, provision_device
 from faredge.virtual import MqttDevice
+from faredge.virtual.firmware import firmware_dir
+from faredge.virtual.host import HostUnavailable, find_host
 from mlsysops.testing import wait_for
 
 
@@ -186,6 +195,31 @@ def ota_rig(
         rig = OtaRig(control, socket, f"http://127.0.0.1:{metrics_port}/metrics", boards, broker, log_path)
         rig.wait_online()
         yield rig
+
+
+def rig_unavailable() -> str | None:
+    """Why an OTA rig cannot run on this machine (tests skip with it), or None: it needs Debian's
+    mosquitto (with mosquitto_passwd) and the MicroPython WebAssembly host under Node.js."""
+    if mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
+        return "needs the Debian mosquitto package (mosquitto, mosquitto_passwd)"
+    try:
+        find_host()
+    except HostUnavailable as exc:
+        return f"no MicroPython WebAssembly host: {exc}"
+    return None
+
+
+def firmware_app(root: Path, version: str, extra: int = 0, salt: int = 0) -> Path:
+    """A release of our firmware as an app directory under `root`: FW_VERSION set to `version`,
+    plus `extra` bytes of generated code (`salt` varies it) for a longer download."""
+    app = root / f"app-{version}"
+    shutil.copytree(firmware_dir(), app, ignore=shutil.ignore_patterns("__pycache__"))
+    src = (app / "app.py").read_text()
+    (app / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{version}"'))
+    if extra:
+        lines = [f"def f{i}(x):\n    return x * {i} + {(i + salt) % 7}\n" for i in range(extra // 30)]
+        (app / "extra.py").write_text("".join(lines))
+    return app
 
 
 def measure_ota(app_dir: Path) -> float:

@@ -22,9 +22,10 @@ import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner
 
-from faredge.channels.mosquitto import mosquitto_binary, reload_broker
+from faredge.channels.mosquitto import reload_broker
 from faredge.deploy.release import Release, Target, build
-from faredge.ota.bench import OtaRig, ota_rig
+from faredge.ota.bench import OtaRig, ota_rig, rig_unavailable
+from faredge.ota.bench import firmware_app as make_app
 from faredge.ota.manifest import Manifest, device_key, ota_files, sign
 from faredge.ota.service import make_job
 from faredge.protocol.topics import topic
@@ -40,28 +41,15 @@ POWER_CUTS = int(os.environ.get("OTA_POWER_CUTS", "8"))  # raise it for a longer
 
 
 @pytest.fixture(scope="module")
-def node_host() -> Any:
-    if mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
-        pytest.skip("needs the Debian mosquitto package (mosquitto, mosquitto_passwd)")
-    try:
-        return virtual.host.find_host()
-    except virtual.HostUnavailable as exc:
-        pytest.skip(f"no MicroPython WebAssembly host: {exc}")
-
-
-def make_app(root: Path, version: str, extra: int = 0, salt: int = 0) -> Path:
-    app = root / f"app-{version}"
-    shutil.copytree(firmware_dir(), app, ignore=shutil.ignore_patterns("__pycache__"))
-    src = (app / "app.py").read_text()
-    (app / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{version}"'))
-    if extra:
-        lines = [f"def f{i}(x):\n    return x * {i} + {(i + salt) % 7}\n" for i in range(extra // 30)]
-        (app / "extra.py").write_text("".join(lines))
-    return app
+def node_host() -> None:
+    """Skips the module's rig tests where the rig cannot run (faredge.ota.bench.rig_unavailable)."""
+    why = rig_unavailable()
+    if why is not None:
+        pytest.skip(why)
 
 
 @pytest.fixture
-def rig(node_host: Any, tmp_path: Path) -> Iterator[OtaRig]:
+def rig(node_host: None, tmp_path: Path) -> Iterator[OtaRig]:
     with ota_rig(tmp_path / "rig", devices=[f"o{uuid.uuid4().hex[:8]}"]) as r:
         yield r
 
@@ -317,7 +305,7 @@ def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tm
     assert assert_runs_a_verified_release(rig, {**releases, r: released(app)}) == r
 
 
-def test_rollout_starts_with_a_canary_and_stops_when_it_fails(node_host: Any, tmp_path: Path) -> None:
+def test_rollout_starts_with_a_canary_and_stops_when_it_fails(node_host: None, tmp_path: Path) -> None:
     """`update --all`: the canary (first id) refuses (its config holds another key), so the others
     are never sent anything and end failed(stopped); a rollout to those two then confirms both,
     one at a time."""

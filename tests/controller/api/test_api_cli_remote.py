@@ -11,7 +11,7 @@ from api_harness import DATA, LiveApi, yaml_docs
 from click.testing import CliRunner
 
 from controller.api.app import create_app
-from controller.api.bridge import BridgeSocket
+from controller.api.bridge import BridgeDevices
 from controller.api.context import ApiContext
 from controller.cli import apps, clusters, nodes
 from controller.kube import resources as R
@@ -93,7 +93,7 @@ def test_the_bridge_devices_group_through_the_api(store, tokens, bridge, monkeyp
     path, downlink = bridge
     monkeypatch.setenv("MLSYSOPS_API_CONFIG", str(tmp_path / "none.yaml"))
     operator, _ = tokens.create("operator")
-    with LiveApi(create_app(ApiContext(store, tokens, devices=BridgeSocket(path)))) as server:
+    with LiveApi(create_app(ApiContext(store, tokens, devices=BridgeDevices(path)))) as server:
         r = run(devices, ["--api", server.url, "list", "-o", "json"], operator)
         assert r.exit_code == 0, r.output
         assert [d["id"] for d in json.loads(r.output)] == ["sensor-7"]

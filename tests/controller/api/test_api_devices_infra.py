@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from api_harness import DATA, yaml_docs
 
-from controller.api.bridge import BridgeSocket
+from controller.api.bridge import BridgeDevices
 from controller.kube import resources as R
 
 
 def test_devices_list_show_set_unset_through_the_bridge(make_client, bearer, bridge):
     path, downlink = bridge
-    client = make_client(devices=BridgeSocket(path))
+    client = make_client(devices=BridgeDevices(path))
     listed = client.get("/api/v1/devices", headers=bearer["viewer"])
     assert listed.status_code == 200 and [d["id"] for d in listed.json()] == ["sensor-7"]
     shown = client.get("/api/v1/devices/sensor-7", headers=bearer["viewer"]).json()
@@ -35,7 +35,7 @@ def test_devices_list_show_set_unset_through_the_bridge(make_client, bearer, bri
 
 def test_device_errors_name_the_field(make_client, bearer, bridge):
     path, downlink = bridge
-    client = make_client(devices=BridgeSocket(path))
+    client = make_client(devices=BridgeDevices(path))
     sent = len(downlink.sent)
     r = client.put(
         "/api/v1/devices/sensor-7/twin", json={"settings": {"interval_ms": -3}}, headers=bearer["operator"]
@@ -50,7 +50,7 @@ def test_device_errors_name_the_field(make_client, bearer, bridge):
 
 def test_no_bridge_or_a_dead_socket_is_503(make_client, bearer, tmp_path):
     assert make_client().get("/api/v1/devices", headers=bearer["viewer"]).status_code == 503
-    dead = make_client(devices=BridgeSocket(tmp_path / "none.sock"))
+    dead = make_client(devices=BridgeDevices(tmp_path / "none.sock"))
     r = dead.get("/api/v1/devices", headers=bearer["viewer"])
     assert r.status_code == 503 and "unreachable" in r.json()["detail"]
 

@@ -181,3 +181,37 @@ def test_the_settings_record_on_a_node_does_not_requeue_the_fleet():
     unready = {**node, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}
     assert placement_view(recorded) == placement_view(node)
     assert placement_view(unready) != placement_view(node)
+
+
+def _with_devices(name: str, *devices: nodeconfig_pb2.Device) -> nodeconfig_pb2.Inventory:
+    inventory = _agent_inventory(name)
+    inventory.devices.extend(devices)
+    return inventory
+
+
+def test_far_edge_devices_an_agent_reports_become_nodes_of_their_own(kube, world, standin):
+    """A far-edge component needs a node to be placed on: every device an agent reports (the
+    bridge reports them to its host's agent) is an MLSysOpsNode, layer far_edge, in the host's
+    cluster, Ready while reported online; an unknown-to-Kubernetes id keeps its spelling in
+    `device.id`, which the faredge mechanism hands to the bridge."""
+    from controller.reconcile.nodesync import NodeSync
+
+    sensor = nodeconfig_pb2.Device(id="Sensor_7", kind="esp32", transport="mqtt", online=True,
+                                   sensors=["temp"], firmware_version="1.0.0")
+    lamp = nodeconfig_pb2.Device(id="lamp-2", kind="rp2", transport="serial", online=False)
+    agents = FakeAgents({EDGE1: _with_devices("edge-1", sensor, lamp)})
+    sync = NodeSync(kube, agents, [AgentTarget(EDGE1, "edge")], NAMESPACE)
+    assert [r.ready for r in sync.sync_all()] == [True]
+    node = kube.get(R.NODE, NAMESPACE, "sensor-7")
+    assert node["continuum_layer"] == "far_edge" and node["cluster_id"] == "uth-edge"  # edge-1's, described
+    assert node["device"] == {"id": "Sensor_7", "host": "edge-1", "kind": "esp32", "transport": "mqtt",
+                              "firmware_version": "1.0.0"}
+    assert _condition(kube, "sensor-7") == ("True", "DeviceOnline")
+    assert _condition(kube, "lamp-2") == ("False", "DeviceOffline")
+
+    agents.inventories[EDGE1] = _with_devices("edge-1", sensor)  # the lamp was unplugged
+    sync.sync_all()
+    assert _condition(kube, "lamp-2") == ("False", "DeviceGone")
+    del agents.inventories[EDGE1]  # the host's agent stops answering: its devices are not Ready either
+    sync.sync_all()
+    assert _condition(kube, "sensor-7") == ("False", "AgentUnreachable")

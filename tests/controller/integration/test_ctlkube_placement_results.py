@@ -12,7 +12,7 @@ from ctlkube_harness import APP, NAMESPACE, Running
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
 from controller.mechanisms import MechanismRegistry
-from controller.mechanisms.faredge import AWAITING, FarEdgeMechanism
+from controller.mechanisms.faredge import NO_BRIDGE, FarEdgeMechanism
 from controller.mechanisms.kubernetes import KubernetesMechanism
 from controller.mechanisms.kubernetes_render import LABEL_COMPONENT, deployment_name
 from mlsysops.testing import wait_for
@@ -146,8 +146,10 @@ def _faredge_registry() -> MechanismRegistry:
     )
 
 
-def test_a_far_edge_component_is_never_a_pod_and_awaits_far_edge_deployment(kube, world, controllers):
-    """Defect 7: far-edge components used to become Deployments with node affinity to an MCU."""
+def test_a_far_edge_component_is_never_a_pod_and_awaits_a_bridge(kube, world, controllers):
+    """Defect 7: far-edge components used to become Deployments with node affinity to an MCU.
+    Without a bridge to hand them to they stay pending, saying so (the hand-off itself is
+    tests/controller/integration/test_ctlfaredge_ota.py's)."""
     kube.apply(
         {
             "apiVersion": "mlsysops.eu/v1",
@@ -164,6 +166,7 @@ def test_a_far_edge_component_is_never_a_pod_and_awaits_far_edge_deployment(kube
         "sensor",
         node_placement={"continuum_layer": ["far_edge"]},
         container={
+            "image": "file:///srv/mlsysops/sensor",
             "platform_requirements": {"mcu": {"architecture": ["arm-m4"]}},
             "ports": [{"container_port": 1883, "name": "mqtt"}],
         },
@@ -181,10 +184,7 @@ def test_a_far_edge_component_is_never_a_pod_and_awaits_far_edge_deployment(kube
     assert [sv["metadata"]["name"] for sv in kube.list(R.SERVICE, NAMESPACE)[0]] == []
     ready = conditions(s)["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "AwaitingDeployment"
-    assert (
-        f"sensor on faredge-1: {AWAITING} (the far-edge bridge has no code-deploy (OTA) path yet)"
-        in ready["message"]
-    )
+    assert f"sensor on faredge-1: {NO_BRIDGE}" in ready["message"]
     assert conditions(s)["Planned"]["status"] == "True"
 
 

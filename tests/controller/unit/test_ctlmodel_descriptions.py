@@ -413,3 +413,27 @@ def test_long_dependency_chains_are_ordered_and_checked_without_recursion_limits
     err = error_of({"MLSysOpsApp": {"name": "chain", "components": components}})
     assert err.expected == "no dependency cycle" and err.problems[-1].got is not None
     assert err.problems[-1].got.count("->") == n
+
+
+FAR_EDGE_CODE = (
+    "a far-edge component's code: exactly one image naming an app directory on the far-edge "
+    "bridge's host (file:///path or /path)"
+)
+
+
+@pytest.mark.parametrize("image", ["registry.example.com/sensor:1", "apps/sensor", "file://apps/sensor"])
+def test_a_far_edge_component_must_name_its_code_directory(image: str) -> None:
+    """The faredge mechanism hands the directory to the bridge: an OCI reference or a relative
+    path is refused with the description, before anything is planned or sent."""
+    err = error_of(app_with(node_placement={"continuum_layer": ["far_edge"]}, containers=[{"image": image}]))
+    assert (err.path, err.expected) == ("MLSysOpsApp.components[0].containers[].image", FAR_EDGE_CODE)
+
+
+@pytest.mark.parametrize(
+    ("image", "code"), [("file:///srv/sensor/", "/srv/sensor"), ("/srv/a/../sensor", "/srv/sensor")]
+)
+def test_a_far_edge_components_code_is_its_normalised_directory(image: str, code: str) -> None:
+    doc = app_with(node_placement={"continuum_layer": ["far_edge"]}, containers=[{"image": image}])
+    app = parse_document(doc)
+    assert isinstance(app, App)
+    assert app.components[0].far_edge_code == code

@@ -375,3 +375,33 @@ def test_cluster_placement_node_types_and_accelerators_narrow_the_clusters(
         Telemetry(),
     )
     assert static.decisions[0].cluster == "b"
+
+
+def test_containers_never_land_on_a_far_edge_device_and_far_edge_code_does(
+    node_doc: NodeDoc, inventory_of: InventoryOf, app_of: AppOf, component: Comp
+) -> None:
+    """A far-edge device (a bridge's device node, or an mcu without a cpu) runs code through its
+    bridge: a container component with nothing asking for it must not be placed there, even when
+    it is the emptiest node and the component names no layer."""
+    device = {"continuum_layer": "far_edge", "environment": {"container_runtime": []},
+              "hardware": {"memory": 0}, "device": {"id": "dev-1", "host": "edge-1"}}
+    mcu = {"continuum_layer": "far_edge", "environment": {"container_runtime": []},
+           "hardware": {"mcu": {"architecture": "arm-M4"}, "memory": 0}}
+    inv = inventory_of(node_doc("edge-1", cores=1, memory_gb=1), node_doc("dev-1", **device),
+                       node_doc("mcu-1", **mcu))
+    tiny = [{"image": "idle", "platform_requirements": {}}]  # no requests: fits anywhere by capacity
+    app = app_of(
+        component("idle", containers=tiny),
+        component("sensor", node_placement={"continuum_layer": ["far_edge"]},
+                  containers=[{"image": "/srv/sensor"}]),
+    )
+    decisions = {d.component: d for d in place(app, inv).decisions}
+    assert decisions["idle"].node == "edge-1"
+    assert decisions["idle"].rejected_counts == {"container_host": 2}
+    reasons = {c.node: c.reasons for c in decisions["idle"].candidates}
+    assert reasons["dev-1"] == ("container_host: a far-edge device (microcontroller): runs no containers",)
+    assert decisions["sensor"].node in ("dev-1", "mcu-1")
+
+    alone = inventory_of(node_doc("dev-1", **device))
+    (d,) = place(app_of(component("idle", containers=tiny)), alone).decisions
+    assert d.node is None and d.rejected_counts == {"container_host": 1}

@@ -74,9 +74,10 @@ def make_app(specs: list[dict[str, Any]]) -> App:
             placement["continuum_layer"] = sorted(c["layers"])
         if c["labels"]:
             placement["labels"] = sorted(c["labels"])
+        image = "/srv/x" if c["layers"] == {"far_edge"} else "x"  # far-edge code: a directory
         components.append({
             "metadata": {"name": f"c{i}"}, "node_placement": placement,
-            "containers": [{"image": "x", "platform_requirements": {
+            "containers": [{"image": image, "platform_requirements": {
                 "cpu": cpu, "memory": {"requests": f"{c['mem']}Mi"}}}],
         })  # fmt: skip
     app = parse_document({"MLSysOpsApp": {"name": "prop", "components": components}})

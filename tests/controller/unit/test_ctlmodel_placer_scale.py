@@ -39,7 +39,7 @@ def app(components: list[dict[str, Any]]) -> App:
         {"metadata": {"name": f"c{i}"},
          "node_placement": {"continuum_layer": c["layers"], "labels": c["labels"]},
          **({"runtime_class_name": c["runtime"]} if c.get("runtime") else {}),
-         "containers": [{"image": "x", "platform_requirements": {
+         "containers": [{"image": "/srv/x" if c["layers"] == ["far_edge"] else "x", "platform_requirements": {
              "cpu": {"requests": c["cpu"], "architecture": c["archs"]}, "memory": {"requests": c["mem"]}}}]}
         for i, c in enumerate(components)]}})  # fmt: skip
     assert isinstance(parsed, App)
