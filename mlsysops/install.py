@@ -1,11 +1,15 @@
 """`mlsysops install node|bridge|controller`: what a role's systemd service needs, written once.
 
 Each role is one service: its unit (the one shipped in `mlsysops.units`, ExecStart pointed at
-the venv named by `--prefix`), a default config file the daemon accepts, and the directories
-systemd does not make itself. Units and configs are treated differently on purpose: the unit
-is ours (an upgrade brings a new one; local changes belong in drop-ins, `systemctl edit`), so
-a unit that differs is replaced; the config is the operator's, so an existing one is never
-touched, even if it differs from the default. State and runtime directories are left to the
+the venv named by `--prefix`), a default config file the daemon accepts, the directories
+systemd does not make itself, and for the node agent and the bridge the group `mlsysops`
+(a sysusers.d entry, created with systemd-sysusers): the agent's socket belongs to it and the
+bridge, a dynamic user, reaches the agent through it.
+
+Units and configs are treated differently on purpose: the unit is ours (an upgrade brings a
+new one; local changes belong in drop-ins, `systemctl edit`), so a unit that differs is
+replaced; the config is the operator's, so an existing one is never touched, even if it
+differs from the default. State and runtime directories are left to the
 units' StateDirectory=/RuntimeDirectory=: systemd creates them with the right owner (a
 DynamicUser= service's state lives under /var/lib/private), which a pre-created root-owned
 directory would break.
@@ -24,6 +28,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,7 +49,10 @@ NODE_CONFIG = """\
 node_name: ""                       # "" reports the host name
 listen:
   socket: /run/mlsysops/nodeagent.sock
-  socket_mode: "0660"               # root (and socket_group, if set) may configure this node
+  socket_mode: "0660"               # root and group mlsysops may connect: the bridge is in it
+  socket_group: mlsysops
+authz:
+  policy: {"uid:0": admin, "*": apply}   # who may connect may apply and report devices; reset: root
 host:
   simulate: "off"                   # "cpufreq" on VMs without cpufreq: a simulated tree instead
 telemetry:
@@ -70,6 +79,15 @@ nodeagent:
   target: unix:/run/mlsysops/nodeagent.sock
 """
 
+# The group whose members may use the node agent's socket: the agent owns its socket through it
+# and the bridge reports its devices through it (both units: SupplementaryGroups=mlsysops).
+GROUP = "mlsysops"
+SYSUSERS = PurePosixPath("/etc/sysusers.d/mlsysops.conf")
+SYSUSERS_CONFIG = f"""\
+# Written by `mlsysops install`: members of {GROUP} may use the node agent's socket.
+g {GROUP} -
+"""
+
 CONTROLLER_CONFIG = """\
 # The REST API and the controller it runs in-process, written by `mlsysops install controller`
 # (every option: docs/api.md). Yours to edit: `mlsysops install` never overwrites this file.
@@ -92,6 +110,7 @@ class Service:
     config: PurePosixPath
     default_config: str
     directories: tuple[PurePosixPath, ...] = ()
+    in_group: bool = False  # the unit names SupplementaryGroups=mlsysops: the group must exist
 
 
 SERVICES: dict[str, Service] = {
@@ -99,13 +118,13 @@ SERVICES: dict[str, Service] = {
     for s in (
         Service(
             "node", "node", "mlsysops-nodeagent.service", "mlsysops-nodeagent", CONFIG_DIR / "nodeagent.yaml",
-            NODE_CONFIG,
+            NODE_CONFIG, in_group=True,
         ),
         Service(
             "bridge", "bridge", "mlsysops-faredge.service", "mlsysops-faredge", CONFIG_DIR / "faredge.yaml",
             BRIDGE_CONFIG,
             # where `mlsysops devices provision` keeps the broker (and the bridge's password)
-            (CONFIG_DIR / "faredge",),
+            (CONFIG_DIR / "faredge",), in_group=True,
         ),
         Service(
             "controller", "controller", "mlsysops-api.service", "mlsysops-api", CONFIG_DIR / "api.yaml",
@@ -146,9 +165,11 @@ def plan(service: Service, prefix: str, units: Path) -> list[Step]:
         Step(CONFIG_DIR, 0o755),
         *(Step(d, 0o755) for d in service.directories),
         Step(service.config, 0o644, service.default_config),
+        *([Step(SYSUSERS.parent, 0o755), Step(SYSUSERS, 0o644, SYSUSERS_CONFIG, replace=True)]
+          if service.in_group else []),
         Step(UNIT_DIR, 0o755),
         Step(UNIT_DIR / service.unit, 0o644, unit_text(service, prefix, units), replace=True),
-    ]
+    ]  # fmt: skip
 
 
 def shipped_units() -> Path:
@@ -188,6 +209,22 @@ class RootedTree:
             if step.content is not None and (target.is_dir() or target.is_symlink()):
                 raise InstallError(f"{target}: exists and is not a regular file")
 
+    def has_group(self, name: str) -> bool:
+        group = self.at(PurePosixPath("/etc/group"))
+        return group.is_file() and any(line.split(":")[0] == name for line in group.read_text().splitlines())
+
+    def add_group(self) -> str:
+        """Create the group of the sysusers.d file the steps wrote (systemd-sysusers: idempotent)."""
+        if self.has_group(GROUP):
+            return "unchanged"
+        done = subprocess.run(
+            ["systemd-sysusers", f"--root={self.root}", str(self.at(SYSUSERS))],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise InstallError(f"systemd-sysusers could not create group {GROUP}: {done.stderr.strip()}")
+        return "created"
+
     def apply(self, step: Step) -> str:
         """Make one path as `step` says; returns what happened ("created", "unchanged", ...)."""
         target = self.at(step.path)
@@ -216,7 +253,12 @@ def install_service(service: Service, tree: RootedTree, prefix: str, units: Path
     venv = PurePosixPath(prefix)
     hint = f"python3 -m venv {venv} && {venv}/bin/{install_hint(service.extra)}"
     tree.check(steps, venv / "bin" / service.program, hint)
-    return [(tree.apply(step), str(step.path)) for step in steps]
+    if service.in_group and not tree.has_group(GROUP) and shutil.which("systemd-sysusers") is None:
+        raise InstallError(f"no group {GROUP} and no systemd-sysusers to create it (is this a systemd host?)")
+    done = [(tree.apply(step), str(step.path)) for step in steps]
+    if service.in_group:
+        done.append((tree.add_group(), f"group {GROUP}"))
+    return done
 
 
 @click.command("install")

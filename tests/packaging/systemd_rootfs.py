@@ -11,6 +11,8 @@ builds from the working tree, installed by the rootfs's pip, so its console scri
 /opt/mlsysops/bin/python. Bind-mounting this venv instead does not work: its python lives under
 /root (pyenv), which the units' ProtectHome=yes hides from the daemons.
 
+`--private-network` gives the container its own loopback, so its daemons' ports (8000, 9465,
+9466) cannot collide with anything on the host, and the CAP_NET_ADMIN nspawn grants only then.
 `--register=no` means no machined, so `systemctl --machine` and `systemd-run --machine` cannot
 reach the container: commands enter its namespaces with `nsenter -t <leader pid> -a` instead.
 """
@@ -36,6 +38,9 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "procps", "libstdc++6"
 VENV = "/opt/mlsysops"
 PYTHON_MINOR = f"python{sys.version_info.major}.{sys.version_info.minor}"
 EXTRAS = ("node", "bridge", "controller")
+# What the wheel is not built from (MANIFEST.in prunes the rest): not copied for the build.
+NOT_BUILT = (".git", ".venv", "node_modules", "build", "dist", "tests", "bench", "demo", "*.egg-info",
+             "__pycache__", ".*_cache", ".hypothesis", "*.mpy")  # fmt: skip
 
 
 def build_rootfs(target: Path) -> None:
@@ -91,14 +96,22 @@ def copy_dependencies(wheel: Path, site_packages: Path) -> list[str]:
     return sorted(names)
 
 
-def install_project(rootfs: Path, wheelhouse: Path) -> None:
-    """/opt/mlsysops in the rootfs: a venv of its python3, the dependencies, the project's wheel."""
+def build_wheel(workdir: Path) -> Path:
+    """The working tree's wheel, built offline from a copy (setuptools builds in the source
+    directory, and a build/ left in the shared tree would carry stale files into later wheels)."""
+    source = workdir / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_BUILT))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(wheelhouse), str(REPO)],
+         "--wheel-dir", str(workdir / "wheelhouse"), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    wheel = next(wheelhouse.glob("mlsysops-*.whl"))
+    return next((workdir / "wheelhouse").glob("mlsysops-*.whl"))
+
+
+def install_project(rootfs: Path, workdir: Path) -> None:
+    """/opt/mlsysops in the rootfs: a venv of its python3, the dependencies, the project's wheel."""
+    wheel = build_wheel(workdir)
     chroot = ["chroot", str(rootfs)]
     subprocess.run([*chroot, "python3", "-m", "venv", "--without-pip", VENV], check=True, timeout=60)
     copy_dependencies(wheel, rootfs / VENV.lstrip("/") / "lib" / PYTHON_MINOR / "site-packages")
@@ -141,7 +154,7 @@ def boot(rootfs: Path, log: Path, timeout: float = 60) -> Container:
     """Boot `rootfs` and wait until its system manager says the boot finished."""
     process = subprocess.Popen(
         ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--console=passive",
-         "--directory", str(rootfs), "--machine=mlsysops-test"],
+         "--private-network", "--directory", str(rootfs), "--machine=mlsysops-test"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + timeout

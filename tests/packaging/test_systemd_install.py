@@ -66,6 +66,14 @@ def test_install_writes_the_unit_the_config_and_the_directories(tmp_path: Path, 
     assert f"created    {service.config}" in result.output
     assert f"systemctl enable --now {service.unit}" in result.output
     assert not (tmp_path / "var").exists() and not (tmp_path / "run").exists()  # systemd makes those
+    group = tmp_path / "etc/group"
+    if service.in_group:  # the node agent's socket group, which the agent's and bridge's units join
+        assert (tmp_path / "etc/sysusers.d/mlsysops.conf").read_text().endswith("g mlsysops -\n")
+        assert group.read_text().startswith("mlsysops:x:") and "created    group mlsysops" in result.output
+        assert "SupplementaryGroups=" in unit.read_text() and "mlsysops" in unit.read_text().split(
+            "SupplementaryGroups=")[1].splitlines()[0]  # fmt: skip
+    else:
+        assert not group.exists() and not (tmp_path / "etc/sysusers.d").exists()
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -143,6 +151,7 @@ def test_the_default_configs_are_accepted_by_their_daemons(tmp_path: Path) -> No
     node.write_text(SERVICES["node"].default_config)
     agent = load_agent_config(node)
     assert agent.listen.socket == "/run/mlsysops/nodeagent.sock" and not agent.runtimes.enabled
+    assert agent.listen.socket_group == "mlsysops" and agent.authz.policy["*"] == "apply"
 
     # The bridge reads its broker password when it loads the config: point it at a stand-in
     # for the credential systemd passes in.
