@@ -43,8 +43,9 @@ IDS = [u.role for u in UNITS]
 
 
 @pytest.fixture(scope="module")
-def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once per session (mmdebstrap), the project installed, each role's install run inside."""
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Built once per session (mmdebstrap), the project installed, each role's install run inside;
+    removed afterwards (about 350 MB that pytest would otherwise keep for three sessions)."""
     if os.geteuid() != 0:
         pytest.skip("mmdebstrap, chroot and systemd-nspawn need root")
     missing = [tool for tool in ("mmdebstrap", "systemd-nspawn", "nsenter") if shutil.which(tool) is None]
@@ -60,7 +61,8 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-    return root
+    yield root
+    shutil.rmtree(base)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +143,24 @@ def test_the_bridge_reports_its_devices_to_the_agent_through_the_group_socket(co
     wait_for(reported, 30, "the bridge's first ReportDevices", interval=0.5)
     socket = container.run("stat", "-c", "%a %G", "/run/mlsysops/nodeagent.sock").stdout.split()
     assert socket == ["660", "mlsysops"]
+
+
+def test_the_bridge_password_is_the_provisioned_one_once_there(container: Container, rootfs: Path) -> None:
+    """LoadCredential= from where `mlsysops devices provision` writes it; SetCredential= before."""
+    bridge = UNITS[1]
+    credential = f"/run/credentials/{bridge.name}/bridge.password"
+    pid = started(container, bridge)
+    assert container.run("nsenter", "-t", str(pid), "-m", "cat", credential).stdout == "unprovisioned"
+    password = rootfs / "etc/mlsysops/faredge/broker/bridge.password"
+    password.parent.mkdir(mode=0o700)
+    password.write_text("s3cret\n")
+    password.chmod(0o600)  # root's only: systemd reads it, the dynamic user never does
+    try:
+        container.systemctl("restart", bridge.name)
+        pid = started(container, bridge)
+        assert container.run("nsenter", "-t", str(pid), "-m", "cat", credential).stdout == "s3cret\n"
+    finally:
+        shutil.rmtree(password.parent)
 
 
 def test_the_watchdog_restarts_a_stopped_agent(container: Container) -> None:
