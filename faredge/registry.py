@@ -47,6 +47,7 @@ class Device:
     freqs: FreqCaps | None = None  # from the last birth: the CPU frequencies the board accepts
     twin: Twin = field(default_factory=Twin)
     ota: OtaState | None = None  # the latest over-the-air update (faredge.ota)
+    mpy: int = 0  # from the last birth: sys.implementation._mpy (what an OTA compiles for)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Device:
             "caps": {} if self.freqs is None else {"freq_hz": self.freqs.to_json()},
             "twin": self.twin.to_json(),
             "ota": None if self.ota is None else self.ota.to_json(),
+            "mpy": self.mpy,
         }
 
     @classmethod
@@ -81,6 +83,7 @@ class Device:
             freqs=_caps(data.get("caps")),
             twin=Twin.from_json(data.get("twin", {})),
             ota=OtaState.from_json(data["ota"]) if isinstance(data.get("ota"), dict) else None,
+            mpy=int(data.get("mpy", 0)),
         )
 
 

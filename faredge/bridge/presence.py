@@ -31,6 +31,7 @@ def registered(old: Device | None, birth: Birth, transport: str, port: str, now:
         port=port,
         telemetry_lost=birth.lost,
         freqs=birth.freqs,
+        mpy=birth.mpy,
     )
 
 

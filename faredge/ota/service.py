@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from faredge.deploy.release import Release, Target, build, check_app
+from faredge.deploy.release import Release, Target, build, check_app, mpy_version
 from faredge.errors import Dropped, Invalid, NotFound
 from faredge.ota import rollout
 from faredge.ota.chunks import ChunkRequest, answer, parse_request, parse_status
@@ -136,14 +136,15 @@ class OtaService:
                 raise Invalid(i, "over-the-air updates need the MQTT transport (use devices deploy)")
         if not ids:
             raise Invalid("devices", "no MQTT device to update")
-        releases: dict[str, Release] = {}
+        releases: dict[Target, Release] = {}
         now = self._clock()
         jobs = {}
         for i in ids:
-            board = known[i].board or None
-            rel = releases.get(board or "")
+            # compiled for the .mpy version the board's birth reported (source when it reported none)
+            target = Target(mpy_version(known[i].mpy or None), known[i].board or None)
+            rel = releases.get(target)
             if rel is None:
-                rel = releases[board or ""] = self._build(app_dir, Target(None, board))
+                rel = releases[target] = self._build(app_dir, target)
             jobs[i] = make_job(rel, i, release_number(known[i].ota, now), self._keys.key(i))
         fleet = rollout.Fleet(ids, parallel=parallel, max_failures=max_failures)
         with self._lock:

@@ -91,6 +91,7 @@ class Birth:
     freq: int
     lost: int = 0  # QoS 1 telemetry the device's store-and-forward ring dropped since boot
     freqs: FreqCaps | None = None  # the CPU frequencies the board accepts (None: not reported)
+    mpy: int = 0  # sys.implementation._mpy: the .mpy version it loads (0: not reported)
 
 
 class Sample(NamedTuple):
@@ -238,6 +239,7 @@ def _birth(obj: dict[str, Any], device_id: str) -> Birth:
         freq=_int(obj, "freq", required=False) or 0,
         lost=_int(obj, "lost", required=False) or 0,
         freqs=parse_freq_caps(obj.get("caps")),
+        mpy=_int(obj, "mpy", required=False) or 0,
     )
 
 

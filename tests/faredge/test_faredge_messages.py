@@ -34,6 +34,15 @@ def test_birth_is_parsed_into_a_frozen_value() -> None:
     assert msg == Birth("dev-1", "1.0", "esp32", 3, ("temp",), 240000000)
 
 
+def test_a_birth_names_the_mpy_version_its_board_loads() -> None:
+    """What an over-the-air update compiles the app for (sys.implementation._mpy)."""
+    birth = {"id": "dev-1", "fw": "1.0", "board": "esp32", "boot": 3, "sensors": []}
+    got = parse_message("birth", j({**birth, "mpy": 0x0A06}))
+    assert isinstance(got, Birth) and got.mpy == 0x0A06
+    with pytest.raises(Dropped, match="mpy"):
+        parse_message("birth", j({**birth, "mpy": "6.3"}))
+
+
 def test_single_and_batched_telemetry() -> None:
     one = parse_message(
         "telemetry",

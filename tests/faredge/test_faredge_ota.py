@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from faredge.channels.mosquitto import reload_broker
-from faredge.deploy.release import Release, Target, build
+from faredge.deploy.release import Release, Target, build, mpy_version
 from faredge.ota.bench import OtaRig, ota_rig, rig_unavailable
 from faredge.ota.bench import firmware_app as make_app
 from faredge.ota.manifest import Manifest, device_key, ota_files, sign
@@ -54,8 +54,9 @@ def rig(node_host: None, tmp_path: Path) -> Iterator[OtaRig]:
         yield r
 
 
-def released(app: Path) -> Release:
-    return build(app, Target(None, "virtual"))
+def released(rig: OtaRig, app: Path) -> Release:
+    """What the bridge ships the rig's board: compiled for the .mpy version its birth reported."""
+    return build(app, Target(mpy_version(rig.show()["mpy"] or None), "virtual"))
 
 
 def assert_runs_a_verified_release(rig: OtaRig, releases: dict[int, Release]) -> int:
@@ -143,11 +144,15 @@ def test_cli_update_confirms_on_the_board_and_devices_list_shows_it(rig: OtaRig,
     assert "confirmed 1.1.0#" in result.output
     ota = rig.state()
     assert rig.show()["fw"] == "1.1.0" and ota is not None and ota.state == "confirmed"
-    assert ota.done_bytes == ota.total_bytes > 40_000
+    rel1 = released(rig, app)  # compiled for the board: its birth reported the .mpy version it loads
+    assert ota.done_bytes == ota.total_bytes == sum(f.size for f in ota_files(rel1))
+    source = sum(p.stat().st_size for p in app.rglob("*.py") if p.name != "main.py")
+    assert ota.total_bytes < 0.6 * source  # .mpy: smaller to send, nothing to compile on the board
     listing = CliRunner().invoke(main, [*sock, "list"])
     assert f"confirmed 1.1.0#{ota.release}" in listing.output, listing.output
-    rel1 = released(app)
     assert assert_runs_a_verified_release(rig, {ota.release: rel1}) == ota.release
+    slot = rig.board.flash / ".ota" / "a"
+    assert (slot / "app.mpy").is_file() and not (slot / "app.py").exists()
     ptr = json.loads((rig.board.flash / "ota.json").read_text())
     assert (ptr["s"], ptr["t"]) == ("a", 0)
     assert rig.metric("faredge_ota_updates_total", outcome="confirmed") == 1
@@ -175,11 +180,11 @@ def test_cli_update_confirms_on_the_board_and_devices_list_shows_it(rig: OtaRig,
         faulty.close()
     wait_for(lambda: _refusals(rig, "replay") == 1, what="the bridge counts the refusal")
     assert rig.show()["fw"] == "1.2.0"
-    assert assert_runs_a_verified_release(rig, {r2: released(app2)}) == r2
+    assert assert_runs_a_verified_release(rig, {r2: released(rig, app2)}) == r2
 
 
 def test_forged_and_misaddressed_manifests_are_refused(rig: OtaRig, tmp_path: Path) -> None:
-    rel = released(make_app(tmp_path, "6.6.6"))
+    rel = released(rig, make_app(tmp_path, "6.6.6"))
     faulty = FaultyBridge(rig)
     try:
         cases = [
@@ -205,7 +210,7 @@ def test_forged_and_misaddressed_manifests_are_refused(rig: OtaRig, tmp_path: Pa
 
 def test_wrong_content_and_truncated_chunks_install_nothing(rig: OtaRig, tmp_path: Path) -> None:
     app = make_app(tmp_path, "6.6.7")
-    rel = released(app)
+    rel = released(rig, app)
     faulty = FaultyBridge(rig)
     faulty.files = tuple(next(e.data for e in rel.files if e.name == f.name) for f in ota_files(rel))
     bad_file = ota_files(rel)[1].name
@@ -244,7 +249,7 @@ def test_broker_gone_mid_download_resumes_where_it_stopped(rig: OtaRig, tmp_path
     served = rig.metric("faredge_ota_bytes_total")
     assert state.total_bytes <= served < 1.5 * state.total_bytes  # resumed, not started again
     assert "link down" in rig.board.console
-    assert assert_runs_a_verified_release(rig, {r: released(app)}) == r
+    assert assert_runs_a_verified_release(rig, {r: released(rig, app)}) == r
 
 
 def _cut_when(rig: OtaRig, stage: str, release: int, version: str, rng: random.Random) -> None:
@@ -283,7 +288,7 @@ def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tm
         version = f"3.0.{i}"  # and other code in every round: each one downloads ~40 KB
         app = make_app(tmp_path, version, extra=EXTRA_BYTES, salt=i)
         r = rig.update(app)
-        releases[r] = released(app)
+        releases[r] = released(rig, app)
         _cut_when(rig, stage, r, version, rng)
         time.sleep(rng.uniform(0.0, 0.3))
         rig.board.restart()
@@ -302,7 +307,7 @@ def test_power_cut_at_every_step_always_boots_a_verified_release(rig: OtaRig, tm
     app = make_app(tmp_path, "3.1.0", extra=EXTRA_BYTES, salt=POWER_CUTS)
     r = rig.update(app)  # and the next update, uncut, confirms
     assert rig.wait_finished(r).state == "confirmed"
-    assert assert_runs_a_verified_release(rig, {**releases, r: released(app)}) == r
+    assert assert_runs_a_verified_release(rig, {**releases, r: released(rig, app)}) == r
 
 
 def test_rollout_starts_with_a_canary_and_stops_when_it_fails(node_host: None, tmp_path: Path) -> None:
