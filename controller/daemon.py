@@ -3,12 +3,15 @@
     python -m controller --agent unix:/run/mlsysops/nodeagent.sock      # embedded (no kubeconfig)
     python -m controller --kubeconfig ~/.kube/config --namespace apps \\
         --mechanism kubernetes --mechanism nodeagent --agent unix:/run/mlsysops/nodeagent.sock=edge
+    python -m controller --metrics-listen 127.0.0.1:9466 ...            # Prometheus /metrics
 
 Without a kubeconfig (no --kubeconfig, no $KUBECONFIG, not in a pod) the controller keeps its
 objects in the embedded SQLite store (--store; controller.reconcile.embedded) and realises apps
 with the local, nodeagent and faredge mechanisms on the local node agent (or the --agent ones);
 with one, it drives the API server exactly as before. Flags → Config → build → run until
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. With --metrics-listen the controller's metrics (controller.reconcile.metrics)
+are served there, unauthenticated like the node agent's and the bridge's: listen on loopback
+(the default suggestion) unless the network in between is trusted.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from controller import store
 from controller.kube.client import load_api_client
@@ -36,7 +41,36 @@ from controller.reconcile.embedded import (
     embedded_config,
 )
 from controller.reconcile.loop import Controller
+from controller.reconcile.metrics import ControllerMetrics, ReconcileObserver
 from controller.reconcile.nodesync import AgentTarget
+
+
+class MetricsServer:
+    """The Prometheus endpoint: bound by `start()` (not at construction), shut down by `stop()`
+    (the bridge's, faredge.bootstrap.MetricsServer: client_python's HTTP server)."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self.host, self.port = host, port
+        self._registry = registry
+        self._shutdown: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        server, _thread = start_http_server(self.port, self.host, registry=self._registry)
+        self.port = server.server_address[1]  # the one bound, when asked for port 0
+        self._shutdown = server.shutdown
+
+    def stop(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown()
+            self._shutdown = None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def parse_agent(text: str) -> AgentTarget:
@@ -82,6 +116,8 @@ def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentP
     p.add_argument("--bridge-socket", type=Path, metavar="PATH",
                    help="the far-edge bridge's control socket: the faredge mechanism hands far-edge "
                    "components to it as over-the-air updates (default: none, they stay pending)")
+    p.add_argument("--metrics-listen", type=parse_listen, metavar="HOST:PORT",
+                   help="serve Prometheus metrics there (default: none)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs")
     p.add_argument("--inventory-interval", type=float, default=30.0, help="seconds between agent polls")
@@ -95,8 +131,8 @@ def kubernetes_mode(kubeconfig: str | None, env: Mapping[str, str] | None = None
     return bool(kubeconfig or env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST"))
 
 
-def controller_for(args: argparse.Namespace,
-                   registry: MechanismRegistry) -> tuple[Controller, store.SqliteStore | None]:
+def controller_for(args: argparse.Namespace, registry: MechanismRegistry,
+                   metrics: ReconcileObserver | None = None) -> tuple[Controller, store.SqliteStore | None]:
     """The controller the flags ask for, and the embedded store it opened (None with Kubernetes)."""
     common = {"namespace": args.namespace, "policies": tuple(args.policies or DEFAULT_CHAIN),
               "workers": args.workers, "resync_period": args.resync,
@@ -106,13 +142,13 @@ def controller_for(args: argparse.Namespace,
             raise ValueError("--store: the embedded store is used without a kubeconfig only")
         config = Config(mechanisms=tuple(args.mechanisms or DEFAULT_MECHANISMS), agents=tuple(args.agent),
                         **common)
-        return build(config, load_api_client(args.kubeconfig), mechanisms=registry), None
+        return build(config, load_api_client(args.kubeconfig), mechanisms=registry, metrics=metrics), None
     config = embedded_config(**common, **({"mechanisms": tuple(args.mechanisms)} if args.mechanisms else {}),
                              **({"agents": tuple(args.agent)} if args.agent else {}))
     check_embedded(config)  # before the store file is created
     api = store.open(args.store or default_store_path())
     try:
-        return build_embedded(config, api, mechanisms=registry), api
+        return build_embedded(config, api, mechanisms=registry, metrics=metrics), api
     except BaseException:
         api.close()
         raise
@@ -137,10 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     registry = MechanismRegistry.from_entry_points()
     args = parser(registry.names()).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = ControllerMetrics() if args.metrics_listen else None
+    server = None
+    if metrics is not None:
+        host, port = args.metrics_listen
+        server = MetricsServer(host, port, metrics.registry)
+        try:
+            server.start()
+        except OSError as exc:  # the port is taken, the address is not ours
+            print(f"controller: --metrics-listen {host}:{port}: {exc}", file=sys.stderr)
+            return 2
     try:
-        controller, embedded = controller_for(args, registry)
-        run(controller, embedded)
+        run(*controller_for(args, registry, metrics))
     except (KubeError, ValueError, KeyError) as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if server is not None:
+            server.stop()
     return 0

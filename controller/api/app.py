@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from controller.api import errors, routes_apps, routes_events, routes_infra, routes_reference
+from controller.api import errors, routes_apps, routes_events, routes_infra, routes_metrics, routes_reference
 from controller.api.context import ApiContext
 from controller.api.limits import BodyLimit
 
@@ -32,7 +32,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
     app.state.context = ctx
     errors.install(app)
-    for module in (routes_apps, routes_infra, routes_events, routes_reference):
+    for module in (routes_apps, routes_infra, routes_events, routes_reference, routes_metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from controller.api.ports import DeviceGateway, PerformanceSource, PolicyControl
 from controller.api.tokens import TokenStore
 from controller.kube.objectapi import ObjectApi
+from controller.reconcile.metrics import ControllerMetrics
 
 API_FIELD_MANAGER = "mlsysops-api"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: the largest description we have seen is ~40 KiB
@@ -40,3 +41,5 @@ class ApiContext:
     policies: PolicyControl | None = None
     # Whether the in-process controller is running (None: it runs elsewhere, not known here).
     controller_alive: Callable[[], bool] | None = None
+    # The in-process controller's metrics, served at /metrics (None: it runs elsewhere).
+    metrics: ControllerMetrics | None = None

@@ -39,6 +39,7 @@ from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
 from controller.reconcile.embedded import build_embedded, embedded_config
 from controller.reconcile.loop import Controller
+from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.nodesync import AgentTarget
 from mlsysops.nodeapi.target import DEFAULT_TARGET
 
@@ -137,11 +138,14 @@ def is_kubernetes(store: ObjectApi) -> bool:
 
 
 class ControllerRunner:
-    """The in-process controller: started, restarted with a new policy chain, stopped."""
+    """The in-process controller: started, restarted with a new policy chain, stopped. Every
+    controller it builds feeds the one `metrics` (the /metrics route's), so a restart keeps the
+    counters."""
 
-    def __init__(self, cfg: ServeConfig, store: ObjectApi) -> None:
+    def __init__(self, cfg: ServeConfig, store: ObjectApi, metrics: ControllerMetrics) -> None:
         self.cfg = cfg
         self.store = store
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._running: tuple[Controller, threading.Event] | None = None
 
@@ -164,8 +168,9 @@ class ControllerRunner:
         if cfg.bridge_socket:
             values["bridge_socket"] = cfg.bridge_socket
         if is_kubernetes(self.store):
-            return build(Config(**{"mechanisms": DEFAULT_MECHANISMS, **values}), self.store)
-        return build_embedded(embedded_config(**values), self.store)
+            config = Config(**{"mechanisms": DEFAULT_MECHANISMS, **values})
+            return build(config, self.store, metrics=self.metrics)
+        return build_embedded(embedded_config(**values), self.store, metrics=self.metrics)
 
     def stop(self) -> None:
         with self._lock:
@@ -185,7 +190,7 @@ class ControllerRunner:
 def wire(
     cfg: ServeConfig, store: ObjectApi, performance: PerformanceSource | None = None
 ) -> tuple[FastAPI, ControllerRunner | None, RegistryPolicyControl]:
-    runner = ControllerRunner(cfg, store) if cfg.run_controller else None
+    runner = ControllerRunner(cfg, store, ControllerMetrics()) if cfg.run_controller else None
     policies = RegistryPolicyControl(
         PolicyRegistry.from_entry_points(),
         cfg.policies,
@@ -205,6 +210,7 @@ def wire(
         devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
         policies=policies,
         controller_alive=runner.alive if runner is not None else None,
+        metrics=runner.metrics if runner is not None else None,
     )
     return create_app(ctx), runner, policies
 

@@ -29,6 +29,7 @@ from controller.policies.pools import Ledger
 from controller.reconcile.cached import CachedLists
 from controller.reconcile.informer import Informers
 from controller.reconcile.loop import Controller
+from controller.reconcile.metrics import ReconcileObserver
 from controller.reconcile.nodesync import AgentTarget, NodeSync
 from controller.reconcile.qos import ANNOTATION_QOS, AnnotationQos, NoQos, QosSource
 from controller.reconcile.queue import Backoff, WorkQueue
@@ -80,10 +81,12 @@ def _copy(ledger: Ledger) -> Ledger:
 
 
 def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | None = None,
-          registry: PolicyRegistry | None = None, mechanisms: MechanismRegistry | None = None) -> Controller:
+          registry: PolicyRegistry | None = None, mechanisms: MechanismRegistry | None = None,
+          metrics: ReconcileObserver | None = None) -> Controller:
     """The daemon for `config` over `store`: any ObjectApi (the embedded SQLite store, or a
     KubeApi), or a kubernetes ApiClient, wrapped in a KubeApi that names us in audit logs.
-    The registries default to the installed entry points."""
+    The registries default to the installed entry points; `metrics` (none by default) is fed
+    by the loop (controller.reconcile.metrics.ControllerMetrics behind a /metrics endpoint)."""
     api = KubeApi(store, user_agent=USER_AGENT) if isinstance(store, ApiClient) else store
     agents = agents if agents is not None else GrpcAgents()
     registry = registry if registry is not None else PolicyRegistry.from_entry_points()
@@ -102,4 +105,4 @@ def build(config: Config, store: ObjectApi | ApiClient, agents: AgentGateway | N
                             cached_app=informers.apps.get)
     node_sync = NodeSync(api, agents, list(config.agents), config.namespace) if config.agents else None
     return Controller(reconciler, inventory, informers, WorkQueue(config.backoff), node_sync, config.workers,
-                      config.resync_period, config.inventory_period)
+                      config.resync_period, config.inventory_period, metrics)

@@ -23,6 +23,7 @@ from controller.kube.api import Obj
 from controller.mechanisms.nodeagent_records import FIELD as RECORD_FIELD
 from controller.policies.base import QosViolation
 from controller.reconcile.informer import MEMBER_CLUSTER, Informers
+from controller.reconcile.metrics import NoMetrics, ReconcileObserver, app_state
 from controller.reconcile.nodesync import NodeSync
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import InventoryCache, Outcome, Reconciler
@@ -35,7 +36,10 @@ class Controller:
 
     def __init__(self, reconciler: Reconciler, inventory: InventoryCache, informers: Informers,
                  queue: WorkQueue | None = None, node_sync: NodeSync | None = None, workers: int = 2,
-                 resync_period: float = 300.0, inventory_period: float = 30.0) -> None:
+                 resync_period: float = 300.0, inventory_period: float = 30.0,
+                 metrics: ReconcileObserver | None = None) -> None:
+        """`metrics` learns every app event and reconcile outcome (controller.reconcile.metrics);
+        it outlives the Controller when the REST API restarts it with a new policy chain."""
         self.reconciler = reconciler
         self.inventory = inventory
         self.informers = informers
@@ -43,6 +47,7 @@ class Controller:
         self.queue = queue or WorkQueue()
         self.node_sync = node_sync
         self.workers = workers
+        self.metrics: ReconcileObserver = metrics if metrics is not None else NoMetrics()
         self.resync_period = resync_period
         self.inventory_period = inventory_period
         self.apps.add_handler(self._on_app)
@@ -89,6 +94,7 @@ class Controller:
                 if stop.is_set():
                     return
         self.reconciler.seed(self.apps.items())
+        self.metrics.retain(self._key(o) for o in self.apps.items())  # deleted while nobody watched
         if self.freeze_after_sync:
             # The informers' caches (10,000 nodes are millions of objects) live as long as the
             # daemon: keep them out of the cyclic collector, whose full passes would otherwise
@@ -119,8 +125,16 @@ class Controller:
             self._qos_seen[name] = violations
         else:
             self._qos_seen.pop(name, None)
+        if event_type == "DELETED":
+            self.metrics.app_gone(self._key(obj))
+        else:  # the reconciler's own status writes too: the metrics show what the status says
+            self.metrics.app_seen(app_state(obj, violations, self.reconciler.namespace))
         if event_type in ("ADDED", "DELETED") or generation != observed or qos_changed:
             self.queue.add(name)
+
+    def _key(self, obj: Obj) -> tuple[str, str]:
+        meta = obj["metadata"]
+        return str(meta.get("namespace") or self.reconciler.namespace), meta["name"]
 
     def _on_world(self, event_type: str, obj: Obj) -> None:
         """A node or cluster changed what placement reads: rebuild the inventory, requeue every
@@ -171,6 +185,7 @@ class Controller:
             if key is None:
                 return
             name = str(key)
+            started = time.perf_counter()
             try:
                 outcome = self.reconciler.reconcile(name)
             except Exception as exc:  # a bug must not kill the worker: back off and report
@@ -180,6 +195,7 @@ class Controller:
                 self.queue.done(key)
             self.outcomes[name] = outcome
             self.reconciles += 1
+            self.metrics.reconciled(outcome.phase, time.perf_counter() - started)
             if outcome.retry:
                 delay = self.queue.retry(key)
                 log.info("%s: %s (%s); retrying in %.2fs", name, outcome.phase, outcome.message, delay)
