@@ -245,9 +245,10 @@ class _Supervised:
 
     def _popen(self, mode: str) -> subprocess.Popen[bytes]:
         args, fds = self._host_args(mode)
+        standby = mode == "--standby"  # loads while nobody waits: compiled ahead (NodeHost.command)
         with self.console_path.open("ab") as log:
             return subprocess.Popen(
-                self._host.command(self.flash, *args, "--heap", str(self.heap)),
+                self._host.command(self.flash, *args, "--heap", str(self.heap), compiled_ahead=standby),
                 cwd=self._host.modules_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -21,10 +21,10 @@ from mlsysops.testing import wait_for
 
 REPO = Path(__file__).parents[2]
 GROUPS = {
-    "core": ["node"],
-    "node": ["node"],
-    "bridge": ["devices", "node"],
-    "controller": ["api", "apps", "clusters", "node", "nodes"],
+    "core": ["install", "node"],
+    "node": ["install", "node"],
+    "bridge": ["devices", "install", "node"],
+    "controller": ["api", "apps", "clusters", "install", "node", "nodes"],
 }
 
 
