@@ -37,7 +37,7 @@ is no "stopped" state for a microcontroller's firmware; the next app placed ther
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -131,6 +131,7 @@ class FarEdgeMechanism:
         self.bridge = bridge
         self.api = api
         self.namespace = namespace
+        self._held: dict[str, set[str]] = {}  # app (namespace/name) -> the device nodes it holds
 
     @classmethod
     def from_context(cls, context: MechanismContext) -> FarEdgeMechanism:
@@ -175,6 +176,8 @@ class FarEdgeMechanism:
             raise
         held_raw = (obj.get("status") or {}).get(FIELD)
         held = Handover.from_json(held_raw) if held_raw else None
+        if held is not None and held.app == app_key:
+            self._held.setdefault(app_key, set()).add(node)
         if held is not None and held.app != app_key:
             pending.append(f"{what}: the device runs {held.component} of app {held.app}")
             return ""
@@ -202,6 +205,7 @@ class FarEdgeMechanism:
         started = plan["devices"][0]
         handover = Handover(app_key, str(record["component"]), str(record["code"]),
                             int(started["release"]), str(started.get("version", "")))
+        self._held.setdefault(app_key, set()).add(node)
         if not write_node_status(self.api, self.namespace, node, FIELD, handover.to_json()):
             pending.append(f"{what}: no MLSysOpsNode {node} to record the update in")
             return ""
@@ -209,22 +213,32 @@ class FarEdgeMechanism:
         return "started"
 
     def seed(self, live_apps: Sequence[str]) -> None:
-        """After a (re)start: forget what apps deleted while the controller was down held."""
-        live = set(live_apps)
-        self._forget(lambda app: app not in live)
-
-    def remove(self, app_name: str, namespace: str) -> None:
-        """Forget the app's devices (each keeps running its last confirmed release)."""
-        key = f"{namespace}/{app_name}"
-        self._forget(lambda app: app == key)
-
-    def _forget(self, gone: Callable[[object], bool]) -> None:
+        """After a (re)start: which devices each live app holds (one list of the nodes), and
+        forget what apps deleted while the controller was down held."""
         if self.api is None:
             return
+        live = set(live_apps)
         for node in self.api.list(resources.NODE, self.namespace)[0]:
-            held = (node.get("status") or {}).get(FIELD)
-            if held and gone(held.get("app")):
-                write_node_status(self.api, self.namespace, node["metadata"]["name"], FIELD, None)
+            app = ((node.get("status") or {}).get(FIELD) or {}).get("app")
+            if app is None:
+                continue
+            name = node["metadata"]["name"]
+            if app in live:
+                self._held.setdefault(app, set()).add(name)
+            else:
+                write_node_status(self.api, self.namespace, name, FIELD, None)
+
+    def remove(self, app_name: str, namespace: str) -> None:
+        """Forget the app's devices (each keeps running its last confirmed release): the nodes
+        it was seen holding, not a list of every node per removal."""
+        key = f"{namespace}/{app_name}"
+        if self.api is None:
+            return
+        for name in sorted(self._held.get(key, ())):
+            obj = read_node(self.api, self.namespace, name)
+            if obj is not None and ((obj.get("status") or {}).get(FIELD) or {}).get("app") == key:
+                write_node_status(self.api, self.namespace, name, FIELD, None)
+        self._held.pop(key, None)
 
 
 def _what(record: Obj) -> str:

@@ -128,8 +128,11 @@ def test_a_far_edge_component_is_rolled_out_over_the_air_once_and_survives_a_res
     assert shown["fw"] == "2.1.0" and shown["ota"]["release"] > record["release"]
     assert code_record(kube, rig.device)["version"] == "2.1.0"  # type: ignore[index]
 
-    # Removal releases the device (its firmware keeps running the last confirmed release).
+    # Removed while the controller is down: the next one releases the device at start (its
+    # firmware keeps running the last confirmed release).
+    controllers.stop(controller)
     kube.delete(R.APP, NAMESPACE, "field")
+    controllers.start(bridge_socket=rig.socket, mechanisms=FAREDGE_ONLY)
     wait_for(lambda: code_record(kube, rig.device) is None, timeout=30, what="the device's record dropped")
     assert rig.show()["fw"] == "2.1.0"
 
@@ -153,3 +156,6 @@ def test_a_release_the_device_refuses_fails_the_app_with_its_reason_and_is_not_p
         time.sleep(1.0)  # what a retry would take to start: none starts
         assert rig.show()["ota"]["release"] == ota["release"]
         assert app_status(kube)["phase"] == "Failed"
+        assert code_record(kube, rig.device)["release"] == ota["release"]  # type: ignore[index]
+        kube.delete(R.APP, NAMESPACE, "field")  # removed while the controller runs
+        wait_for(lambda: code_record(kube, rig.device) is None, timeout=30, what="the record dropped")
