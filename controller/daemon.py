@@ -3,7 +3,7 @@
     python -m controller --agent unix:/run/mlsysops/nodeagent.sock      # embedded (no kubeconfig)
     python -m controller --kubeconfig ~/.kube/config --namespace apps \\
         --mechanism kubernetes --mechanism nodeagent --agent unix:/run/mlsysops/nodeagent.sock=edge
-    python -m controller --metrics-listen 127.0.0.1:9466 ...            # Prometheus /metrics
+    python -m controller --metrics-listen 127.0.0.1:9467 ...            # Prometheus /metrics
 
 Without a kubeconfig (no --kubeconfig, no $KUBECONFIG, not in a pod) the controller keeps its
 objects in the embedded SQLite store (--store; controller.reconcile.embedded) and realises apps

@@ -12,7 +12,8 @@ and runs every query against a Prometheus scraping the real daemons.
 
 Queries may use `$__rate_interval` and the dashboard's variables as `=~"$name"` matchers
 (Grafana substitutes a regex; `All` is `.*`). Metric names are the daemons' own (nodeagent/
-telemetry, faredge/metrics.py) and the recording rules' (rules/mlsysops.rules.yml).
+telemetry, faredge/metrics.py, controller/reconcile/metrics.py) and the recording rules'
+(rules/mlsysops.rules.yml).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ WORKLOAD_MEMORY = "mlsysops_nodeagent_workload_memory_usage_bytes"
 FLEET = Dashboard(
     "mlsysops-fleet",
     "MLSysOps / Fleet",
-    "The continuum at a glance: agents and bridges up, devices online and in sync, applies, drift, OTA.",
+    "The continuum at a glance: agents and bridges up, devices online and in sync, applies, drift, OTA,"
+    " apps.",
     (),
     (
         Panel("Node agents up", "short", q('sum(up{job="nodeagent"})'), "Agents Prometheus scraped.", "stat"),
@@ -135,6 +137,26 @@ FLEET = Dashboard(
             "short",
             q("bridge_outcome:faredge_ota_updates:increase1h", "{{bridge}} {{outcome}}"),
             "Over-the-air updates that ended in the last hour, per bridge and outcome.",
+        ),
+        Panel(
+            "Apps by phase",
+            "short",
+            q("sum by (phase) (mlsysops_controller_app_phase)", "{{phase}}"),
+            "The controller's apps per status phase (Deployed, Degraded, Failed, ...).",
+        ),
+        Panel(
+            "Apps not placed or missing QoS",
+            "short",
+            (
+                Query("mlsysops_controller_app_components_unplaced > 0", "{{namespace}}/{{app}} unplaced"),
+                Query(
+                    "sum by (namespace, app, component, metric) (mlsysops_controller_app_qos_violations)",
+                    "{{namespace}}/{{app}} {{component}} {{metric}}",
+                ),
+            ),
+            "Components no node fits, and QoS violations monitoring reports, per app"
+            " (MlsysopsPlacementImpossible, MlsysopsAppQosTargetMissed).",
+            "table",
         ),
     ),
 )

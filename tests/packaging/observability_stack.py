@@ -4,8 +4,10 @@ A node agent (`python -m nodeagent` on a simulated node tree, as tests/nodeagent
 and a far-edge bridge (on a private Mosquitto, as tests/faredge starts them) are driven into
 every state a panel or an alert shows: applies that succeed and fail, drifted knobs, devices
 online and offline over MQTT and serial, a twin out of sync, an over-the-air update rolled
-back. Debian's Prometheus (controller.telemetry.prometheus) scrapes both every second and
-loads deploy/observability/rules, so recorded series and ALERTS are real too.
+back. The controller (`python -m controller --metrics-listen`, embedded, inventorying that
+agent) holds an app no node fits and an app monitoring reports a QoS violation on. Debian's
+Prometheus (controller.telemetry.prometheus) scrapes all three every second and loads
+deploy/observability/rules, so recorded series and ALERTS are real too.
 
 The agent and broker helpers are those suites' own (their conftest modules, loaded by path:
 their fixtures are not needed, their classes are).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,9 +30,11 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from controller import store
 from controller.mechanisms.local import GrpcWorkloadAgents, LocalMechanism
 from controller.model import App, parse_document
 from controller.policies.base import Decision, Plan
+from controller.reconcile.qos import ANNOTATION_QOS
 from controller.telemetry.prometheus import PrometheusHttp, PrometheusProcess, PrometheusSettings
 from controller.telemetry.scrape import ScrapeSettings, ScrapeTarget, render, scrape_config
 from controller.telemetry.targets import agent_scrape_targets
@@ -53,6 +58,10 @@ GOOD = {
     "cgroups": {"groups": [{"path": "app", "cpu_weight": 200}]},
 }
 BRIDGE = "bridge-1"
+# What the controller holds: a component no node fits (no node has the label), and a component
+# monitoring reports missing its latency target.
+NO_NODE_FITS = "riscv"
+QOS_APP = "cam"
 
 
 def load_module(name: str, path: Path) -> ModuleType:
@@ -68,6 +77,70 @@ def load_module(name: str, path: Path) -> ModuleType:
 class Stack:
     prometheus: PrometheusHttp
     agent_log: Path
+
+
+def _app(name: str, component: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "default", "annotations": annotations}
+    return {
+        "apiVersion": "mlsysops.eu/v1",
+        "kind": "MLSysOpsApp",
+        "metadata": meta,
+        "components": [component],
+    }
+
+
+def _start_controller(workdir: Path, agent: str, listen: str) -> subprocess.Popen[bytes]:
+    """The embedded controller over its own store, inventorying the stack's agent and serving
+    its metrics; with the faredge mechanism alone (and no bridge socket) it realises nothing,
+    so the agent's applies and drift stay the test's own. The two apps go into its store."""
+    db = workdir / "controller.db"
+    with (workdir / "controller.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller",
+                "--store",
+                str(db),
+                "--agent",
+                agent,
+                "--mechanism",
+                "faredge",
+                "--metrics-listen",
+                listen,
+                "--inventory-interval",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = store.open(db)
+    try:
+        container = {"image": "registry.example.com/solver:1"}
+        api.apply(
+            _app(
+                NO_NODE_FITS,
+                {
+                    "metadata": {"name": "solver"},
+                    "node_placement": {"labels": ["lidar"]},
+                    "containers": [container],
+                },
+                {},
+            ),
+            field_manager="observability-test",
+        )
+        violation = {"component": "reader", "metric": "latency_ms", "node": "any", "observed": 85}
+        api.apply(
+            _app(
+                QOS_APP,
+                {"metadata": {"name": "reader"}, "containers": [container]},
+                {ANNOTATION_QOS: json.dumps([violation])},
+            ),
+            field_manager="observability-test",
+        )
+    finally:
+        api.close()
+    return proc
 
 
 def _profile(data: dict[str, Any]) -> pb.Profile:
@@ -123,13 +196,16 @@ def _drive_bridge(bridge: Bridge, serial_end: Any, broker: Any, app: Path) -> li
     return clients
 
 
-def _scraping(prometheus: PrometheusProcess, agent: str, bridge_listen: str) -> PrometheusHttp:
-    """Start Prometheus on the agent's and the bridge's /metrics, with the rules; wait until
-    both were scraped."""
+def _scraping(
+    prometheus: PrometheusProcess, agent: str, bridge_listen: str, controller_listen: str
+) -> PrometheusHttp:
+    """Start Prometheus on the agent's, the bridge's and the controller's /metrics, with the
+    rules; wait until all three were scraped."""
     discovered = agent_scrape_targets([agent])
     assert not discovered.skipped, discovered.skipped
     bridge = ScrapeTarget("faredge", f"http://{bridge_listen}/metrics", {"bridge": BRIDGE})
-    targets = [*discovered.targets, bridge]
+    controller = ScrapeTarget("controller", f"http://{controller_listen}/metrics", {})
+    targets = [*discovered.targets, bridge, controller]
     prometheus.start(targets)
     http = prometheus.http
     assert http is not None
@@ -138,11 +214,11 @@ def _scraping(prometheus: PrometheusProcess, agent: str, bridge_listen: str) -> 
     prometheus.config_path.write_text(text, encoding="utf-8")
     http.reload()
 
-    def both_up() -> bool:
+    def all_up() -> bool:
         health = [t["health"] for t in http.active_targets()]
-        return health == ["up", "up"]
+        return health == ["up", "up", "up"]
 
-    wait_for(both_up, 30, "the agent and the bridge scraped")
+    wait_for(all_up, 30, "the agent, the bridge and the controller scraped")
     return http
 
 
@@ -167,6 +243,7 @@ def observed_stack(workdir: Path) -> Iterator[Stack]:
         PrometheusSettings(workdir / "prometheus", scrape=ScrapeSettings(interval_s=1, timeout_s=0.9))
     )
     bridge: Bridge | None = None
+    controller: subprocess.Popen[bytes] | None = None
     clients: list[DeviceClient] = []
     mosquitto.start()
     try:
@@ -189,7 +266,9 @@ def observed_stack(workdir: Path) -> Iterator[Stack]:
         bridge.start()
         assert bridge.mqtt is not None
         wait_for(bridge.mqtt.connected.is_set, what="bridge connected")
-        http = _scraping(prometheus, agent.target, listen)
+        controller_listen = f"127.0.0.1:{free_port()}"
+        controller = _start_controller(workdir, agent.target, controller_listen)
+        http = _scraping(prometheus, agent.target, listen, controller_listen)
         # Everything happens once both are scraped, as on a fleet watched from the start
         # (a counter's first increment is then a visible increase).
         _drive_agent(agent, env)
@@ -202,6 +281,9 @@ def observed_stack(workdir: Path) -> Iterator[Stack]:
                 client.close()
         if bridge is not None:
             bridge.stop()
+        if controller is not None:
+            controller.terminate()
+            controller.wait(10)
         env.stop_all()
         mosquitto.stop()
 

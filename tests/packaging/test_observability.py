@@ -32,7 +32,7 @@ from mlsysops.testing import wait_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from observability_stack import Stack, load_module, observed_stack, workload_stack
+from observability_stack import NO_NODE_FITS, QOS_APP, Stack, load_module, observed_stack, workload_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -295,7 +295,8 @@ def test_every_rule_evaluates_on_the_real_metrics(stack: Stack) -> None:
 
 def test_alerts_fire_on_the_real_metrics(stack: Stack) -> None:
     """The stack failed an apply and rolled an update back: the two alerts without `for` fire;
-    the offline device and the out-of-sync twin are pending (their `for` is minutes)."""
+    the offline device, the out-of-sync twin, the app no node fits and the app missing its QoS
+    target are pending (their `for` is minutes)."""
 
     def states() -> dict[str, str] | None:
         got = {r["name"]: r["state"] for r in rules_api(stack) if r["type"] == "alerting"}
@@ -311,6 +312,25 @@ def test_alerts_fire_on_the_real_metrics(stack: Stack) -> None:
     assert got["MlsysopsTwinOutOfSync"] == got["MlsysopsDriftPersisting"] == "pending"
     assert got["MlsysopsNodeAgentDown"] == got["MlsysopsFarEdgeBridgeDown"] == "inactive"
     assert got["MlsysopsBridgeBrokerDisconnected"] == "inactive"
+    assert got["MlsysopsPlacementImpossible"] == got["MlsysopsAppQosTargetMissed"] == "pending"
+
+
+def test_the_controllers_app_series_are_what_the_alerts_read(stack: Stack) -> None:
+    """The real controller exports the app no node fits with one unplaced component, the app
+    monitoring reports on with its violation, each app's phase once."""
+    query = stack.prometheus.query
+
+    def unplaced() -> dict[str, float]:
+        return {s.labels["app"]: s.value for s in query("mlsysops_controller_app_components_unplaced")}
+
+    with contextlib.suppress(AssertionError):  # reconciled within a few scrapes of the stack's start
+        wait_for(lambda: unplaced() == {NO_NODE_FITS: 1, QOS_APP: 0}, 60, "both apps reconciled")
+    assert unplaced() == {NO_NODE_FITS: 1, QOS_APP: 0}
+    [violation] = query("mlsysops_controller_app_qos_violations")
+    assert (violation.labels["app"], violation.labels["component"], violation.value) == (QOS_APP, "reader", 1)
+    assert violation.labels["metric"] == "latency_ms" and violation.labels["job"] == "controller"
+    phases = {s.labels["app"]: s.value for s in query("sum by (app) (mlsysops_controller_app_phase)")}
+    assert phases == {NO_NODE_FITS: 1, QOS_APP: 1}
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,14 @@ registry of its own, so two controllers in one process never clash."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.daemon import main as daemon_main
 from controller.policies.base import QosViolation
 from controller.reconcile.metrics import OUTCOMES, PHASES, ControllerMetrics, app_state
 
@@ -148,3 +150,17 @@ def test_the_exposition_passes_promtool_check_metrics():
     assert {f.name for f in text_string_to_metric_families(text.decode())} >= APP_FAMILIES
     done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_daemon_refuses_a_bad_or_taken_metrics_listener(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        daemon_main(["--metrics-listen", "9467"])
+    assert exited.value.code == 2 and "expected HOST:PORT" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "ctl.db"
+        assert daemon_main(["--store", str(db), "--metrics-listen", f"127.0.0.1:{port}"]) == 2
+    assert f"--metrics-listen 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not db.exists()  # refused before the store was opened
