@@ -56,6 +56,18 @@ class KubeApi:
         query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
         return self._call("PATCH", res.path(meta.get("namespace", ""), meta["name"]), query, obj, APPLY)
 
+    def create(self, obj: Mapping[str, Any]) -> Obj:
+        """POST a new object; Conflict when one of that name exists (a Lease taken first)."""
+        res = resource_for(obj)
+        return self._call("POST", res.path(obj.get("metadata", {}).get("namespace", "")), [], obj)
+
+    def replace(self, obj: Obj) -> Obj:
+        """PUT the whole object; Conflict when obj's resourceVersion is stale (compare-and-swap,
+        what leader election needs: server-side apply would let two holders both win)."""
+        res = resource_for(obj)
+        meta = obj["metadata"]
+        return self._call("PUT", res.path(meta.get("namespace", ""), meta["name"]), [], obj)
+
     def replace_status(self, res: Resource, obj: Obj) -> Obj:
         """PUT the status subresource; Conflict when obj's resourceVersion is stale."""
         meta = obj["metadata"]

@@ -49,9 +49,10 @@ PROPAGATION_POLICY = Resource("policy.karmada.io", "v1alpha1", "propagationpolic
 OVERRIDE_POLICY = Resource("policy.karmada.io", "v1alpha1", "overridepolicies", "OverridePolicy")
 CLUSTER_PROPAGATION_POLICY = Resource("policy.karmada.io", "v1alpha1", "clusterpropagationpolicies",
                                       "ClusterPropagationPolicy", namespaced=False)
+LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease")  # leader election
 
 ALL: tuple[Resource, ...] = (SERVICE, DEPLOYMENT, JOB, RUNTIME_CLASS, APP, NODE, CLUSTER, CONTINUUM,
-                             PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER_PROPAGATION_POLICY)
+                             PROPAGATION_POLICY, OVERRIDE_POLICY, CLUSTER_PROPAGATION_POLICY, LEASE)
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 
 

@@ -65,6 +65,7 @@ DEFAULT_TYPES: tuple[ResourceType, ...] = (
     ResourceType("batch", "v1", "jobs", "Job", status=True,
                  immutable=(("spec", "template"), ("spec", "selector"))),
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", namespaced=False),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("mlsysops.eu", "v1", "mlsysopsapps", "MLSysOpsApp", status=True, builtin=False,
                  short_names=("mlsapp",)),
     ResourceType("mlsysops.eu", "v1", "mlsysopsnodes", "MLSysOpsNode", status=True, builtin=False,

@@ -26,7 +26,7 @@ KARMADA_SCHEMAS = Path(os.environ.get("MLSYSOPS_KARMADA_SCHEMAS") or REPO.parent
 OUR_CRDS = REPO / "deploy" / "crds"
 STANDIN_CRDS = Path(__file__).resolve().parent / "crds"  # kinds no schema beside the repository covers
 KUBERNETES_VERSION = "1.31"
-BUILTIN_GROUPS = ("v1", "apps/v1", "node.k8s.io/v1", "batch/v1")
+BUILTIN_GROUPS = ("v1", "apps/v1", "node.k8s.io/v1", "batch/v1", "coordination.k8s.io/v1")
 
 
 def _nullable(schema: Any) -> Any:
