@@ -56,7 +56,6 @@ class MetricsServer:
 
     def start(self) -> None:
         server, _thread = start_http_server(self.port, self.host, registry=self._registry)
-        self.port = server.server_address[1]  # the one bound, when asked for port 0
         self._shutdown = server.shutdown
 
     def stop(self) -> None:
