@@ -9,9 +9,11 @@ Without a kubeconfig (no --kubeconfig, no $KUBECONFIG, not in a pod) the control
 objects in the embedded SQLite store (--store; controller.reconcile.embedded) and realises apps
 with the local, nodeagent and faredge mechanisms on the local node agent (or the --agent ones);
 with one, it drives the API server exactly as before. Flags → Config → build → run until
-SIGINT/SIGTERM. With --metrics-listen the controller's metrics (controller.reconcile.metrics)
-are served there, unauthenticated like the node agent's and the bridge's: listen on loopback
-(the default suggestion) unless the network in between is trusted.
+SIGINT/SIGTERM. With --leader-elect (Kubernetes only) replicas share a Lease and only its
+holder reconciles; a replica that loses it exits 1 and comes back as a standby. With
+--metrics-listen the controller's metrics (controller.reconcile.metrics) are served there,
+unauthenticated like the node agent's and the bridge's: listen on loopback (the default
+suggestion) unless the network in between is trusted.
 """
 
 from __future__ import annotations
@@ -20,19 +22,22 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from controller import store
+from controller.kube.api import KubeApi
 from controller.kube.client import load_api_client
 from controller.kube.errors import KubeError
 from controller.mechanisms import MechanismRegistry
 from controller.policies import DEFAULT_CHAIN
-from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
+from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, USER_AGENT, Config, build
 from controller.reconcile.embedded import (
     EMBEDDED_MECHANISMS,
     build_embedded,
@@ -40,6 +45,7 @@ from controller.reconcile.embedded import (
     default_store_path,
     embedded_config,
 )
+from controller.reconcile.leader import DEFAULT_LEASE, Ended, LeaderElector, LeaseSettings
 from controller.reconcile.loop import Controller
 from controller.reconcile.metrics import ControllerMetrics, ReconcileObserver
 from controller.reconcile.nodesync import AgentTarget
@@ -117,6 +123,13 @@ def parser(mechanisms: Sequence[str] = DEFAULT_MECHANISMS) -> argparse.ArgumentP
                    "components to it as over-the-air updates (default: none, they stay pending)")
     p.add_argument("--metrics-listen", type=parse_listen, metavar="HOST:PORT",
                    help="serve Prometheus metrics there (default: none)")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="with Kubernetes: reconcile only while holding the Lease (--leader-elect-lease, "
+                   "in --namespace), so more replicas can wait as standbys (controller.reconcile.leader)")
+    p.add_argument("--leader-elect-lease", default=DEFAULT_LEASE, metavar="NAME")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs")
     p.add_argument("--inventory-interval", type=float, default=30.0, help="seconds between agent polls")
@@ -153,19 +166,41 @@ def controller_for(args: argparse.Namespace, registry: MechanismRegistry,
         raise
 
 
-def run(controller: Controller, embedded: store.SqliteStore | None) -> None:
-    """Until SIGINT/SIGTERM; embedded, holding the store's controller lock (one per store)."""
+def elector_for(args: argparse.Namespace) -> LeaderElector | None:
+    """The Lease candidate --leader-elect asks for (ValueError when it cannot work); its
+    identity is the host name (the pod's name) and a random suffix, as client-go's."""
+    if not args.leader_elect:
+        return None
+    if not kubernetes_mode(args.kubeconfig):
+        raise ValueError("--leader-elect needs a Kubernetes API server (the embedded store's lock already "
+                         "lets one controller run)")
+    settings = LeaseSettings(
+        f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}", args.leader_elect_lease, args.namespace,
+        args.leader_elect_lease_duration, args.leader_elect_renew_deadline, args.leader_elect_retry_period,
+    )
+    return LeaderElector(KubeApi(load_api_client(args.kubeconfig), user_agent=USER_AGENT), settings)
+
+
+def run(controller: Controller, embedded: store.SqliteStore | None,
+        elector: LeaderElector | None = None) -> int:
+    """Until SIGINT/SIGTERM (0); embedded, holding the store's controller lock (one per store);
+    with an elector, reconciling only while leading, and 1 when the Lease was lost (the process
+    ends: its Deployment starts it again, as a standby)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if elector is not None:
+        ended = elector.run(stop, lambda: controller.start(stop), controller.shutdown)
+        return 1 if ended is Ended.LOST else 0
     if embedded is None:
         controller.run(stop)
-        return
+        return 0
     try:
         with store.ControllerLock(embedded.path):
             controller.run(stop)
     finally:
         embedded.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"controller: --metrics-listen {host}:{port}: {exc}", file=sys.stderr)
             return 2
     try:
-        run(*controller_for(args, registry, metrics))
+        elector = elector_for(args)
+        return run(*controller_for(args, registry, metrics), elector)
     except (KubeError, ValueError, KeyError) as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return 2
     finally:
         if server is not None:
             server.stop()
-    return 0

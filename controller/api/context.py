@@ -40,6 +40,6 @@ class ApiContext:
     devices: DeviceGateway | None = None
     policies: PolicyControl | None = None
     # Whether the in-process controller is running (None: it runs elsewhere, not known here).
-    controller_alive: Callable[[], bool] | None = None
+    controller_state: Callable[[], str] | None = None  # running, standby or stopped
     # The in-process controller's metrics, served at /metrics (None: it runs elsewhere).
     metrics: ControllerMetrics | None = None

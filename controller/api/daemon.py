@@ -67,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
         "--prometheus-dir", type=Path, metavar="DIR", help="run a Prometheus (state in DIR) scraping agents"
     )
     p.add_argument("--bridge-socket", type=Path, help="the far-edge bridge's control socket")
+    p.add_argument(
+        "--leader-elect", action="store_true", default=None,
+        help="with a kubeconfig: the in-process controller reconciles only while holding the Lease",
+    )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     return p
 

@@ -170,10 +170,10 @@ def ping(ctx: ApiContext) -> dict[str, Any]:
         ctx.store.list(resources.APP, ctx.settings.namespace)
     except KubeError as exc:
         raise ApiError(503, f"object store unreachable: {exc.message}") from None
-    alive = ctx.controller_alive() if ctx.controller_alive is not None else None
-    if alive is False:
+    state = ctx.controller_state() if ctx.controller_state is not None else "external"
+    if state == "stopped":
         raise ApiError(503, "the controller is not running")
-    return {"store": "ok", "controller": "running" if alive else "external"}
+    return {"store": "ok", "controller": state}  # standby: a leader-election candidate
 
 
 @router.get(

@@ -19,8 +19,10 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import ssl
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ from controller.kube.objectapi import ObjectApi
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
 from controller.reconcile.embedded import build_embedded, embedded_config
+from controller.reconcile.leader import DEFAULT_LEASE, Ended, LeaderElector, LeaseSettings
 from controller.reconcile.loop import Controller
 from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.nodesync import AgentTarget
@@ -70,6 +73,13 @@ class ServeConfig:
     kubeconfig: str | None = None
     store_path: Path = STATE_DIR / "controller.db"
     run_controller: bool = False
+    # With a kubeconfig: the in-process controller reconciles only while holding this Lease
+    # (controller.reconcile.leader), so a rollout's new pod waits as a standby.
+    leader_elect: bool = False
+    leader_elect_lease: str = DEFAULT_LEASE
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
     # Empty: the mode's defaults (kubernetes + nodeagent with a kubeconfig; local, nodeagent,
     # faredge and the local node agent in embedded mode, see controller.reconcile.embedded).
     mechanisms: tuple[str, ...] = ()
@@ -115,6 +125,22 @@ def check_listener(cfg: ServeConfig) -> None:
             role_rank(cfg.allow_anonymous_loopback)
         except ValueError as exc:
             raise ListenerRefused(f"allow_anonymous_loopback: {exc}") from None
+    if cfg.leader_elect:
+        if not (cfg.run_controller and cfg.kubeconfig):
+            raise ListenerRefused("leader_elect: needs run_controller and a kubeconfig (on the embedded "
+                                  "store, the store's lock already lets one controller run)")
+        try:
+            lease_settings(cfg)
+        except ValueError as exc:
+            raise ListenerRefused(f"leader_elect: {exc}") from None
+
+
+def lease_settings(cfg: ServeConfig) -> LeaseSettings:
+    """The Lease candidate: the host name (the pod's) and a random suffix, as client-go's."""
+    return LeaseSettings(
+        f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}", cfg.leader_elect_lease, cfg.namespace,
+        cfg.leader_elect_lease_duration, cfg.leader_elect_renew_deadline, cfg.leader_elect_retry_period,
+    )
 
 
 def open_store(cfg: ServeConfig) -> ObjectApi:
@@ -140,23 +166,55 @@ def is_kubernetes(store: ObjectApi) -> bool:
 class ControllerRunner:
     """The in-process controller: started, restarted with a new policy chain, stopped. Every
     controller it builds feeds the one `metrics` (the /metrics route's), so a restart keeps the
-    counters."""
+    counters. With an elector it runs only while this process holds the Lease: a candidate
+    thread campaigns, builds the controller once leading, stops it when leading ends (a lost
+    Lease makes it a candidate again), and a policy change restarts it only where it leads."""
 
-    def __init__(self, cfg: ServeConfig, store: ObjectApi, metrics: ControllerMetrics) -> None:
+    def __init__(self, cfg: ServeConfig, store: ObjectApi, metrics: ControllerMetrics,
+                 elector: LeaderElector | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.metrics = metrics
+        self.elector = elector
         self._lock = threading.Lock()
         self._running: tuple[Controller, threading.Event] | None = None
+        self._chain: tuple[str, ...] = cfg.policies
+        self._campaign: tuple[threading.Thread, threading.Event] | None = None
 
     def start(self, chain: tuple[str, ...]) -> None:
         with self._lock:
+            self._chain = chain
+            if self.elector is None or self._running is not None:
+                self._restart_locked()
+            elif self._campaign is None:
+                stop = threading.Event()
+                thread = threading.Thread(target=self._campaign_loop, args=(stop,), name="leader-election",
+                                          daemon=True)
+                self._campaign = (thread, stop)
+                thread.start()
+
+    def _restart_locked(self) -> None:
+        self._stop_locked()
+        controller = self._build(self._chain)
+        stop = threading.Event()
+        controller.start(stop)
+        self._running = (controller, stop)
+        log.info("controller running with policies %s", ", ".join(self._chain))
+
+    def _campaign_loop(self, stop: threading.Event) -> None:
+        assert self.elector is not None
+        while not stop.is_set():
+            if self.elector.run(stop, self._lead, self._follow) is Ended.STOPPED:
+                return
+            log.error("the controller stopped: its Lease was lost; campaigning again")
+
+    def _lead(self) -> None:
+        with self._lock:
+            self._restart_locked()
+
+    def _follow(self) -> None:
+        with self._lock:
             self._stop_locked()
-            controller = self._build(chain)
-            stop = threading.Event()
-            controller.start(stop)
-            self._running = (controller, stop)
-            log.info("controller running with policies %s", ", ".join(chain))
 
     def _build(self, chain: tuple[str, ...]) -> Controller:
         cfg = self.cfg
@@ -173,11 +231,19 @@ class ControllerRunner:
         return build_embedded(embedded_config(**values), self.store, metrics=self.metrics)
 
     def stop(self) -> None:
+        """Stop campaigning (a leader releases its Lease) and the controller."""
+        campaign, self._campaign = self._campaign, None
+        if campaign is not None:
+            campaign[1].set()
+            campaign[0].join(timeout=30)
         with self._lock:
             self._stop_locked()
 
-    def alive(self) -> bool:
-        return self._running is not None
+    def state(self) -> str:
+        """running, standby (campaigning for the Lease) or stopped: what /manage/ping reports."""
+        if self._running is not None:
+            return "running"
+        return "standby" if self._campaign is not None else "stopped"
 
     def _stop_locked(self) -> None:
         if self._running is not None:
@@ -187,10 +253,20 @@ class ControllerRunner:
             self._running = None
 
 
+def elector_for(cfg: ServeConfig, store: ObjectApi) -> LeaderElector | None:
+    from controller.kube.api import KubeApi
+
+    if not cfg.leader_elect or not isinstance(store, KubeApi):
+        return None
+    return LeaderElector(store, lease_settings(cfg))
+
+
 def wire(
     cfg: ServeConfig, store: ObjectApi, performance: PerformanceSource | None = None
 ) -> tuple[FastAPI, ControllerRunner | None, RegistryPolicyControl]:
-    runner = ControllerRunner(cfg, store, ControllerMetrics()) if cfg.run_controller else None
+    runner = None
+    if cfg.run_controller:
+        runner = ControllerRunner(cfg, store, ControllerMetrics(), elector_for(cfg, store))
     policies = RegistryPolicyControl(
         PolicyRegistry.from_entry_points(),
         cfg.policies,
@@ -209,7 +285,7 @@ def wire(
         performance=performance,
         devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
         policies=policies,
-        controller_alive=runner.alive if runner is not None else None,
+        controller_state=runner.state if runner is not None else None,
         metrics=runner.metrics if runner is not None else None,
     )
     return create_app(ctx), runner, policies

@@ -256,9 +256,16 @@ def test_the_controller_meets_the_restricted_pod_security_level(overlay: str) ->
 
 
 def test_one_controller_at_a_time() -> None:
+    """Leader election on: a rollout's new pod waits as a standby until the old one releases
+    the Lease, so it may start first (maxSurge) and the API stays served (maxUnavailable 0)."""
     for overlay in ("single-cluster", "karmada-host"):
-        deployment = named(render(overlay), "Deployment", "mlsysops-controller")
-        assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+        objects = render(overlay)
+        deployment = named(objects, "Deployment", "mlsysops-controller")
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+        api_config = yaml.safe_load(named(objects, "ConfigMap", "mlsysops-controller")["data"]["api.yaml"])
+        assert api_config["leader_elect"] is True and api_config["run_controller"] is True
 
 
 def test_network_policies_deny_by_default() -> None:

@@ -5,8 +5,13 @@ before anyone may take over, and two candidates racing for a free Lease end with
 
 from __future__ import annotations
 
+import copy
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +19,7 @@ from ctlkube_harness import NAMESPACE
 
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
+from controller.kube.errors import NotFound
 from controller.reconcile.leader import Ended, LeaderElector, LeaseSettings
 from mlsysops.testing import wait_for
 
@@ -114,3 +120,67 @@ def test_candidates_racing_for_a_free_lease_end_with_one_leader(kube: KubeApi) -
 def test_settings_that_could_let_two_lead_are_refused() -> None:
     with pytest.raises(ValueError, match="renew_deadline < lease_duration"):
         LeaseSettings("a", lease_duration=5, renew_deadline=5, retry_period=1)
+
+
+def _controller(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "controller", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE,
+            "--mechanism", "kubernetes", "--leader-elect", "--leader-elect-lease-duration", "2",
+            "--leader-elect-renew-deadline", "1.5", "--leader-elect-retry-period", "0.2"]
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_two_daemons_one_leads_and_the_standby_takes_over_when_it_dies(kube, world, app_doc, standin,
+                                                                        tmp_path: Path) -> None:
+    """`python -m controller --leader-elect` twice: the Lease's holder deploys apps; killed
+    (no release), the standby leads once the Lease expired and deploys the next one."""
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: standin, cluster: {{server: "{standin.host}"}}}}]
+users: [{{name: tester, user: {{token: not-checked}}}}]
+contexts: [{{name: standin, context: {{cluster: standin, user: tester, namespace: {NAMESPACE}}}}}]
+current-context: standin
+""")
+    procs = {name: _controller(kubeconfig, tmp_path / f"{name}.log") for name in ("a", "b")}
+    try:
+        holder = wait_for(lambda: _holder(kube), timeout=30, what="a leader")
+        leader = wait_for(lambda: _logged(tmp_path, procs, holder), timeout=10, what="the leader's log line")
+        kube.apply(app_doc, field_manager="test-user")
+        wait_for(lambda: _phase(kube, app_doc["metadata"]["name"]) == "Deployed", timeout=60, what="deployed")
+        procs[leader].kill()  # no release: the standby waits for the Lease to expire
+        procs[leader].wait(10)
+        killed = time.monotonic()
+        new = wait_for(lambda: (h := _holder(kube)) != holder and h, timeout=30, what="the standby leads")
+        assert time.monotonic() - killed >= 1.0  # it waited for the Lease, not a moment
+        standby = next(n for n in procs if n != leader)
+        assert wait_for(lambda: _logged(tmp_path, procs, new), timeout=10, what="its log line") == standby
+        second = copy.deepcopy(app_doc)
+        second["metadata"]["name"] = "second"
+        kube.apply(second, field_manager="test-user")
+        wait_for(lambda: _phase(kube, "second") == "Deployed", timeout=60, what="deployed by the standby")
+        procs[standby].send_signal(signal.SIGTERM)
+        assert procs[standby].wait(30) == 0
+        assert lease(kube)["holderIdentity"] == ""  # released on a clean stop
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+def _logged(logs: Path, procs: dict[str, Any], holder: str) -> str | None:
+    """Which daemon logged that it acquired the Lease as `holder`."""
+    return next((n for n in procs if f"acquired by {holder}" in (logs / f"{n}.log").read_text()), None)
+
+
+def _holder(kube: KubeApi) -> str:
+    try:
+        return str(lease(kube).get("holderIdentity") or "")
+    except NotFound:
+        return ""
+
+
+def _phase(kube: KubeApi, app: str) -> str | None:
+    phase: str | None = (kube.get(R.APP, NAMESPACE, app).get("status") or {}).get("phase")
+    return phase

@@ -28,6 +28,7 @@ from kubernetes import client
 
 from controller.api.app import create_app
 from controller.api.context import ApiContext, ApiSettings
+from controller.api.server import ServeConfig, elector_for
 from controller.api.tokens import TokenStore
 from controller.kube import resources as R
 from controller.kube.api import KubeApi
@@ -367,6 +368,18 @@ def run_scenario(
     wait_for(lambda: kube.list(R.RUNTIME_CLASS, "")[0] == [], what="the RuntimeClasses retired", timeout=90)
 
 
+def campaign(standin: StandIn) -> None:
+    """What the API daemon's leader election asks of the API server (controller.api.server's
+    elector over the daemon's client): the Lease created, renewed, released."""
+    store = KubeApi(api_client_for_host(standin.host), user_agent="mlsysops-api")
+    cfg = ServeConfig(run_controller=True, kubeconfig="(the stand-in)", leader_elect=True,
+                      namespace=NAMESPACE)
+    elector = elector_for(cfg, store)
+    assert elector is not None
+    assert elector.try_acquire_or_renew() and elector.try_acquire_or_renew()
+    elector.release()
+
+
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_the_rbac_grants_exactly_what_the_controller_and_the_api_use(
     overlay: str,
@@ -380,6 +393,8 @@ def test_the_rbac_grants_exactly_what_the_controller_and_the_api_use(
 ) -> None:
     role, cluster_role, api_config = granted(overlay)
     mechanisms = tuple(api_config["mechanisms"])
+    if api_config.get("leader_elect"):
+        campaign(standin)
     run_scenario(kube, standin, controllers, world, app_doc, mechanisms)
     exercise_the_api(*api, app_doc)
     controllers.stop_all()

@@ -260,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*self._handle(method, route, query, body))
         except ApiError as err:
             self._send(err.code, err.status())
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client went away mid-request (a killed controller): normal, not a bug
         except Exception as exc:  # a stand-in bug: answer like a real server would, and keep it
             self.standin.errors.append(exc)
             self._send(500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}").status())
