@@ -1,6 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`. Both install what they
 # need first (.ci/setup: apt, venv, pip, npm), so they work on a fresh Debian machine as root.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench images
 
 setup:
 	bash .ci/setup
@@ -28,3 +28,7 @@ bench: setup
 	.venv/bin/python bench/runtimes.py
 	.venv/bin/python bench/api.py
 	.venv/bin/python bench/install.py
+
+# The daemons' OCI images (deploy/images/README.md), into build/images; needs root (mmdebstrap, chroot).
+images: setup
+	.venv/bin/python deploy/images/build_images.py --out build/images
