@@ -8,6 +8,7 @@ key. `measure_ota(app_dir)` times one update end to end: from `update` to the br
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import subprocess
 import sys
@@ -211,14 +212,14 @@ def rig_unavailable() -> str | None:
 
 def firmware_app(root: Path, version: str, extra: int = 0, salt: int = 0) -> Path:
     """A release of our firmware as an app directory under `root`: FW_VERSION set to `version`,
-    plus `extra` bytes of generated code (`salt` varies it) for a longer download."""
+    plus `extra` bytes of data (`salt` varies them) for a longer download: a data file, shipped
+    as it is (a module would shrink when compiled for the board)."""
     app = root / f"app-{version}"
     shutil.copytree(firmware_dir(), app, ignore=shutil.ignore_patterns("__pycache__"))
     src = (app / "app.py").read_text()
     (app / "app.py").write_text(src.replace('FW_VERSION = "1.0.0"', f'FW_VERSION = "{version}"'))
     if extra:
-        lines = [f"def f{i}(x):\n    return x * {i} + {(i + salt) % 7}\n" for i in range(extra // 30)]
-        (app / "extra.py").write_text("".join(lines))
+        (app / "extra.dat").write_bytes(random.Random(salt).randbytes(extra))
     return app
 
 
