@@ -1,10 +1,12 @@
 """The daemons' container images (deploy/images/build_images.py): built once for the module (mmdebstrap,
 the project installed offline, packed by umoci), their OCI configs read back from the layout's
-JSON, and the far-edge bridge's image run under a private containerd with runc: imported by the
-node agent's own image import (as the demo's busybox image), started by `ctr run` from the
-image's config (entrypoint, user) in a network namespace made here, and checked through what it
-serves: its control socket on a bind-mounted directory answers `{"op":"list"}`, its metrics
-answer inside that namespace, it runs as the image's user, and it stops cleanly on SIGTERM.
+JSON, and the far-edge bridge's and the API's images run under a private containerd with runc:
+imported by the node agent's own image import (as the demo's busybox image), started by `ctr
+run` from the image's config (entrypoint, user) in a network namespace made here, and checked
+through what they serve: the bridge's control socket on a bind-mounted directory answers
+`{"op":"list"}` and its metrics answer inside that namespace; the API (with the controller
+in-process) answers /manage/ping there to a viewer's token. Each runs as the image's user in
+that namespace and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,23 @@ from privated import PrivateContainerd, remove_cgroups
 from nodeagent.host.containerd import ContainerdClient
 from nodeagent.host.ocitar import read_tarball
 
+# The module's first test also waits for the build (80 s here when idle, three minutes on a busy machine).
+pytestmark = pytest.mark.timeout(600)
 NAMESPACE = "mlsysops-images"
 TOOLS = ("mmdebstrap", "umoci", "chroot", "ip", "/usr/bin/containerd", "/usr/bin/ctr", "runc")
 SCRAPE = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9465/metrics').read().decode())"
+PING = """\
+import urllib.request as u
+request = u.Request("http://127.0.0.1:8000/manage/ping", headers={"Authorization": "Bearer TOKEN"})
+print(u.urlopen(request, timeout=5).read().decode())
+"""
+API_CONFIG = """\
+listen: "127.0.0.1:8000"
+tokens_file: /etc/mlsysops/tokens.json
+store_path: /var/lib/mlsysops/api/controller.db
+policy_state: /var/lib/mlsysops/api/policies.json
+run_controller: true
+"""
 BRIDGE_CONFIG = """\
 state_dir: /var/lib/mlsysops/faredge
 control_socket: /run/mlsysops-faredge/faredge.sock
@@ -127,9 +143,10 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-@pytest.fixture
-def containerd(tmp_path: Path) -> Iterator[PrivateContainerd]:
-    daemon = PrivateContainerd(tmp_path / "containerd")
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateContainerd]:
+    """One for the module: the images' shared base layer is imported and unpacked once."""
+    daemon = PrivateContainerd(tmp_path_factory.mktemp("containerd"))
     daemon.start()
     try:
         yield daemon
@@ -151,55 +168,93 @@ def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(reply))
 
 
-def test_bridge_image_runs_under_containerd(
-    built: tuple[Path, dict[str, Any]], containerd: PrivateContainerd, netns: str, tmp_path: Path
-) -> None:
-    out, _ = built
-    bridge = next(i for i in IMAGES if i.name == "faredge")
-    ref = reference(bridge, version())
+@contextmanager
+def running(
+    containerd: PrivateContainerd, out: Path, name: str, netns: str, mounts: dict[str, Path]
+) -> Iterator[int]:
+    """The image `name` imported (the node agent's import) and run by `ctr run` with runc from its
+    own config, in `netns`, with `mounts` (container path: host directory) bound; its pid while it
+    runs as the image's user there, then stopped by SIGTERM, which it must exit 0 on."""
+    image = next(i for i in IMAGES if i.name == name)
+    ref = reference(image, version())
     client = ContainerdClient(containerd.address, NAMESPACE)
     try:
         client.ensure_namespace()
-        client.import_image(read_tarball(out / "mlsysops-faredge.oci.tar"), ref)
+        client.import_image(read_tarball(out / f"mlsysops-{name}.oci.tar"), ref)
+        binds = [f"--mount=type=bind,src={src},dst={dst},options=rbind:rw" for dst, src in mounts.items()]
+        containerd.ctr(
+            "run", "--detach", "--runtime", "io.containerd.runc.v2",
+            "--with-ns", f"network:/run/netns/{netns}", *binds, ref, name, namespace=NAMESPACE,
+        )  # fmt: skip
+        try:
+            task = wait_for(lambda: client.task(name), timeout=10, what="the task")
+            status = Path(f"/proc/{task.pid}/status").read_text().splitlines()
+            uid = next(line for line in status if line.startswith("Uid:")).split()[1:]
+            assert uid == [image.user.split(":")[0]] * 4, "not the image's user"
+            assert os.stat(f"/proc/{task.pid}/ns/net").st_ino == os.stat(f"/run/netns/{netns}").st_ino
+            yield task.pid
+            containerd.ctr("task", "kill", "--signal", "SIGTERM", name, namespace=NAMESPACE)
+            stopped = wait_for(
+                lambda: (t := client.task(name)) is not None and t.status == "stopped" and t, timeout=20,
+                what=f"{name} to stop on SIGTERM",
+            )  # fmt: skip
+            assert stopped.exit_status == 0
+        finally:
+            containerd.ctr("task", "rm", "--force", name, namespace=NAMESPACE, check=False)
+            containerd.ctr("container", "rm", name, namespace=NAMESPACE, check=False)
     finally:
         client.close()
-    config, control = tmp_path / "etc", tmp_path / "control"
-    config.mkdir()
+
+
+def in_netns(netns: str, code: str) -> str:
+    """What `code` prints, run by this Python inside `netns`."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def owned_dir(path: Path) -> Path:
+    """A directory for the images' user (10001) to write in."""
+    path.mkdir()
+    shutil.chown(path, UID, UID)
+    return path
+
+
+def test_bridge_image_runs_under_containerd(
+    built: tuple[Path, dict[str, Any]], containerd: PrivateContainerd, netns: str, tmp_path: Path
+) -> None:
+    config, control = owned_dir(tmp_path / "etc"), owned_dir(tmp_path / "control")
     (config / "faredge.yaml").write_text(BRIDGE_CONFIG, encoding="utf-8")
-    control.mkdir()
-    shutil.chown(control, UID, UID)  # the image's user makes its socket there
-    containerd.ctr(
-        "run", "--detach", "--runtime", "io.containerd.runc.v2",
-        "--with-ns", f"network:/run/netns/{netns}",
-        "--mount", f"type=bind,src={config},dst=/etc/mlsysops,options=rbind:ro",
-        "--mount", f"type=bind,src={control},dst=/run/mlsysops-faredge,options=rbind:rw",
-        ref, "bridge", namespace=NAMESPACE,
-    )  # fmt: skip
-    sock = control / "faredge.sock"
-    try:
-        wait_for(sock.exists, timeout=30)
+    mounts = {"/etc/mlsysops": config, "/run/mlsysops-faredge": control}
+    with running(containerd, built[0], "faredge", netns, mounts):
+        sock = control / "faredge.sock"
+        wait_for(sock.exists, timeout=30, what="the bridge's control socket")
         assert ask(sock, {"op": "list"}) == {"ok": True, "devices": []}
-        pid = int(containerd.ctr("task", "ls", namespace=NAMESPACE).stdout.split()[-2])
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        assert next(line for line in status if line.startswith("Uid:")).split()[1:] == [str(UID)] * 4
-        assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{netns}").st_ino
-        metrics = subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", SCRAPE],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        assert metrics.returncode == 0, metrics.stderr
-        assert "faredge" in metrics.stdout
-        containerd.ctr("task", "kill", "--signal", "SIGTERM", "bridge", namespace=NAMESPACE)
-        deadline = time.monotonic() + 20
-        while "STOPPED" not in containerd.ctr("task", "ls", namespace=NAMESPACE).stdout:
-            assert time.monotonic() < deadline, "the bridge did not stop on SIGTERM"
-            time.sleep(0.1)
-        client = ContainerdClient(containerd.address, NAMESPACE)
-        try:
-            task = client.task("bridge")
-        finally:
-            client.close()
-        assert task is not None and task.exit_status == 0
-    finally:
-        containerd.ctr("task", "rm", "--force", "bridge", namespace=NAMESPACE, check=False)
-        containerd.ctr("container", "rm", "bridge", namespace=NAMESPACE, check=False)
+        assert "faredge" in in_netns(netns, SCRAPE)
+
+
+def test_api_image_runs_under_containerd(
+    built: tuple[Path, dict[str, Any]], containerd: PrivateContainerd, netns: str, tmp_path: Path
+) -> None:
+    """The API with the controller in-process (the controller image's larger dependency set)."""
+    config = owned_dir(tmp_path / "etc")
+    token = subprocess.run(
+        [str(Path(sys.executable).parent / "mlsysops"), "api", "token",
+         "--tokens-file", str(config / "tokens.json"), "create", "--role", "viewer", "--name", "test"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()[0]  # fmt: skip
+    shutil.chown(config / "tokens.json", UID, UID)
+    (config / "api.yaml").write_text(API_CONFIG, encoding="utf-8")
+    with running(containerd, built[0], "controller", netns, {"/etc/mlsysops": config}):
+        ping = PING.replace("TOKEN", token)
+        answer = wait_for(lambda: _answer(netns, ping), timeout=60, what="/manage/ping", interval=0.5)
+        assert json.loads(answer)["message"] == "Agent Alive"
+
+
+def _answer(netns: str, code: str) -> str:
+    try:
+        return in_netns(netns, code)
+    except AssertionError:
+        return ""  # not listening yet
