@@ -5,7 +5,7 @@
 
 Middleware order: the body-size limit wraps everything, so an oversized request is refused
 before any parsing. The OpenAPI document (`/openapi.json`, committed as docs/openapi.json)
-comes from these routes.
+comes from these routes; the web console (controller.api.console) is left out of it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from controller.api import errors, routes_apps, routes_events, routes_infra, routes_metrics, routes_reference
+from controller.api import (
+    console,
+    errors,
+    routes_apps,
+    routes_events,
+    routes_infra,
+    routes_metrics,
+    routes_reference,
+)
 from controller.api.context import ApiContext
 from controller.api.limits import BodyLimit
 
@@ -34,6 +42,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     errors.install(app)
     for module in (routes_apps, routes_infra, routes_events, routes_reference, routes_metrics):
         app.include_router(module.router)
+    console.install(app)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     return app
 

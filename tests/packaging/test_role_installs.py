@@ -56,6 +56,8 @@ def test_the_wheel_carries_stubs_crds_firmware_and_units_and_nothing_of_the_test
         "faredge/virtual/board_host.mjs",
         "mlsysops/units/mlsysops-nodeagent.service",
         "mlsysops/units/mlsysops-api.service",
+        "controller/api/templates/console/base.html",
+        "controller/api/static/console.css",
     ):
         assert needed in names, f"{needed} missing from {wheel.name}"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "demo/"))]
