@@ -106,7 +106,9 @@ def reference(image: Image, tag: str) -> str:
 
 
 def _umoci(*args: str) -> None:
-    subprocess.run(["umoci", *args], check=True, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(["umoci", *args], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:  # umoci says why on stderr, which CalledProcessError would not show
+        raise RuntimeError(f"umoci {' '.join(args[:3])}: {done.stderr.strip()}")
 
 
 def base_rootfs(target: Path) -> None:
