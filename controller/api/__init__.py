@@ -6,5 +6,6 @@ answer), `auth` and `tokens` (bearer tokens and roles), `limits` (body size), `e
 error → HTTP table), `ports` (the typed interfaces of what the API drives besides the store),
 `bridge` and `policies` (their adapters), `server` (the composition root), `daemon` (flags and
 config file; `__main__` checks the extra first), `openapi` (the committed document), `cli`
-(`mlsysops api ...`), `client` (the CLI's remote mode).
+(`mlsysops api ...`), `client` (the CLI's remote mode), `console` and `console_sessions` (the
+web console under /console/, its templates and static files beside them).
 """
