@@ -114,7 +114,7 @@ class Screenshots:
 
 
 @contextmanager
-def chromium(downloads: Path) -> Iterator[Any]:
+def chromium(profile: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -125,7 +125,7 @@ def chromium(downloads: Path) -> Iterator[Any]:
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--window-size=1280,1000",
-        f"--user-data-dir={downloads}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
