@@ -33,7 +33,7 @@ from controller.api import apps, events, views
 from controller.api.auth import Principal, context
 from controller.api.console_sessions import ConsoleSessions, Session
 from controller.api.errors import ApiError
-from controller.api.ports import DeviceGateway, PortError
+from controller.api.ports import DeviceGateway, NodeStates, PortError
 from controller.api.tokens import role_rank
 from controller.kube import resources
 
@@ -276,7 +276,18 @@ def nodes_page(request: Request) -> HTMLResponse:
     for node in nodes:
         node["ready"] = condition_status(node["conditions"])
         node["settings_json"] = json.dumps(node["settings"], indent=2, sort_keys=True)
+        node["knobs"], node["agent_error"] = _knobs(ctx.node_states, node["agent"])
     return page(request, "nodes.html", "Nodes", who=who, nodes=nodes)
+
+
+def _knobs(states: NodeStates | None, target: str | None) -> tuple[list[dict[str, Any]] | None, str]:
+    """The node's settings as its agent holds them (desired, actual, drifted), or why not."""
+    if states is None or not target:
+        return None, ""
+    try:
+        return states.knobs(target), ""
+    except PortError as exc:
+        return None, exc.message
 
 
 @router.get("/devices")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.api.ports import DeviceGateway, PerformanceSource, PolicyControl
+from controller.api.ports import DeviceGateway, NodeStates, PerformanceSource, PolicyControl
 from controller.api.tokens import TokenStore
 from controller.kube.objectapi import ObjectApi
 from controller.reconcile.metrics import ControllerMetrics
@@ -43,3 +43,5 @@ class ApiContext:
     controller_state: Callable[[], str] | None = None  # running, standby or stopped
     # The in-process controller's metrics, served at /metrics (None: it runs elsewhere).
     metrics: ControllerMetrics | None = None
+    # The node agents' own state (the console shows drift); None: the API reaches no agent.
+    node_states: NodeStates | None = None

@@ -72,3 +72,10 @@ class PolicyControl(Protocol):
     def mode(self) -> str: ...
 
     def set_mode(self, mode: str) -> str: ...
+
+
+class NodeStates(Protocol):
+    """What node agents say of the settings they hold (GetState): per knob its desired and
+    actual value and whether it drifted. Errors: PortError (503 the agent unreachable)."""
+
+    def knobs(self, target: str) -> list[dict[str, Any]]: ...

@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from controller.api.app import create_app
 from controller.api.bridge import BridgeDevices
 from controller.api.context import DEFAULT_MAX_BODY, ApiContext, ApiSettings
+from controller.api.nodeagents import AgentStates
 from controller.api.policies import RegistryPolicyControl
 from controller.api.ports import PerformanceSource
 from controller.api.tokens import TokenStore, role_rank
@@ -284,6 +285,7 @@ def wire(
         ),
         performance=performance,
         devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
+        node_states=None if is_kubernetes(store) else AgentStates(),  # agents' sockets: one machine
         policies=policies,
         controller_state=runner.state if runner is not None else None,
         metrics=runner.metrics if runner is not None else None,
