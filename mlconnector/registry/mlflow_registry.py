@@ -97,7 +97,7 @@ class MlflowRegistry:
         self._directory: Path | None = None
         self._client_obj: Any = None
         self._lock = threading.Lock()
-        self._estimators: dict[tuple[str, str], Any] = {}
+        self._estimators: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
     def embedded(cls, directory: Path) -> Self:
@@ -429,7 +429,7 @@ class MlflowRegistry:
         """The version `ref` names and its estimator (cached per version: versions never change)."""
         mv = self._resolve(name, ref)
         version = self._version(mv)
-        key = (name, version.version)
+        key = (name, version.version, str(mv.run_id))  # the run too: a re-created model restarts at 1
         with self._lock:
             cached = self._estimators.get(key)
         if cached is None:
@@ -475,8 +475,14 @@ class MlflowRegistry:
     # --- aliases, promote, rollback -----------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: str) -> ModelVersion:
+        """Point `alias` at a version. `champion` goes through promote (so rollback knows the one it
+        replaced); `previous-champion` is the registry's own, derived from the champion history."""
         if not alias or alias.isdigit():
             raise RegistryError(f"invalid alias {alias!r}: an alias is a name, not a version number")
+        if alias == CHAMPION:
+            return self.promote(name, version)
+        if alias == PREVIOUS_CHAMPION:
+            raise RegistryError(f"alias {PREVIOUS_CHAMPION!r} is set by promote and rollback, not directly")
         target = self._resolve(name, str(version))
         with self._errors(f"set alias {alias!r} of model {name!r}"):
             self._client.set_registered_model_alias(name, alias, str(target.version))

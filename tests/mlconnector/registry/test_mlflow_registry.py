@@ -25,6 +25,7 @@ from mlconnector.contracts import (
     LATENCY_TARGET,
     QOS_FEATURES,
     Lineage,
+    ModelRegistry,
     RegistryError,
     Signature,
 )
@@ -173,6 +174,24 @@ def test_aliases_champion_and_challenger(
     assert registry.get("latency_p95_ms", "3").aliases == (CHALLENGER,)
     with pytest.raises(RegistryError, match="not a version number"):
         registry.set_alias("latency_p95_ms", "7", "1")
+    with pytest.raises(RegistryError, match="set by promote and rollback"):
+        registry.set_alias("latency_p95_ms", PREVIOUS_CHAMPION, "1")
+
+
+def test_setting_the_champion_alias_is_a_promote(
+    registry: MlflowRegistry, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = data
+    for _ in range(2):
+        registry.register("by_alias", LinearRegression().fit(x, y), SIGNATURE, metrics={})
+    registry.set_alias("by_alias", CHAMPION, "1")
+    registry.set_alias("by_alias", CHAMPION, "2")
+    assert registry.rollback("by_alias").version == "1"
+
+
+def test_mlflow_registry_is_a_model_registry(registry: MlflowRegistry) -> None:
+    typed: ModelRegistry = registry  # mypy checks the structural match with the contract
+    assert typed is registry
 
 
 def test_promote_then_rollback_twice_then_nothing_to_roll_back(
