@@ -61,6 +61,10 @@ class Decision:
     no_fit: str | None = None  # NO_FIT_CONSTRAINTS / NO_FIT_CAPACITY: examined, nothing fits
     # node agent collectors the placement needs on `node`, name -> interval ms (freshness)
     telemetry: Mapping[str, int] = field(default_factory=dict)
+    # a model-driven decision's explanation (mlconnector.contracts.Explanation.to_json() plus the
+    # target, margin and alternatives), or {"fallback": "<why>"} when a learning policy let the
+    # heuristic decide; {} for a policy that uses no model (controller.policies.learned)
+    model: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -120,6 +124,9 @@ class Telemetry:
 
     qos_violations: tuple[QosViolation, ...] = ()
     unavailable_nodes: frozenset[str] = frozenset()  # nodes that stopped reporting
+    # component -> the request rate offered to it (req/s), as monitoring measured it; a learning
+    # policy sizes the component's CPU for it (controller.policies.learned)
+    offered_rps: Mapping[str, float] = field(default_factory=dict)
 
     def violated(self, component: str) -> QosViolation | None:
         return next((v for v in self.qos_violations if v.component == component), None)
