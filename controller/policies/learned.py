@@ -9,10 +9,12 @@ looked up through an injected `PredictorSource`):
    constraint filters and capacity check decide which nodes qualify (one implementation, not a
    copy). A kept component (previous plan), a replicated one or a single_node group member stays
    on the heuristic's host(s); only its settings are tuned;
-2. each node offers settings: CPU quota in `quota_step` cores up to its free CPU (what the plan
-   has not reserved, plus the component's own request), a cpuset of 1..cores CPUs that can hold
-   the quota, and the runtime handlers it offers among runc/runsc (the component's own
-   runtime_class_name when it names one);
+2. each node offers settings: CPU quota in `quota_step` cores (or the explicit `quotas`, e.g. the
+   tiers an operator offers or the grid a dataset measured) up to its free CPU (what the plan
+   has not reserved, plus the component's own request) and a cpuset of 1..cores CPUs that can
+   hold the quota, under the component's runtime handler (runsc when its runtime_class_name
+   names it, else runc: the model knows both; the handler is the description's choice, so it is
+   sized for, not switched);
 3. every setting is predicted in one batch at the component's offered load (`Telemetry.offered_rps`,
    else the operator's declared value, else `default_offered_rps`; the reason says which), and the
    cheapest one predicted to meet the target with a safety margin wins: least quota, then fewer
@@ -203,15 +205,23 @@ def evaluate(
 
 
 def settings_grid(
-    free_cores: float, node_cores: int, runtimes: Sequence[str], *, step: float, max_cores: float
+    free_cores: float,
+    node_cores: int,
+    runtimes: Sequence[str],
+    *,
+    step: float,
+    max_cores: float,
+    quotas: Sequence[float] = (),
 ) -> list[Setting]:
     """Quota steps up to the free CPU (and `max_cores`), each with every cpuset size that can hold
     it (ceil(quota)..node_cores) and every runtime given."""
     top = min(free_cores, max_cores)
-    steps = math.floor(top / step + 1e-9)
+    if quotas:
+        levels = sorted({q for q in quotas if 0 < q <= top + 1e-9})
+    else:
+        levels = [round(k * step, 6) for k in range(1, math.floor(top / step + 1e-9) + 1)]
     out: list[Setting] = []
-    for k in range(1, steps + 1):
-        quota = round(k * step, 6)
+    for quota in levels:
         for cpus in range(max(1, math.ceil(quota - 1e-9)), node_cores + 1):
             out.extend(Setting(quota, cpus, r) for r in runtimes)
     return out
@@ -250,6 +260,7 @@ class QosLearnedPlacer:
         offered_rps: Mapping[str, float] | None = None,
         default_offered_rps: float | None = None,
         quota_step: float = 0.1,
+        quotas: Sequence[float] = (),
         max_quota_cores: float = 8.0,
         max_holdout_error: float = 0.25,
         margin_factor: float = 1.0,
@@ -262,6 +273,7 @@ class QosLearnedPlacer:
         self.declared = dict(offered_rps or {})
         self.default_offered_rps = default_offered_rps
         self.quota_step = quota_step
+        self.quotas = tuple(quotas)
         self.max_quota_cores = max_quota_cores
         self.max_holdout_error = max_holdout_error
         self.margin_factor = margin_factor
@@ -372,13 +384,16 @@ class QosLearnedPlacer:
                 continue
             runtimes = _runtimes(node, wanted)
             if not runtimes:
-                skipped.append(f"{name}: runtime {wanted} is not modelled (only {', '.join(RUNTIMES)})")
+                skipped.append(
+                    f"{name}: runtime {wanted} is not modelled here (the model knows {', '.join(RUNTIMES)})"
+                )
                 continue
             i = inventory.index.position[name]
             own = comp.resources.cpu_millis if name in hosts else 0  # the heuristic reserved it here
             free = (ledger.free(i)[0] + own) / 1000
-            grid = settings_grid(free, max(1, node.cpu_millis_capacity // 1000), runtimes,
-                                 step=self.quota_step, max_cores=self.max_quota_cores)  # fmt: skip
+            cores = max(1, node.cpu_millis_capacity // 1000)
+            grid = settings_grid(free, cores, runtimes, step=self.quota_step, max_cores=self.max_quota_cores,
+                                 quotas=self.quotas)  # fmt: skip
             if not grid:
                 skipped.append(f"{name}: {free:g} cores free, less than one quota step")
             per_node[name] = grid
@@ -468,12 +483,13 @@ class QosLearnedPlacer:
 
 
 def _runtimes(node: NodeInfo, wanted: str | None) -> list[str]:
-    """The modelled handlers this component may run under on `node`. A node reporting no
-    handlers runs containerd's default (runc)."""
+    """The modelled handler the component runs under on `node`: the one its runtime_class_name
+    names (runsc), else containerd's default, runc. The handler is the description's to choose
+    (a Decision cannot change it), so it is sized for, not picked; a node that reports handlers
+    must report it (a node reporting none runs the default)."""
+    handler = DEFAULT_RUNTIME if wanted in (None, "default") else wanted
     offered = node.runtimes or frozenset({DEFAULT_RUNTIME})
-    if wanted not in (None, "default"):
-        return [wanted] if wanted in RUNTIMES and wanted in offered else []
-    return [r for r in RUNTIMES if r in offered]
+    return [handler] if handler in RUNTIMES and (handler in offered or handler == DEFAULT_RUNTIME) else []
 
 
 def _shortfall(models: Sequence[Model], e: Evaluated) -> float:

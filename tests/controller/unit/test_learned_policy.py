@@ -191,8 +191,8 @@ def test_the_declared_runtime_is_the_one_sized_and_gvisor_needs_more_quota(
     telemetry = Telemetry(offered_rps={"svc": 200.0})
     (runc,) = policy.plan(qos_app(), inv, telemetry).decisions
     (gvisor,) = policy.plan(qos_app(runtime_class_name="runsc"), inv, telemetry).decisions
-    assert runc.model["setting"]["runtime"] == "runc"  # undeclared: runsc evaluated, runc cheaper
-    assert any(a["runtime"] == "runsc" for a in runc.model["alternatives"])
+    assert runc.model["setting"]["runtime"] == "runc"  # undeclared: containerd's default, runc
+    assert {a["runtime"] for a in runc.model["alternatives"]} == {"runc"}
     assert gvisor.model["setting"]["runtime"] == "runsc"
     assert gvisor.model["setting"]["cpu_quota_cores"] == cheapest(200.0, 0.1, gvisor=True)
     assert gvisor.model["setting"]["cpu_quota_cores"] > runc.model["setting"]["cpu_quota_cores"]
@@ -312,3 +312,18 @@ def test_setting_cost_orders_quota_then_cpus_then_runc() -> None:
     assert sorted(options, key=lambda s: s.cost) == [
         Setting(0.4, 2, "runsc"), Setting(0.5, 1, "runc"), Setting(0.5, 1, "runsc"), Setting(0.5, 2, "runc"),
     ]  # fmt: skip
+
+
+def test_explicit_quota_tiers_and_an_unmodelled_runtime(
+    qos_app: Callable[..., App], agent_node: Callable[..., dict[str, Any]], inventory_of: InventoryOf
+) -> None:
+    inv = inventory_of(agent_node("n1", runtimes=[{"handler": "crun", "available": True}]))
+    source = Models(latency_p95_ms=FakePredictor(error=0.1))
+    tiers = QosLearnedPlacer(source, quotas=(0.5, 1.0, 2.0, 3.0))
+    (d,) = tiers.plan(qos_app(), inv, Telemetry(offered_rps={"svc": 100.0})).decisions
+    assert d.model["setting"]["cpu_quota_cores"] == 1.0  # cheapest(100) is 0.8: the next tier up
+    assert {a["cpu_quota_cores"] for a in d.model["alternatives"]} <= {0.5, 1.0, 2.0, 3.0}
+    (crun,) = tiers.plan(
+        qos_app(runtime_class_name="crun"), inv, Telemetry(offered_rps={"svc": 100.0})
+    ).decisions
+    assert "n1: runtime crun is not modelled here (the model knows runc, runsc)" in crun.model["fallback"]
