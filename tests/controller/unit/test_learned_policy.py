@@ -5,9 +5,11 @@ node-agent Profile form, the explanation, and every visible fallback to the heur
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from controller.inventory import Inventory
 from controller.model import App
 from controller.policies import KEEP, PolicyRegistry, Telemetry, run_policies
-from controller.policies.learned import NoModels, QosLearnedPlacer, Setting
+from controller.policies.learned import NoModels, PredictorSource, QosLearnedPlacer, Setting
 from controller.policies.placer import ConstraintAwarePlacer
 from mlconnector.contracts import (
     LATENCY_TARGET,
@@ -162,6 +164,7 @@ def test_the_cheapest_setting_predicted_to_meet_the_target_with_the_holdout_marg
     assert cheaper and not any(a["meets"] for a in cheaper)
     assert "learned: " in d.reason and "(observed)" in d.reason and "latency_p95_ms/3" in d.reason
     assert fake.batches == [m["evaluated"]]  # one batch per decision, not one call per setting
+    assert json.loads(json.dumps(m)) == m  # stored with the decision (status, API) as it is
 
 
 def test_more_offered_load_needs_more_quota_and_a_declared_or_default_load_is_named(
@@ -327,3 +330,19 @@ def test_explicit_quota_tiers_and_an_unmodelled_runtime(
         qos_app(runtime_class_name="crun"), inv, Telemetry(offered_rps={"svc": 100.0})
     ).decisions
     assert "n1: runtime crun is not modelled here (the model knows runc, runsc)" in crun.model["fallback"]
+
+
+def test_an_empty_model_registry_means_the_heuristic_decides(
+    tmp_path: Path,
+    qos_app: Callable[..., App],
+    agent_node: Callable[..., dict[str, Any]],
+    inventory_of: InventoryOf,
+) -> None:
+    """The registry's champion cache is the policy's PredictorSource (mypy checks the fit); a
+    real embedded MLflow registry without the model yields no champion, so the heuristic decides."""
+    from mlconnector.registry import ChampionPredictors, MlflowRegistry
+
+    source: PredictorSource = ChampionPredictors(MlflowRegistry.embedded(tmp_path / "registry"))
+    (d,) = QosLearnedPlacer(source).plan(qos_app(), inventory_of(agent_node("n1")),
+                                         Telemetry(offered_rps={"svc": 10.0})).decisions  # fmt: skip
+    assert d.node == "n1" and d.model == {"fallback": "no champion model 'latency_p95_ms'"}
