@@ -174,8 +174,36 @@ def render_explanation(rows: list[dict[str, Any]]) -> str:
         needs = r.get("telemetry") or {}
         if needs:
             tail += "\n  telemetry: " + ", ".join(f"{k} every {v / 1000:g}s" for k, v in needs.items())
+        model = r.get("model") or {}
+        if model:
+            tail += "\n" + "\n".join("  " + line for line in render_model(model).splitlines())
         blocks.append(head + ("\n" + body if cands else "") + tail)
     return "\n".join(blocks) if blocks else "no explanation"
+
+
+def render_model(model: dict[str, Any]) -> str:
+    """A model-driven decision's explanation: the model ref, prediction = base value + the feature
+    attributions (largest magnitude first, with each input), or why the heuristic decided."""
+    if "fallback" in model:
+        return f"model: none used, the heuristic decided: {model['fallback']}"
+    target = ""
+    if model.get("target") is not None:
+        relation = model.get("relation")
+        target = f" (target {relation + ' ' if relation else ''}{model['target']:g}"
+        target += f", margin {model['margin']:.3g})" if model.get("margin") is not None else ")"
+    lines = [
+        f"model {model.get('model', '?')} ({model.get('method', '?')}): predicted "
+        f"{_num(model.get('prediction'))}{target} = base {_num(model.get('base_value'))} + attributions"
+    ]
+    inputs = model.get("inputs") or {}
+    attributions = sorted((model.get("attributions") or {}).items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+    rows = [(name, f"{value:+.4g}", _num(inputs.get(name))) for name, value in attributions]
+    lines += ["  " + line for line in table(rows, ["feature", "attribution", "input"]).splitlines()]
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, int | float) else str(value)
 
 
 def render_status(app: str, status: dict[str, Any]) -> str:

@@ -162,6 +162,8 @@ def explanation(plan: Plan) -> list[dict[str, Any]]:
             ],
             "rejectedCounts": dict(d.rejected_counts),
             **({"telemetry": dict(d.telemetry)} if d.telemetry else {}),
+            # a learning policy's model explanation, or {"fallback": why} (controller.policies.learned)
+            **({"model": dict(d.model)} if d.model else {}),
         }
         for d in plan.decisions
     ]

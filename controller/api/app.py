@@ -21,6 +21,7 @@ from controller.api import (
     routes_events,
     routes_infra,
     routes_metrics,
+    routes_models,
     routes_reference,
 )
 from controller.api.context import ApiContext
@@ -30,7 +31,8 @@ TITLE = "MLSysOps northbound API"
 VERSION = "1.0.0"
 DESCRIPTION = (
     "Submit MLSysOps applications, watch the controller place and run them, read their status and "
-    "performance; inventory, far-edge devices and policies. Our versioned API lives under /api/v1; "
+    "performance; inventory, far-edge devices, policies and the model registry. Our versioned API "
+    "lives under /api/v1; "
     "the reference framework's routes are served beside it for its clients. Every route needs a "
     "bearer token (see docs/api.md)."
 )
@@ -40,7 +42,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
     app.state.context = ctx
     errors.install(app)
-    for module in (routes_apps, routes_infra, routes_events, routes_reference, routes_metrics):
+    for module in (routes_apps, routes_infra, routes_events, routes_models, routes_reference, routes_metrics):
         app.include_router(module.router)
     console.install(app)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from controller.api.ports import DeviceGateway, NodeStates, PerformanceSource, PolicyControl
 from controller.api.tokens import TokenStore
 from controller.kube.objectapi import ObjectApi
 from controller.reconcile.metrics import ControllerMetrics
+from mlconnector.contracts import ModelRegistry
 
 API_FIELD_MANAGER = "mlsysops-api"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: the largest description we have seen is ~40 KiB
@@ -29,6 +31,12 @@ class ApiSettings:
     # not Kubernetes Deployments (what the reference's details route names).
     local_workloads: bool = False
     watch_timeout: int = 10  # seconds of one store watch behind the event stream (it re-watches)
+    # Where POST /api/v1/models/{name}/train may read datasets from (None: only the recorded one).
+    model_datasets: Path | None = None
+    # What a deployed model server (/ml/deploy_ml) is given as --registry: the registry's URI as
+    # the server's node reaches it (an embedded registry is only reachable on this host).
+    model_registry_uri: str = ""
+    model_server_image: str = "mlsysops.example/mlsysops-modelserver:latest"
 
 
 @dataclass(frozen=True)
@@ -45,3 +53,5 @@ class ApiContext:
     metrics: ControllerMetrics | None = None
     # The node agents' own state (the console shows drift); None: the API reaches no agent.
     node_states: NodeStates | None = None
+    # The model registry (mlconnector, the ml extra); None: the /api/v1/models routes answer 503.
+    models: ModelRegistry | None = None

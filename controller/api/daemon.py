@@ -33,6 +33,7 @@ _PATHS = {
     "bridge_socket",
     "policy_state",
     "prometheus_dir",
+    "model_datasets",
 }
 _TUPLES = {"mechanisms", "policies"}
 
@@ -71,6 +72,15 @@ def parser() -> argparse.ArgumentParser:
         "--leader-elect", action="store_true", default=None,
         help="with a kubeconfig: the in-process controller reconciles only while holding the Lease",
     )
+    p.add_argument(
+        "--model-registry", metavar="URI",
+        help="model registry: a directory (embedded MLflow) or an MLflow tracking URI "
+        "(default /var/lib/mlsysops/api/models)",
+    )
+    p.add_argument(
+        "--model-datasets", type=Path, metavar="DIR", help="where model training may read datasets"
+    )
+    p.add_argument("--model-server-image", metavar="IMAGE", help="the image /ml/deploy_ml runs models in")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     return p
 

@@ -4,17 +4,18 @@ The reference's CLI and scripts call these paths (see docs/api.md for the table)
 the same store, validation and roles as /api/v1; only the answers are shaped as the reference
 clients expect. What differs on purpose: the status is what the controller reports (an app
 is "Submitted" until the controller has looked at it, "Deployed" only when it runs), a bad
-description is refused with 422 naming the field, and the ML-model routes answer 501 until
-there is a model deployment path (the ML connector, issue 14) instead of queueing into nothing.
+description is refused with 422 naming the field, and the ML-model routes deploy a registered
+model as an app whose one component is the generic model server (controller.api.model_deployments),
+which the controller places like any other app, instead of queueing into a side store.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 
-from controller.api import apps, views
+from controller.api import apps, model_deployments, views
 from controller.api.auth import ADMIN, OPERATOR, VIEWER, context
 from controller.api.errors import ApiError
 from controller.api.routes_infra import _policies, ping
@@ -23,10 +24,6 @@ from controller.kube import resources
 router = APIRouter(tags=["reference"])
 
 MODE_BY_NUMBER = {0: "heuristic", 1: "ml"}
-ML_MISSING = (
-    "ML model deployment is not implemented yet: it needs the ML connector (issue 14); nothing was queued"
-)
-ML_RESPONSES: dict[int | str, dict[str, Any]] = {501: {"description": ML_MISSING}}
 
 
 @router.post("/apps/deploy", dependencies=OPERATOR, summary="Deploy an app (reference body)")
@@ -95,52 +92,48 @@ def list_infra(
     return out
 
 
-def _ml_missing() -> NoReturn:
-    raise ApiError(501, ML_MISSING)
+@router.post("/ml/deploy_ml", dependencies=OPERATOR, summary="Deploy a registered model as an app")
+def deploy_ml(
+    request: Request,
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            description='{"model": NAME, "alias": "champion", "name": APP, "node_placement": {...}, '
+            '"port": 8080}: an app whose one component runs the model server (mlconnector.serve)'
+        ),
+    ],
+) -> dict[str, Any]:
+    """The model becomes an MLSysOpsApp (one component, the generic model server following the
+    alias) that the controller places like any other app."""
+    ctx = context(request)
+    doc = model_deployments.app_for(ctx, body)
+    stored = apps.submit(ctx, doc, create=True)
+    name = stored["metadata"]["name"]
+    return {"status": "success", "model_uid": name, "app_id": name, "phase": views.phase(stored),
+            "message": f"model {body['model']} deployed as app {name}: the controller places it"}
 
 
-@router.post(
-    "/ml/deploy_ml",
-    dependencies=OPERATOR,
-    response_model=None,
-    responses=ML_RESPONSES,
-    summary="Not implemented (issue 14)",
-)
-def deploy_ml() -> None:
-    _ml_missing()
+@router.get("/ml/list_all/", dependencies=VIEWER, summary="Every model deployment's status")
+def list_ml(request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    return {"System_status": {
+        o["metadata"]["name"]: {"model": model_deployments.model_of(o), "status": views.phase(o)}
+        for o in model_deployments.listed(ctx)
+    }}
 
 
-@router.get(
-    "/ml/list_all/",
-    dependencies=VIEWER,
-    response_model=None,
-    responses=ML_RESPONSES,
-    summary="Not implemented (issue 14)",
-)
-def list_ml() -> None:
-    _ml_missing()
+@router.get("/ml/status/{model_uid}", dependencies=VIEWER, summary="One model deployment's status")
+def ml_status(request: Request, model_uid: str) -> dict[str, Any]:
+    obj = model_deployments.get(context(request), model_uid)
+    return {"model_uid": model_uid, "model": model_deployments.model_of(obj), "status": views.phase(obj)}
 
 
-@router.get(
-    "/ml/status/{model_uid}",
-    dependencies=VIEWER,
-    response_model=None,
-    responses=ML_RESPONSES,
-    summary="Not implemented (issue 14)",
-)
-def ml_status(model_uid: str) -> None:
-    _ml_missing()
-
-
-@router.delete(
-    "/ml/remove/{model_uid}",
-    dependencies=OPERATOR,
-    response_model=None,
-    responses=ML_RESPONSES,
-    summary="Not implemented (issue 14)",
-)
-def remove_ml(model_uid: str) -> None:
-    _ml_missing()
+@router.delete("/ml/remove/{model_uid}", dependencies=OPERATOR, summary="Remove a model deployment")
+def remove_ml(request: Request, model_uid: str) -> dict[str, Any]:
+    ctx = context(request)
+    model_deployments.get(ctx, model_uid)  # 404 for an app that is not a model deployment
+    apps.delete(ctx, model_uid)
+    return {"model_uid": model_uid, "message": "Model deployment removed: the controller takes it down."}
 
 
 @router.get("/manage/ping", dependencies=VIEWER, summary="Is the controller alive")

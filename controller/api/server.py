@@ -45,6 +45,7 @@ from controller.reconcile.leader import DEFAULT_LEASE, Ended, LeaderElector, Lea
 from controller.reconcile.loop import Controller
 from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.nodesync import AgentTarget
+from mlconnector.contracts import ModelRegistry
 from mlsysops.nodeapi.target import DEFAULT_TARGET
 
 if TYPE_CHECKING:  # the telemetry adapters load only when a Prometheus is configured
@@ -90,6 +91,12 @@ class ServeConfig:
     prometheus_dir: Path | None = None  # or: run a private Prometheus there, scraping the agents
     bridge_socket: Path | None = None
     policy_state: Path = STATE_DIR / "api" / "policies.json"
+    # The model registry: a directory (an embedded MLflow registry: SQLite + artifacts in it) or an
+    # MLflow tracking URI (postgresql://..., http://...). Needs the ml extra; without it the
+    # /api/v1/models routes answer 503.
+    model_registry: str = str(STATE_DIR / "api" / "models")
+    model_datasets: Path | None = None  # where POST /models/{name}/train may read datasets
+    model_server_image: str = ApiSettings.model_server_image
     log_level: str = "info"
     # More controller.reconcile.bootstrap.Config fields for the in-process controller
     # (workers, resync_period, watch_timeout, ...), by name.
@@ -282,7 +289,11 @@ def wire(
             max_body_bytes=cfg.max_body_bytes,
             anonymous_loopback_role=cfg.allow_anonymous_loopback,
             local_workloads=not is_kubernetes(store),
+            model_datasets=cfg.model_datasets,
+            model_registry_uri=cfg.model_registry,
+            model_server_image=cfg.model_server_image,
         ),
+        models=model_registry(cfg.model_registry),
         performance=performance,
         devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
         node_states=None if is_kubernetes(store) else AgentStates(),  # agents' sockets: one machine
@@ -291,6 +302,19 @@ def wire(
         metrics=runner.metrics if runner is not None else None,
     )
     return create_app(ctx), runner, policies
+
+
+def model_registry(uri: str) -> ModelRegistry | None:
+    """The registry the models routes work on (nothing is opened until a route uses it), or None
+    when the ml extra is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        log.info("no model registry: the ml extra is not installed (pip install 'mlsysops[ml]')")
+        return None
+    from mlconnector.serve import registry_from_uri
+
+    return registry_from_uri(uri)
 
 
 def uvicorn_config(cfg: ServeConfig, app: FastAPI) -> uvicorn.Config:

@@ -40,6 +40,12 @@ def test_every_route_declares_bearer_security_and_the_reference_table_is_there()
         "/api/v1/apps",
         "/api/v1/apps/{name}/status",
         "/api/v1/events",
+        "/api/v1/models",
+        "/api/v1/models/{name}",
+        "/api/v1/models/{name}/train",
+        "/api/v1/models/{name}/promote",
+        "/api/v1/models/{name}/rollback",
+        "/api/v1/models/{name}/explain",
     ):
         assert path in paths, path
     for path, operations in paths.items():
