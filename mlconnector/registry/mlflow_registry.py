@@ -24,7 +24,6 @@ first use.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import tempfile
@@ -440,10 +439,10 @@ class MlflowRegistry:
 
     def load(self, name: str, version_or_alias: str = CHAMPION) -> Predictor:
         # imported here: the predictor (SHAP and all) is needed only by load(), not by the registry
-        predictor = importlib.import_module("mlconnector.predictor")
+        from mlconnector.predictor import EstimatorPredictor
+
         version, estimator = self.load_estimator(name, version_or_alias)
-        loaded: Predictor = predictor.EstimatorPredictor(version, estimator)
-        return loaded
+        return EstimatorPredictor(version, estimator)
 
     def _download_and_load(self, mv: Any) -> Any:
         import mlflow.artifacts

@@ -26,6 +26,7 @@ from mlconnector.contracts import (
     QOS_FEATURES,
     Lineage,
     ModelRegistry,
+    Predictor,
     RegistryError,
     Signature,
 )
@@ -119,6 +120,21 @@ def test_round_trip_register_get_load_predict(
         assert version.version == str(i + 1)
         assert type(estimator) is GradientBoostingRegressor
         np.testing.assert_array_equal(estimator.predict(x), model.predict(x))
+
+
+def test_load_gives_the_version_as_a_predictor(
+    registry: MlflowRegistry, trees: list[GradientBoostingRegressor], data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """load() = load_estimator() behind mlconnector.predictor.EstimatorPredictor: rows of named features."""
+    x, _ = data
+    predictor = registry.load("latency_p95_ms", "2")
+    assert isinstance(predictor, Predictor)
+    assert predictor.version == registry.get("latency_p95_ms", "2")
+    rows = [dict(zip(SIGNATURE.feature_names, map(float, row), strict=True)) for row in x]
+    assert predictor.predict(rows) == [float(v) for v in trees[1].predict(x)]
+    explanation = predictor.explain(rows[0])
+    assert explanation.model == "latency_p95_ms/2"
+    assert explanation.prediction == pytest.approx(float(trees[1].predict(x[:1])[0]))
 
 
 def test_versions_and_models_are_listed(
