@@ -175,3 +175,40 @@ def test_apps_explain_through_the_api_shows_the_stored_model_explanation(live, t
     )
     assert r.exit_code == 0, r.output
     assert f"model {NAME}/3 (shap): predicted 42" in r.output
+
+
+def test_a_plans_explanation_carries_the_decisions_model_field():
+    from controller.plan import explanation
+    from controller.policies.base import Decision, Plan
+
+    decisions = (
+        Decision("svc", "edge-1", None, "learned", model=EXPLAINED["model"]),
+        Decision("db", "edge-2", None, "heuristic"),
+    )
+    rows = explanation(Plan("a", "default", "qosLearnedPlacer", decisions, ("svc", "db")))
+    assert rows[0]["model"] == EXPLAINED["model"] and "model" not in rows[1]
+    assert f"model {NAME}/3 (shap)" in render_explanation(rows)
+
+
+def test_the_daemon_takes_the_registry_and_datasets_options(tmp_path):
+    from controller.api.daemon import load_config, parser
+    from controller.api.server import ServeConfig, model_registry
+
+    args = [
+        "--model-registry",
+        str(tmp_path / "reg"),
+        "--model-datasets",
+        str(tmp_path),
+        "--model-server-image",
+        "x/y:1",
+    ]
+    cfg = load_config(None, parser().parse_args(args))
+    assert (cfg.model_registry, cfg.model_datasets, cfg.model_server_image) == (
+        str(tmp_path / "reg"),
+        tmp_path,
+        "x/y:1",
+    )
+    assert ServeConfig().model_registry == "/var/lib/mlsysops/api/models"
+    registry = model_registry(cfg.model_registry)
+    assert isinstance(registry, MlflowRegistry) and registry.models() == []  # opened on first use
+    assert (tmp_path / "reg" / "mlflow.db").is_file()
