@@ -320,8 +320,11 @@ class QosLearnedPlacer:
                              "cannot be met with a margin")  # fmt: skip
         models: list[Model] = []
         for goal in goals:
-            found = trust(goal, self.predictors.champion(goal.metric),
-                          max_error=self.max_holdout_error, margin_factor=self.margin_factor)  # fmt: skip
+            try:
+                champion = self.predictors.champion(goal.metric)
+            except Exception as exc:  # a registry that cannot answer must not stop placement
+                return _fallback(heuristic, f"model registry: {type(exc).__name__}: {exc}")
+            found = trust(goal, champion, max_error=self.max_holdout_error, margin_factor=self.margin_factor)
             if isinstance(found, str):
                 return _fallback(heuristic, found)
             models.append(found)

@@ -88,6 +88,11 @@ class FakePredictor:
         return Explanation(self.version.ref, prediction, base, attributions, "fake", dict(row))
 
 
+class Unreachable:
+    def champion(self, model_name: str) -> Predictor | None:
+        raise ConnectionError("registry down")
+
+
 class Models:
     """A PredictorSource over a dict (what ChampionPredictors is to the registry)."""
 
@@ -244,6 +249,7 @@ def test_a_kept_component_stays_and_only_its_settings_are_tuned(
         (FakePredictor(features=[*QOS_FEATURES, Feature("node_temp_c", "C")]), "node_temp_c"),
         (FakePredictor(target=Feature("throughput_rps", "req/s")), "predicts throughput_rps"),
         (FakePredictor(fail=True), "prediction failed: RuntimeError: model server unreachable"),
+        (None, "model registry: ConnectionError: registry down"),
     ],
 )
 def test_no_trustworthy_model_falls_back_to_the_heuristic_visibly(
@@ -256,7 +262,9 @@ def test_no_trustworthy_model_falls_back_to_the_heuristic_visibly(
     inv = inventory_of(agent_node("n1"), agent_node("n2", cores=8))
     app = qos_app()
     telemetry = Telemetry(offered_rps={"svc": 100.0})
-    source = Models(latency_p95_ms=predictor) if predictor is not None else NoModels()
+    source: PredictorSource = Models(latency_p95_ms=predictor) if predictor is not None else NoModels()
+    if why.startswith("model registry"):
+        source = Unreachable()
     (d,) = QosLearnedPlacer(source).plan(app, inv, telemetry).decisions
     (h,) = ConstraintAwarePlacer().plan(app, inv, telemetry).decisions
     assert why in d.model["fallback"] and set(d.model) == {"fallback"}
