@@ -65,7 +65,7 @@ def make_app(root: Path) -> Path:
 
 def fresh_board(root: Path, name: str, **kw: bool) -> VirtualBoard:
     b = VirtualBoard({"id": name, "interval_ms": 1000}, root / name, **kw).start()
-    if not b.wait_console("boot 1", timeout=30):
+    if not b.wait_console("boot 1", timeout=30) or not b.wait_ready(timeout=30):
         raise RuntimeError(f"{name} did not boot")
     return b
 

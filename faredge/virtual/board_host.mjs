@@ -1,6 +1,7 @@
 // Host of the virtual board: runs our firmware in the real MicroPython (WebAssembly) under Node.
 //
 //   node board_host.mjs --root DIR (--main | --raw-repl | --exec FILE | --standby) [--uart-fd N]
+//     [--ready-fd N] (a standby writes one byte there, and closes it, once it has loaded)
 //                       [--heap BYTES] [--no-raw-paste]
 //
 // --standby: load the interpreter, then wait for the mode (a line "--main" or "--raw-repl" on
@@ -31,7 +32,7 @@ const SYNC_SUFFIX = ".vboard-sync~"; // a file being replaced on the host side
 function parseArgs(argv) {
   const a = {
     heap: null, uartFd: null, main: false, exec: null, root: null, repl: false, rawPaste: true,
-    standby: false,
+    standby: false, readyFd: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -43,6 +44,7 @@ function parseArgs(argv) {
     else if (k === "--raw-repl") a.repl = true;
     else if (k === "--no-raw-paste") a.rawPaste = false;
     else if (k === "--standby") a.standby = true;
+    else if (k === "--ready-fd") a.readyFd = Number(argv[++i]);
     else throw new Error(`unknown argument ${k}`);
   }
   if (!a.root || [a.main, a.repl, a.exec !== null, a.standby].filter(Boolean).length !== 1) {
@@ -53,6 +55,11 @@ function parseArgs(argv) {
 
 // The mode a standby process is started in: one line on stdin; EOF (the launcher stopped) ends it.
 function awaitMode(a) {
+  if (a.readyFd !== null) {
+    // Nobody may be listening any more (told its mode before it had loaded): not an error.
+    try { fs.writeSync(a.readyFd, "R"); } catch (e) { if (e.code !== "EPIPE") throw e; }
+    fs.closeSync(a.readyFd);
+  }
   const buf = Buffer.alloc(64);
   let line = "";
   while (!line.includes("\n")) {

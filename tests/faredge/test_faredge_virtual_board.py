@@ -139,3 +139,31 @@ def test_a_loaded_interpreter_waits_for_each_reset_and_none_outlives_the_board(
     finally:
         b.stop()
     assert _hosts_of(b.flash) == []
+
+
+def _standby_compiled_ahead(board: VirtualBoard) -> bool:
+    """Whether the board's loaded-but-idle interpreter was started with V8's ahead flags."""
+    standby = board._standby
+    assert standby is not None
+    return b"--no-liftoff" in (Path("/proc") / str(standby.pid) / "cmdline").read_bytes().split(b"\0")
+
+
+def test_the_standby_after_a_repl_session_loads_quickly_and_says_when_it_is_ready(
+    node_host: NodeHost, small: VirtualBoard
+) -> None:
+    # After a boot the next interpreter is compiled ahead (it has until someone interrupts);
+    # after a raw-REPL session, which a boot usually follows at once, it loads baseline code.
+    assert small.wait_ready(timeout=30)
+    assert _standby_compiled_ahead(small)
+    port = PyserialPort(small.port, 921600)
+    port.open()
+    try:
+        r = RawRepl(Reader(port))
+        r.enter()
+        assert not _standby_compiled_ahead(small)
+        assert small.wait_ready(timeout=30)
+        r.boot()
+        assert small.wait_console("boot 2", timeout=30)
+        assert _standby_compiled_ahead(small)
+    finally:
+        port.close()
