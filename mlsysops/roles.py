@@ -35,6 +35,7 @@ ROLES: tuple[Role, ...] = (
         "the controller (python -m controller, mlsysops-api) and its commands",
         ("apps", "nodes", "clusters", "api"),
     ),
+    Role("ml", "the ML connector (model registry, training, model server) and its commands", ("models",)),
 )
 
 
