@@ -269,14 +269,18 @@ def elector_for(cfg: ServeConfig, store: ObjectApi) -> LeaderElector | None:
     return LeaderElector(store, lease_settings(cfg))
 
 
+LEARNED = "qosLearnedPlacer"
+
+
 def wire(
     cfg: ServeConfig, store: ObjectApi, performance: PerformanceSource | None = None
 ) -> tuple[FastAPI, ControllerRunner | None, RegistryPolicyControl]:
     runner = None
     if cfg.run_controller:
         runner = ControllerRunner(cfg, store, ControllerMetrics(), elector_for(cfg, store))
+    models = model_registry(cfg.model_registry)
     policies = RegistryPolicyControl(
-        PolicyRegistry.from_entry_points(),
+        policy_registry(models),
         cfg.policies,
         cfg.policy_state,
         on_change=runner.start if runner is not None else None,
@@ -293,7 +297,7 @@ def wire(
             model_registry_uri=cfg.model_registry,
             model_server_image=cfg.model_server_image,
         ),
-        models=model_registry(cfg.model_registry),
+        models=models,
         performance=performance,
         devices=BridgeDevices(cfg.bridge_socket) if cfg.bridge_socket else None,
         node_states=None if is_kubernetes(store) else AgentStates(),  # agents' sockets: one machine
@@ -302,6 +306,22 @@ def wire(
         metrics=runner.metrics if runner is not None else None,
     )
     return create_app(ctx), runner, policies
+
+
+def policy_registry(models: ModelRegistry | None) -> PolicyRegistry:
+    """The installed policies, the learning one reading its champions from `models` (the
+    registry the models routes manage, so a promote there changes what the policy predicts
+    with); without a registry it falls back to the heuristic, saying so in every decision."""
+    installed = PolicyRegistry.from_entry_points()
+    if models is None or LEARNED not in installed:
+        return installed
+    from controller.policies.learned import QosLearnedPlacer
+    from mlconnector.registry import ChampionPredictors
+
+    champions = ChampionPredictors(models)
+    factories = {name: installed.factory(name) for name in installed.names()}
+    factories[LEARNED] = lambda: QosLearnedPlacer(champions)
+    return PolicyRegistry(factories)
 
 
 def model_registry(uri: str) -> ModelRegistry | None:
