@@ -53,8 +53,9 @@ RUNTIMES = ("runc", "runsc")
 DEFAULT_RUNTIME = "runc"  # containerd's default handler: what "default" or no runtime_class_name runs
 LOWER = frozenset({"lower_or_equal", "lower_than"})
 HIGHER = frozenset({"greater_or_equal", "greater_than"})
-#: the version metric holding the model's error on held-out windows (relative), in order of preference
-HOLDOUT_METRICS = ("holdout_mape", "mape")
+#: the version metric holding the model's relative error on held-out windows (its error on the
+#: rows it was fitted on, "mape", says nothing about new conditions and is never used instead)
+HOLDOUT_METRICS = ("holdout_mape",)
 KNOWN_FEATURES = frozenset(f.name for f in QOS_FEATURES)
 REQUIRED_FEATURES = ("cpu_quota_cores", "offered_rps")  # what is tuned, and what it is tuned for
 

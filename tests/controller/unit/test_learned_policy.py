@@ -244,7 +244,7 @@ def test_a_kept_component_stays_and_only_its_settings_are_tuned(
     [
         (None, "no champion model 'latency_p95_ms'"),
         (FakePredictor(error=0.6), "hold-out error 0.600 is above 0.25"),
-        (FakePredictor(error=None), "records no hold-out error"),
+        (FakePredictor(error=None), "records no hold-out error (holdout_mape)"),
         (FakePredictor(features=[f for f in QOS_FEATURES if f.name != "offered_rps"]), "lacks offered_rps"),
         (FakePredictor(features=[*QOS_FEATURES, Feature("node_temp_c", "C")]), "node_temp_c"),
         (FakePredictor(target=Feature("throughput_rps", "req/s")), "predicts throughput_rps"),
