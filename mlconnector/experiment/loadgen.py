@@ -58,4 +58,4 @@ def offer(
     offsets = arrivals(rate_rps, seconds, seed=seed)
     results = asyncio.run(_offer(target, offsets, timeout_s))
     good = tuple(r for r in results if r is not None)
-    return LoadResult(rate_rps, seconds, good, len(results) - len(good))
+    return LoadResult(rate_rps, seconds, good, len(results) - len(good), timeout_s)

@@ -77,6 +77,7 @@ class LoadResult:
     window_s: float
     latencies_s: tuple[float, ...]
     errors: int
+    timeout_s: float = 2.0  # what the generator waited before counting a request failed
 
     @property
     def requests(self) -> int:
@@ -87,8 +88,10 @@ def build_row(
     *, window_start: float, setting: Setting, load: LoadResult, cpu: CpuWindow, work_ms: float
 ) -> dict[str, float | int | str]:
     """One dataset row with exactly contracts.DATASET_COLUMNS, latencies in ms. Throughput counts
-    good answers only, per second of the offered window."""
-    lat_ms = [s * 1000.0 for s in load.latencies_s]
+    good answers only, per second of the offered window. A window without a single good answer
+    has its latencies censored at the generator's timeout (every request took at least that long),
+    not NaN: the dataset has no holes, and such a window never looks fast."""
+    lat_ms = [s * 1000.0 for s in load.latencies_s] or [load.timeout_s * 1000.0]
     row: dict[str, float | int | str] = {
         "window_start": round(window_start, 3),
         "window_s": load.window_s,
@@ -100,7 +103,7 @@ def build_row(
         "work_ms": round(work_ms, 3),
         "requests": load.requests,
         "errors": load.errors,
-        "throughput_rps": round(len(lat_ms) / load.window_s, 3),
+        "throughput_rps": round(len(load.latencies_s) / load.window_s, 3),
         "latency_p50_ms": round(percentile(lat_ms, 0.50), 3),
         "latency_p95_ms": round(percentile(lat_ms, 0.95), 3),
         "latency_p99_ms": round(percentile(lat_ms, 0.99), 3),

@@ -110,3 +110,12 @@ def test_cgroup_counters_read_a_v2_tree(tmp_path: Path) -> None:
         "usage_usec 2000\nuser_usec 1500\nnr_periods 9\nnr_throttled 3\n"
     )
     assert CgroupCounters("exp/svc", root).read() == CpuCounters(2_000_000, 9, 3)
+
+
+def test_a_window_without_good_answers_is_censored_at_the_timeout() -> None:
+    load = LoadResult(offered_rps=50.0, window_s=4.0, latencies_s=(), errors=200, timeout_s=2.0)
+    row = build_row(
+        window_start=1.0, setting=Setting("runc", 0.2, 1), load=load, cpu=CpuWindow(0.2, 1.0), work_ms=6
+    )
+    assert row["throughput_rps"] == 0.0 and row["requests"] == 200
+    assert row["latency_p50_ms"] == row["latency_p95_ms"] == row["latency_p99_ms"] == 2000.0
