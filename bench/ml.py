@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument(
         "--max-holdout-error", type=float, default=2.0, help="trust the model up to this MAPE"
     )
-    parser.add_argument("--margin-factor", type=float, default=0.25, help="margin = hold-out MAPE x this")
+    parser.add_argument("--margin-factor", type=float, default=0.8, help="margin = hold-out MAPE x this")
     parser.add_argument("--verbose", action="store_true", help="print every interval and loop record")
     args = parser.parse_args()
     profile = [float(v) for v in args.profile.split(",")]
