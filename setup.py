@@ -16,6 +16,9 @@ DATA_PACKAGES = {
 }
 
 setup(
-    packages=[*find_packages(include=["mlsysops*", "nodeagent*", "faredge*", "controller*", "mlconnector*"]), *DATA_PACKAGES],
+    packages=[
+        *find_packages(include=["mlsysops*", "nodeagent*", "faredge*", "controller*", "mlconnector*"]),
+        *DATA_PACKAGES,
+    ],
     package_dir=DATA_PACKAGES,
 )
