@@ -27,6 +27,7 @@ bench: setup
 	.venv/bin/python bench/store.py
 	.venv/bin/python bench/runtimes.py
 	.venv/bin/python bench/api.py
+	.venv/bin/python bench/ml.py
 	.venv/bin/python bench/install.py
 
 # The daemons' OCI images (deploy/images/README.md), into build/images; needs root (mmdebstrap, chroot).
