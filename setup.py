@@ -17,7 +17,10 @@ DATA_PACKAGES = {
 
 setup(
     packages=[
-        *find_packages(include=["mlsysops*", "nodeagent*", "faredge*", "controller*", "mlconnector*"]),
+        *find_packages(
+            include=["mlsysops*", "nodeagent*", "faredge*", "controller*", "mlconnector*"],
+            exclude=["mlconnector.experiment*"],  # runs from a checkout: it uses the tests' containerd
+        ),
         *DATA_PACKAGES,
     ],
     package_dir=DATA_PACKAGES,

@@ -3,6 +3,9 @@ CGI burning a fixed CPU budget per request) in a container under runc or gVisor 
 cgroup whose CFS quota and cpuset a real node agent sets live, and an open-loop request generator
 on the host reaching it over a veth into a network namespace of its own.
 
+It runs from a source checkout only (like demo/ and bench/, which share its private containerd
+and image with the test suite, tests/nodeagent/runtimes): the wheel does not ship it.
+
 - `stats`: pure: percentiles, cgroup counter deltas, the dataset row.
 - `schedule`: pure: the generator's arrival times.
 - `loadgen`: the asyncio HTTP/1.0 open-loop client.
