@@ -9,11 +9,21 @@ previous champion, a signature that does not match) 409, and the registry being 
 Every check runs before anything is written, so a refused request leaves the registry as it was.
 
 Training loads the ml extra's numerical stack (scikit-learn, SHAP) only when a model is trained.
+
+Training from Prometheus (`prometheus_spec`, `train(prometheus=...)`): the rows are the last
+`window` of the telemetry the framework collects, one row per `row_window`, each column the mean
+of its PromQL query (mlconnector.prometheus); the version's lineage names the Prometheus and the
+training window, its tags the queries. Through the API only a Prometheus the API was configured
+with may be read (`ModelsConfig.prometheus_urls`; otherwise 403), so an operator's token cannot
+make the API fetch arbitrary URLs. Prometheus unreachable is 503, an empty or unusable window 422.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +147,112 @@ def dataset_path(given: str | None, allowed_root: Path | None) -> Path | None:
     return path
 
 
+@dataclass(frozen=True)
+class PrometheusSpec:
+    """Where and what to train on from Prometheus: the last `window` before `end` (None: now)."""
+
+    url: str
+    window: str = "1h"
+    queries: Mapping[str, str] = field(default_factory=dict)  # dataset column -> PromQL
+    constants: Mapping[str, float] = field(default_factory=dict)  # settings telemetry lacks
+    row_window: str = "30s"
+    step: str = "5s"
+    end: float | None = None
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "prometheus_url": self.url,
+            "prometheus_window": self.window,
+            "prometheus_row_window": self.row_window,
+            "prometheus_queries": json.dumps(dict(self.queries), sort_keys=True),
+            "prometheus_constants": json.dumps(dict(self.constants), sort_keys=True),
+        }
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """What the models routes may use beyond the registry (the API daemon sets it on app.state.ml):
+    the Prometheus URLs training may read, and the retraining loop when one runs."""
+
+    prometheus_urls: frozenset[str] = frozenset()
+    runner: Any = None  # mlconnector.retrainer.RetrainRunner (started and stopped by the daemon)
+
+    @property
+    def retrainer(self) -> Any:
+        return None if self.runner is None else self.runner.retrainer
+
+
+def _seconds(value: str, key: str) -> float:
+    from mlconnector.features import DatasetError, window_seconds
+
+    try:
+        return window_seconds(value)
+    except DatasetError as exc:
+        raise ApiError(422, f"{key}: {exc}", key) from None
+
+
+def prometheus_spec(body: Any, allowed: frozenset[str] | None = None) -> PrometheusSpec:
+    """A PrometheusSpec from a JSON object (422 naming the field at fault). `allowed`: the URLs
+    the caller may read (None: any, the local CLI); without a url the only allowed one is used."""
+    if not isinstance(body, Mapping):
+        raise ApiError(422, "prometheus: expected an object {url, window, queries, constants}", "prometheus")
+    url = body.get("url")
+    if url is None and allowed is not None and len(allowed) == 1:
+        url = next(iter(allowed))
+    if not isinstance(url, str) or not url:
+        raise ApiError(422, "prometheus.url: expected the Prometheus base URL", "prometheus.url")
+    url = url.rstrip("/")
+    if allowed is not None and url not in {u.rstrip("/") for u in allowed}:
+        shown = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(403, f"prometheus.url {url!r}: this API reads only its own Prometheus ({shown})",
+                       "prometheus.url")
+    fields: dict[str, Any] = {}
+    for key in ("window", "row_window", "step"):
+        value = body.get(key, getattr(PrometheusSpec, key))
+        if not isinstance(value, str):
+            raise ApiError(422, f"prometheus.{key}: expected a duration like 30s, 5m, 1h",
+                           f"prometheus.{key}")
+        _seconds(value, f"prometheus.{key}")
+        fields[key] = value
+    queries = body.get("queries")
+    if not isinstance(queries, Mapping) or not queries or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in queries.items()
+    ):
+        raise ApiError(422, "prometheus.queries: expected {column: PromQL, ...} (at least one)",
+                       "prometheus.queries")
+    constants = body.get("constants") or {}
+    if not isinstance(constants, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in constants.values()
+    ):
+        raise ApiError(422, "prometheus.constants: expected {column: number, ...}", "prometheus.constants")
+    end = body.get("end")
+    if end is not None and (isinstance(end, bool) or not isinstance(end, int | float)):
+        raise ApiError(422, "prometheus.end: expected unix seconds", "prometheus.end")
+    return PrometheusSpec(url, queries=dict(queries), constants={k: float(v) for k, v in constants.items()},
+                          end=None if end is None else float(end), **fields)
+
+
+def prometheus_rows(spec: PrometheusSpec) -> Any:
+    """The Dataset of the spec's window (ApiError 503 when Prometheus is unreachable, 422 when the
+    window is empty or the answer unusable)."""
+    from mlconnector.prometheus import PrometheusRange, PrometheusWindows, SourceError, SourceUnavailable
+
+    end = spec.end if spec.end is not None else time.time()
+    querier = PrometheusRange(spec.url)
+    try:
+        source = PrometheusWindows(
+            querier, spec.queries, row_window=_seconds(spec.row_window, "prometheus.row_window"),
+            step=_seconds(spec.step, "prometheus.step"), constants=spec.constants,
+        )  # fmt: skip
+        return source.window(end - _seconds(spec.window, "prometheus.window"), end)
+    except SourceUnavailable as exc:
+        raise ApiError(503, str(exc), "prometheus.url") from None
+    except SourceError as exc:
+        raise ApiError(422, f"prometheus: {exc}", "prometheus") from None
+    finally:
+        querier.close()
+
+
 def train(
     registry: ModelRegistry,
     name: str,
@@ -144,10 +260,15 @@ def train(
     dataset: Path | None = None,
     reason: str = "operator",
     holdout_fraction: float = 0.25,
+    prometheus: PrometheusSpec | None = None,
 ) -> Obj:
-    """Retrain `name` (a new model: one named after a QoS target) on a recorded dataset: the new
-    version is promoted only if it beats the champion on the recent hold-out window."""
+    """Retrain `name` (a new model: one named after a QoS target) on a recorded dataset or on the
+    last window of Prometheus telemetry: the new version is promoted only if it beats the champion
+    on the recent hold-out window."""
     from mlconnector import features, training
+
+    if dataset is not None and prometheus is not None:
+        raise ApiError(422, "give a dataset or a Prometheus window to train on, not both", "dataset")
 
     if not 0.0 < holdout_fraction < 1.0:
         raise ApiError(422, f"holdout_fraction {holdout_fraction}: expected a number in (0, 1)",
@@ -167,9 +288,13 @@ def train(
             "name",
         )
     try:
-        data = features.load_dataset(dataset) if dataset is not None else features.load_dataset()
+        if prometheus is not None:
+            data = prometheus_rows(prometheus)
+        else:
+            data = features.load_dataset(dataset) if dataset is not None else features.load_dataset()
         outcome = training.retrain(
-            registry, name, data, signature, holdout_fraction=holdout_fraction, reason=reason
+            registry, name, data, signature, holdout_fraction=holdout_fraction, reason=reason,
+            tags=prometheus.tags() if prometheus is not None else None,
         )
     except (features.DatasetError, training.TrainingError) as exc:
         raise ApiError(422, f"cannot train {name}: {exc}", "dataset") from None
@@ -193,3 +318,97 @@ def body_field(
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ApiError(422, f"{key}: expected {expected}, got {type(value).__name__}", key)
     return value
+
+
+RETRAIN_MODEL_KEYS = frozenset({
+    "name", "lookback", "schedule", "min_gap", "drift", "row_window", "step", "queries", "constants",
+    "prometheus", "holdout_fraction",
+})
+
+
+def models_config(block: Mapping[str, Any] | None, registry: ModelRegistry | None,
+                  prometheus_url: str | None) -> ModelsConfig:
+    """The daemon's `ml` config block -> ModelsConfig (ValueError naming the key at fault). The
+    retraining loop is built, not started: the daemon starts it with the server.
+
+        ml:
+          prometheus_urls: [http://prom.example:9090]   # more than the API's own, for training
+          retrain:
+            interval: 5m                                 # time between checks
+            models:
+              - name: latency_p95_ms
+                lookback: 1h                             # the recent window checked and trained on
+                schedule: 24h                            # or off: on drift only
+                min_gap: 10m                             # no drift retrain sooner after the last one
+                drift: true
+                row_window: 30s
+                step: 5s
+                queries: {offered_rps: 'sum(rate(...[30s]))', latency_p95_ms: '...', ...}
+                constants: {runtime_gvisor: 0}
+                prometheus: http://...                   # default: the API's Prometheus
+    """
+    block = dict(block or {})
+    unknown = sorted(set(block) - {"prometheus_urls", "retrain"})
+    if unknown:
+        raise ValueError(f"ml: unknown key(s) {unknown} (expected prometheus_urls, retrain)")
+    urls = block.get("prometheus_urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ValueError("ml.prometheus_urls: expected a list of URLs")
+    allowed = frozenset(u.rstrip("/") for u in [*urls, *([prometheus_url] if prometheus_url else [])])
+    retrain = block.get("retrain")
+    if not retrain:
+        return ModelsConfig(allowed)
+    if registry is None:
+        raise ValueError("ml.retrain: no model registry (the ml extra is not installed)")
+    return ModelsConfig(allowed, _retrainer(retrain, registry, prometheus_url))
+
+
+def _duration(value: Any, key: str) -> float:
+    from mlconnector.features import DatasetError, window_seconds
+
+    try:
+        return window_seconds(str(value))
+    except DatasetError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def _retrainer(block: Any, registry: ModelRegistry, prometheus_url: str | None) -> Any:
+    from mlconnector.prometheus import PrometheusRange, PrometheusWindows, SourceError
+    from mlconnector.retrainer import Retrainer, RetrainRunner, RetrainTarget
+    from mlconnector.training import RetrainPolicy
+
+    if not isinstance(block, Mapping) or not isinstance(block.get("models"), list) or not block["models"]:
+        raise ValueError("ml.retrain: expected {interval: 5m, models: [{name, queries, ...}, ...]}")
+    interval = _duration(block.get("interval", "5m"), "ml.retrain.interval")
+    targets = []
+    for i, item in enumerate(block["models"]):
+        key = f"ml.retrain.models[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise ValueError(f"{key}: expected a mapping with a name")
+        unknown = sorted(set(item) - RETRAIN_MODEL_KEYS)
+        if unknown:
+            raise ValueError(f"{key}: unknown key(s) {unknown} (expected {sorted(RETRAIN_MODEL_KEYS)})")
+        url = item.get("prometheus") or prometheus_url
+        if not url:
+            raise ValueError(f"{key}.prometheus: no Prometheus (the API has none: give its URL)")
+        schedule = item.get("schedule", "24h")
+        policy = RetrainPolicy(
+            interval_s=None if schedule in ("off", None, False) else _duration(schedule, f"{key}.schedule"),
+            on_drift=bool(item.get("drift", True)),
+            min_gap_s=_duration(item.get("min_gap", "10m"), f"{key}.min_gap"),
+        )
+        try:
+            source = PrometheusWindows(
+                PrometheusRange(str(url)), dict(item.get("queries") or {}),
+                row_window=_duration(item.get("row_window", "30s"), f"{key}.row_window"),
+                step=_duration(item.get("step", "5s"), f"{key}.step"),
+                constants=dict(item.get("constants") or {}),
+            )  # fmt: skip
+        except SourceError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        signature = NEW_MODEL_SIGNATURES.get(item["name"])
+        targets.append(RetrainTarget(
+            item["name"], source, _duration(item.get("lookback", "1h"), f"{key}.lookback"), policy,
+            signature, float(item.get("holdout_fraction", 0.25)),
+        ))  # fmt: skip
+    return RetrainRunner(Retrainer(registry, targets), interval)

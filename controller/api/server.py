@@ -97,6 +97,9 @@ class ServeConfig:
     model_registry: str = str(STATE_DIR / "api" / "models")
     model_datasets: Path | None = None  # where POST /models/{name}/train may read datasets
     model_server_image: str = ApiSettings.model_server_image
+    # The ML connector's options (controller.api.models.models_config): more Prometheus URLs
+    # training may read, and `retrain`, the retraining loop run with the server.
+    ml: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
     # More controller.reconcile.bootstrap.Config fields for the in-process controller
     # (workers, resync_period, watch_timeout, ...), by name.
@@ -337,6 +340,16 @@ def model_registry(uri: str) -> ModelRegistry | None:
     return registry_from_uri(uri)
 
 
+def ml_config(cfg: ServeConfig, app: FastAPI, prometheus_url: str | None) -> Any:
+    """The models routes' Prometheus URLs and the retraining loop (built, not started) from `ml`."""
+    from controller.api.models import models_config
+
+    try:
+        return models_config(cfg.ml, app.state.context.models, prometheus_url)
+    except ValueError as exc:
+        raise ListenerRefused(str(exc)) from None
+
+
 def uvicorn_config(cfg: ServeConfig, app: FastAPI) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -405,7 +418,11 @@ def serve(cfg: ServeConfig, performance: PerformanceSource | None = None) -> Non
         prometheus = None if performance is not None else private_prometheus(cfg)
         performance = performance or performance_source(cfg, store, prometheus)
         app, runner, policies = wire(cfg, store, performance)
+        app.state.ml = ml_config(cfg, app, prometheus.url if prometheus is not None else cfg.prometheus_url)
         with contextlib.ExitStack() as held:
+            if app.state.ml.runner is not None:
+                app.state.ml.runner.start()
+                held.callback(app.state.ml.runner.stop)
             if runner is not None and not cfg.kubeconfig:  # one controller per embedded store
                 from controller.store import ControllerLock
 
