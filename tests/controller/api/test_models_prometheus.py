@@ -14,12 +14,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
+from test_api_daemon import run_daemon, stop, wait_listening
 
 from controller.api.models import ModelsConfig, models_config
 from controller.api.server import ListenerRefused, ServeConfig, ml_config
+from controller.api.tokens import TokenStore
 from mlconnector.features import DATASET_PATH, load_dataset
 from mlconnector.registry import MlflowRegistry
+from mlsysops.testing import wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "mlconnector" / "retrain"))
 from backfill import QUERIES, Telemetry, needs_prometheus, serve
@@ -139,3 +144,39 @@ def test_a_bad_ml_block_is_refused_by_key(registry):
 
     with pytest.raises(ListenerRefused, match="unknown key"):
         ml_config(ServeConfig(ml={"retrian": {}}), App, None)  # type: ignore[arg-type]
+
+
+def test_the_daemon_runs_the_retrain_loop_from_its_ml_block(tmp_path_factory, tmp_path):
+    """The API daemon (a real process) with `prometheus_url` and an `ml.retrain` block: its loop
+    starts with the server, trains the first version from the last hour of telemetry, and the
+    records and the version (lineage: the Prometheus) are served; SIGTERM stops it all."""
+    start = float(int(time.time()) - 96 * 30 - 60)  # the grid's 96 windows ended a minute ago
+    with serve(tmp_path_factory.mktemp("recent"), load_dataset(DATASET_PATH), start) as recent:
+        viewer, _ = TokenStore(tmp_path / "tokens.json").create("viewer", name="v")
+        config = tmp_path / "api.yaml"
+        config.write_text(yaml.safe_dump({
+            "prometheus_url": recent.url,
+            "model_registry": str(tmp_path / "models"),
+            "ml": {"retrain": {"interval": "2s", "models": [
+                {"name": NAME, "lookback": "1h", "schedule": "off", "queries": QUERIES}]}},
+        }))  # fmt: skip
+        port = free_port()
+        proc = run_daemon(tmp_path, "--config", str(config), "--listen", f"127.0.0.1:{port}")
+        try:
+            wait_listening(port, proc)
+            url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {viewer}"}
+
+            def trained() -> bool:
+                records = httpx.get(f"{url}/api/v1/models/-/retrain", headers=auth).json()["records"]
+                return any(r["outcome"] == "promoted" for r in records)
+
+            wait_for(trained, what="the loop's first training", timeout=90)
+            listed = httpx.get(f"{url}/api/v1/models/-/retrain", headers=auth).json()
+            assert listed["running"] and listed["records"][0]["trigger"] == "no model trained yet"
+            shown = httpx.get(f"{url}/api/v1/models/{NAME}", headers=auth).json()
+            assert shown["champion"] == "1"
+            assert shown["history"][0]["lineage"]["source"] == f"prometheus:{recent.url}"
+            assert shown["history"][0]["tags"]["retrain_loop"] == "1"
+        finally:
+            stop(proc)
+        assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
