@@ -167,3 +167,20 @@ def test_models_train_from_prometheus_names_source_and_window(telemetry: Telemet
     assert second["version"]["tags"]["prometheus_window"] == "5h"
     r = CliRunner().invoke(models, ["--registry", str(registry_dir), "train", NAME, "--query", "cpus=up"])
     assert r.exit_code == 2 and "--query and --set need --from-prometheus URL" in r.output
+
+
+def test_models_retrain_loop_once_checks_and_trains(telemetry: Telemetry, tmp_path: Path) -> None:
+    base = ["--registry", str(tmp_path / "models"), "retrain-loop", NAME, "--from-prometheus", telemetry.url,
+            *[f"--query={c}={q}" for c, q in QUERIES.items()], "--schedule", "off", "--once", "-o", "json"]
+    r = CliRunner().invoke(models, [*base, "--lookback", "1h"])  # the last hour holds no telemetry
+    assert r.exit_code == 0, r.output
+    [failed] = json.loads(r.output)
+    assert failed["outcome"] == "failed" and "matched no samples" in failed["reason"]
+    r = CliRunner().invoke(models, [*base, "--lookback", "5h"])
+    assert r.exit_code == 0, r.output
+    [trained] = json.loads(r.output)
+    assert trained["outcome"] == "promoted" and trained["trigger"] == "no model trained yet", trained
+    champion = MlflowRegistry.embedded(tmp_path / "models").get(NAME, "champion")
+    assert champion.lineage is not None and champion.lineage.source == f"prometheus:{telemetry.url}"
+    r = CliRunner().invoke(models, ["--registry", str(tmp_path / "models"), "retrain-log"])
+    assert r.exit_code == 2 and "give --api URL" in r.output
