@@ -21,6 +21,7 @@ inside the WebAssembly interpreter, with sockets provided by Node's `net`/`tls`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -31,6 +32,7 @@ import threading
 import time
 import tty
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Self
@@ -42,6 +44,8 @@ SOFT_REBOOT_BANNER = "MPY: soft reboot\n"
 DEFAULT_HEAP = 1024 * 1024  # a board's RAM, unless told otherwise (more than most boards have)
 # What the next interpreter runs after the previous one exited with a given code.
 NEXT_MODE = {EXIT_RESET: "--main", EXIT_RAW_REPL: "--raw-repl", EXIT_RAW_RESET: "--raw-repl"}
+STANDBYS_AFTER_BOOT = 2  # loaded interpreters kept after a boot: a REPL session, and the boot after it
+REFILL_AFTER_S = 0.5  # they start this long after a boot, which would otherwise share the CPU
 
 
 def _firmware_config_module() -> ModuleType:
@@ -62,6 +66,23 @@ def check_config(device_config: Mapping[str, Any], transport: str) -> dict[str, 
         return _firmware_config_module().check(cfg)
     except ValueError as e:
         raise ValueError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class _Standby:
+    """An interpreter that has loaded (or is loading) and waits to be told its mode."""
+
+    proc: subprocess.Popen[bytes]
+    ready: int  # read end of its ready pipe: one byte once loaded
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
 
 
 class _Supervised:
@@ -99,8 +120,10 @@ class _Supervised:
         self._host = host or find_host()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._standby: subprocess.Popen[bytes] | None = None  # the next interpreter, loaded
-        self._standby_ready: int | None = None  # read end of its ready pipe (one byte once loaded)
+        self._standbys: list[_Standby] = []  # the next interpreters, loaded, the next one first
+        self._refill: threading.Timer | None = None  # the standbys a boot's successors will use
+        self._settled = threading.Event()  # no refill pending
+        self._settled.set()
         self._stopping = False
         self._watcher: threading.Thread | None = None
         self.boots = 0  # firmware boots (REPL sessions do not count)
@@ -164,7 +187,7 @@ class _Supervised:
         with self._lock:
             self._stopping = True
             self._terminate()
-            self._end_standby()
+            self._end_standbys()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         self._close_channels()
@@ -197,18 +220,19 @@ class _Supervised:
         return False
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
-        """Wait until the next interpreter has loaded, so the board answers an interrupt as soon
-        as a real one would (a benchmark measures the deploy, not the simulator warming up).
-        False at the deadline; True at once when there is no standby to wait for."""
-        with self._lock:  # a copy: the standby may be replaced (and its pipe closed) meanwhile
-            fd = None if self._standby_ready is None else os.dup(self._standby_ready)
-        if fd is None:
-            return True
+        """Wait until the next interpreters have loaded, so the board answers an interrupt, and
+        boots after a REPL session, as soon as a real one would (a benchmark measures the deploy,
+        not the simulator warming up). False at the deadline."""
+        deadline = time.monotonic() + timeout
+        if not self._settled.wait(timeout):
+            return False
+        with self._lock:  # copies: a standby may be taken (and its pipe closed) meanwhile
+            fds = [os.dup(s.ready) for s in self._standbys]
         try:
-            readable, _, _ = select.select([fd], [], [], timeout)
-            return bool(readable)
+            return all(select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0] for fd in fds)
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     def state(self) -> dict[str, Any]:
         """The firmware's persisted state (boot counter, applied twin)."""
@@ -241,39 +265,72 @@ class _Supervised:
             self._spawn_locked()
 
     def _spawn_locked(self, mode: str = "--main") -> None:
-        """The next interpreter: the standby told its mode (it has loaded already, as a board's
-        ROM has), or a new process when there is none; then the next standby.
+        """The next interpreter: a standby told its mode (it has loaded already, as a board's ROM
+        has), or a new process when there is none; then what the next transitions will need.
 
-        Which standby comes next depends on what is starting. A firmware boot runs until someone
-        interrupts it, so its successor has time to be compiled ahead (~0.6 s of V8's optimising
-        compiler) and then answers an interrupt in ~45 ms. A raw-REPL session (a deploy, an
-        mpremote command) is usually over in a fraction of a second and followed by a boot: its
-        successor loads baseline code, ready in ~0.2 s, where a compiled-ahead one would still be
-        compiling and keep the firmware from booting for half a second."""
-        proc, self._standby = self._standby, None
-        if proc is not None and proc.poll() is None and proc.stdin is not None:
-            try:
-                proc.stdin.write(mode.encode() + b"\n")
-                proc.stdin.close()
-            except OSError:  # it died meanwhile
-                proc.kill()
-                proc.wait()
-                proc = None
-        else:
-            proc = None
+        A deploy or an mpremote command interrupts the firmware, holds a raw-REPL session for a
+        fraction of a second and reboots: two transitions in quick succession. So after a boot
+        the launcher keeps two standbys, both compiled ahead (V8's optimising compiler, ~0.6 s of
+        CPU; such an interpreter answers an interrupt in ~45 ms and boots the firmware in ~70 ms,
+        where baseline code boots it in ~0.2-0.3 s). They are started `REFILL_AFTER_S` after the
+        boot, not with it: compiling them would take the CPU from the boot itself. A REPL session
+        uses the first and leaves the second for the boot that follows; only when none is left
+        does it start one, with baseline code (ready in ~0.2 s)."""
+        self._cancel_refill()
+        proc = self._take_standby(mode)
         self._proc = proc or self._popen(mode)
         if mode == "--main":
             self.boots += 1
-        self._close_ready()
+            self._refill = threading.Timer(REFILL_AFTER_S, self._refill_standbys)
+            self._refill.daemon = True
+            self._refill.start()
+        else:
+            if not self._standbys:
+                self._standbys.append(self._start_standby(compiled_ahead=False))
+            self._settled.set()
+
+    def _take_standby(self, mode: str) -> subprocess.Popen[bytes] | None:
+        while self._standbys:
+            standby = self._standbys.pop(0)
+            os.close(standby.ready)
+            proc = standby.proc
+            if proc.poll() is None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(mode.encode() + b"\n")
+                    proc.stdin.close()
+                    return proc
+                except OSError:  # it died meanwhile
+                    pass
+            _kill(proc)
+        return None
+
+    def _refill_standbys(self) -> None:
+        with self._lock:
+            if self._stopping or self._refill is not threading.current_thread():
+                return  # the board stopped, or moved on and decided again
+            self._refill = None
+            try:
+                while len(self._standbys) < STANDBYS_AFTER_BOOT:
+                    self._standbys.append(self._start_standby(compiled_ahead=True))
+            finally:
+                self._settled.set()
+
+    def _cancel_refill(self) -> None:
+        timer, self._refill = self._refill, None
+        if timer is not None:
+            timer.cancel()
+        self._settled.clear()
+
+    def _start_standby(self, *, compiled_ahead: bool) -> _Standby:
         ready_r, ready_w = os.pipe()
         try:
-            self._standby = self._popen("--standby", compiled_ahead=mode == "--main", ready_fd=ready_w)
+            proc = self._popen("--standby", compiled_ahead=compiled_ahead, ready_fd=ready_w)
         except OSError:
             os.close(ready_r)
             raise
         finally:
             os.close(ready_w)
-        self._standby_ready = ready_r
+        return _Standby(proc, ready_r)
 
     def _popen(
         self, mode: str, *, compiled_ahead: bool = False, ready_fd: int | None = None
@@ -293,11 +350,6 @@ class _Supervised:
                 stdin=subprocess.PIPE if mode == "--standby" else subprocess.DEVNULL,
             )
 
-    def _close_ready(self) -> None:
-        fd, self._standby_ready = self._standby_ready, None
-        if fd is not None:
-            os.close(fd)
-
     def _terminate(self) -> None:
         p = self._proc
         if p is None or p.poll() is not None:
@@ -309,14 +361,13 @@ class _Supervised:
             p.kill()
             p.wait()
 
-    def _end_standby(self) -> None:
-        self._close_ready()
-        p, self._standby = self._standby, None
-        if p is not None:
-            p.kill()  # it has not touched the flash or the UART yet
-            p.wait()
-            if p.stdin is not None:
-                p.stdin.close()
+    def _end_standbys(self) -> None:
+        self._cancel_refill()
+        self._settled.set()
+        standbys, self._standbys = self._standbys, []
+        for standby in standbys:
+            os.close(standby.ready)
+            _kill(standby.proc)  # it has not touched the flash or the UART yet
 
     def _watch(self) -> None:
         """Start the next interpreter when one ends with a reset or a REPL request."""

@@ -5,6 +5,7 @@ heap is small, and both our deploy and stock `mpremote fs cp` fit in a small boa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from faredge.deploy.flasher import FlashOptions, flash
 from faredge.deploy.rawrepl import DeviceError, RawRepl
 from faredge.testing import run_mpremote
 from faredge.virtual import HostUnavailable, VirtualBoard
-from faredge.virtual.board import DEFAULT_HEAP
+from faredge.virtual.board import DEFAULT_HEAP, REFILL_AFTER_S
 from faredge.virtual.firmware import firmware_dir
 from faredge.virtual.host import NodeHost, find_host, run_script
 
@@ -126,44 +127,55 @@ def _hosts_of(flash: Path) -> list[int]:
     return pids
 
 
-def test_a_loaded_interpreter_waits_for_each_reset_and_none_outlives_the_board(
+def test_loaded_interpreters_wait_for_each_reset_and_none_outlives_the_board(
     node_host: NodeHost, tmp_path: Path
 ) -> None:
     b = VirtualBoard({"id": "standby-1"}, tmp_path / "board", host=node_host).start()
     try:
-        assert b.wait_console("boot 1", timeout=30)
-        assert len(_hosts_of(b.flash)) == 2  # the firmware, and the next interpreter, loaded
+        assert b.wait_console("boot 1", timeout=30) and b.wait_ready(timeout=30)
+        assert len(_hosts_of(b.flash)) == 3  # the firmware, and the next two interpreters, loaded
         b.restart()
-        assert b.wait_console("boot 2", timeout=30)
-        assert len(_hosts_of(b.flash)) == 2
+        assert b.wait_console("boot 2", timeout=30) and b.wait_ready(timeout=30)
+        assert len(_hosts_of(b.flash)) == 3
     finally:
         b.stop()
     assert _hosts_of(b.flash) == []
 
 
-def _standby_compiled_ahead(board: VirtualBoard) -> bool:
-    """Whether the board's loaded-but-idle interpreter was started with V8's ahead flags."""
-    standby = board._standby
-    assert standby is not None
-    return b"--no-liftoff" in (Path("/proc") / str(standby.pid) / "cmdline").read_bytes().split(b"\0")
+def test_a_board_stopped_before_its_standbys_started_starts_none_later(
+    node_host: NodeHost, tmp_path: Path
+) -> None:
+    b = VirtualBoard({"id": "standby-2"}, tmp_path / "board", host=node_host).start()
+    b.stop()  # at once: the standbys of this boot were not started yet
+    time.sleep(REFILL_AFTER_S + 0.3)
+    assert _hosts_of(b.flash) == []
 
 
-def test_the_standby_after_a_repl_session_loads_quickly_and_says_when_it_is_ready(
+def _compiled_ahead(pid: int) -> bool:
+    """Whether an interpreter was started with V8's ahead-of-time flags."""
+    return b"--no-liftoff" in (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+
+
+def test_the_boot_after_a_repl_session_runs_an_interpreter_compiled_ahead_before_it(
     node_host: NodeHost, small: VirtualBoard
 ) -> None:
-    # After a boot the next interpreter is compiled ahead (it has until someone interrupts);
-    # after a raw-REPL session, which a boot usually follows at once, it loads baseline code.
+    # A deploy interrupts, holds a short raw-REPL session and reboots: both transitions find an
+    # interpreter that loaded (compiled ahead) while the firmware ran, and the session itself
+    # shares the CPU with no interpreter being compiled.
     assert small.wait_ready(timeout=30)
-    assert _standby_compiled_ahead(small)
+    standbys = [s.proc.pid for s in small._standbys]
+    assert len(standbys) == 2 and all(_compiled_ahead(pid) for pid in standbys)
     port = PyserialPort(small.port, 921600)
     port.open()
     try:
         r = RawRepl(Reader(port))
         r.enter()
-        assert not _standby_compiled_ahead(small)
-        assert small.wait_ready(timeout=30)
+        assert small._proc is not None and small._proc.pid == standbys[0]
+        assert sorted(_hosts_of(small.flash)) == sorted(standbys)  # nothing new during the session
         r.boot()
         assert small.wait_console("boot 2", timeout=30)
-        assert _standby_compiled_ahead(small)
+        assert small._proc.pid == standbys[1]
+        assert small.wait_ready(timeout=30)  # and two new ones for the next deploy
+        assert len(small._standbys) == 2
     finally:
         port.close()
