@@ -28,8 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlconnector import drift, training
 from mlconnector.contracts import CHAMPION, ModelRegistry, ModelVersion, Signature
+from mlconnector.drift import DriftReport
+from mlconnector.features import Dataset
 from mlconnector.prometheus import EmptyWindow, SourceError, WindowSource
+from mlconnector.training import RetrainPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ class RetrainTarget:
     name: str
     source: WindowSource
     lookback_s: float = 3600.0
-    policy: Any = None  # training.RetrainPolicy (None: its defaults); Any keeps this import light
+    policy: RetrainPolicy = field(default_factory=RetrainPolicy)
     signature: Signature | None = None
     holdout_fraction: float = 0.25
 
@@ -116,9 +120,7 @@ class Retrainer:
         return out
 
     def _check(self, target: RetrainTarget, now: float) -> RetrainRecord:
-        from mlconnector import drift, training
-
-        policy = target.policy if target.policy is not None else training.RetrainPolicy()
+        policy = target.policy
         versions = self.registry.versions(target.name) if target.name in self.registry.models() else []
         champion = next((v for v in versions if CHAMPION in v.aliases), None)
         signature = champion.signature if champion else target.signature
@@ -133,7 +135,7 @@ class Retrainer:
                                  window=span)
         report, note = None, ""
         if champion is not None:
-            report, note = self._drift(target, champion, recent, signature, drift.detect)
+            report, note = _drift(target, champion, recent, signature)
         last = max((v.created_at for v in versions), default=None)
         trigger = policy.decide(now, last, report)
         drift_json = report.to_json() if report else None
@@ -154,25 +156,25 @@ class Retrainer:
             champion_mape=outcome.champion_mape, challenger_mape=outcome.challenger_mape, window=span,
         )  # fmt: skip
 
-    def _drift(
-        self, target: RetrainTarget, champion: ModelVersion, recent: Any, signature: Signature,
-        detect: Callable[..., Any],
-    ) -> tuple[Any, str]:
-        """(DriftReport, "") against the champion's training window, or (None, why not)."""
-        lineage = champion.lineage
-        if lineage is None:
-            return None, f"; no drift check: champion {champion.version} has no lineage"
-        try:
-            reference = target.source.window(lineage.window_start, lineage.window_end)
-            return detect(reference, recent, signature.feature_names), ""
-        except (SourceError, ValueError) as exc:
-            return None, (
-                f"; no drift check: the champion's training window ({lineage.source}) is not readable "
-                f"from {target.source.name}: {exc}"
-            )
+
+def _drift(
+    target: RetrainTarget, champion: ModelVersion, recent: Dataset, signature: Signature
+) -> tuple[DriftReport | None, str]:
+    """(DriftReport, "") of `recent` against the champion's training window, or (None, why not)."""
+    lineage = champion.lineage
+    if lineage is None:
+        return None, f"; no drift check: champion {champion.version} has no lineage"
+    try:
+        reference = target.source.window(lineage.window_start, lineage.window_end)
+        return drift.detect(reference, recent, signature.feature_names), ""
+    except (SourceError, ValueError) as exc:
+        return None, (
+            f"; no drift check: the champion's training window ({lineage.source}) is not readable "
+            f"from {target.source.name}: {exc}"
+        )
 
 
-def _why_not(policy: Any, now: float, last: float | None, report: Any) -> str:
+def _why_not(policy: RetrainPolicy, now: float, last: float | None, report: DriftReport | None) -> str:
     age = now - last if last is not None else 0.0
     parts = [f"{age:.0f} s since the last training"]
     if policy.interval_s is not None:
@@ -195,10 +197,10 @@ class DatasetWindows:
     """A WindowSource over a table of windows already recorded (e.g. the recorder's CSV, loaded
     again as it grows): the rows whose window starts in [start, end)."""
 
-    dataset: Any  # features.Dataset
+    dataset: Dataset
     name: str = "dataset"
 
-    def window(self, start: float, end: float) -> Any:
+    def window(self, start: float, end: float) -> Dataset:
         starts = self.dataset.column("window_start")
         rows = self.dataset.where((starts >= start) & (starts < end))
         if len(rows) == 0:

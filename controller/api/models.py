@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.api.errors import ApiError
 from mlconnector.contracts import (
@@ -39,6 +39,9 @@ from mlconnector.contracts import (
     Signature,
 )
 from mlconnector.serve import BadInput, feature_row, version_json
+
+if TYPE_CHECKING:  # the ml extra's loop, imported only when one is configured
+    from mlconnector.retrainer import Retrainer, RetrainRunner
 
 Obj = dict[str, Any]
 # A new model is named after the QoS metric it predicts (the learning policy's convention).
@@ -175,10 +178,10 @@ class ModelsConfig:
     the Prometheus URLs training may read, and the retraining loop when one runs."""
 
     prometheus_urls: frozenset[str] = frozenset()
-    runner: Any = None  # mlconnector.retrainer.RetrainRunner (started and stopped by the daemon)
+    runner: RetrainRunner | None = None  # started and stopped by the daemon
 
     @property
-    def retrainer(self) -> Any:
+    def retrainer(self) -> Retrainer | None:
         return None if self.runner is None else self.runner.retrainer
 
 
@@ -372,7 +375,7 @@ def _duration(value: Any, key: str) -> float:
         raise ValueError(f"{key}: {exc}") from None
 
 
-def _retrainer(block: Any, registry: ModelRegistry, prometheus_url: str | None) -> Any:
+def _retrainer(block: Any, registry: ModelRegistry, prometheus_url: str | None) -> RetrainRunner:
     from mlconnector.prometheus import PrometheusRange, PrometheusWindows, SourceError
     from mlconnector.retrainer import Retrainer, RetrainRunner, RetrainTarget
     from mlconnector.training import RetrainPolicy
