@@ -11,7 +11,9 @@ containerd reads it only when restarted.
 gVisor's `runsc` runs through containerd's own runc v2 shim: `BinaryName` points at a small wrapper
 (rendered here) adding `--platform=ptrace` (no KVM in VMs) and, for a container without a network
 namespace path of its own, `--network=none` (runsc otherwise refuses to run with the network
-enabled in the root network namespace).
+enabled in the root network namespace). The decision is made at `create` (the only command given
+the bundle) and carried to `start`, where gVisor sets the network up; a container joining a
+named netns runs with `--network=host`, i.e. on that namespace's own stack.
 """
 
 from __future__ import annotations
@@ -106,20 +108,42 @@ def render_dropin(handlers: Sequence[HandlerConfig]) -> str:
 
 
 def runsc_wrapper(runsc: str, platform: str = "ptrace") -> str:
-    """The sh script the runc shim runs as `BinaryName` for gVisor (see the module docstring)."""
+    """The sh script the runc shim runs as `BinaryName` for gVisor (see the module docstring).
+
+    The shim passes `--bundle` only to `create`, but gVisor sets up the sandbox's network at
+    `start`: so `create` records its decision as a mark file named after the container id under
+    runsc's own `--root` (per containerd namespace, on tmpfs), `start` reads it, and `delete`
+    (which the shim also runs after a failed create) removes it. A create without a netns path
+    removes a stale mark of a reused id, so such containers keep `--network=none`. A container in
+    a netns gets `--network=host` (gVisor's hostinet on that namespace's stack): runsc's netstack
+    mode refuses any namespace on kernels that namespace /proc/sys/net/core/rmem_default (its
+    root-namespace test), which Linux 6.x does.
+    """
     return f"""#!/bin/sh
 # Written by the mlsysops node agent: gVisor's runsc behind containerd's runc v2 shim.
-bundle=""; prev=""
+bundle=""; root=/var/run/runsc; prev=""; cmd=""; id=""
 for arg in "$@"; do
-  case "$prev" in --bundle|-b) bundle="$arg" ;; esac
-  case "$arg" in --bundle=*) bundle="${{arg#--bundle=}}" ;; esac
-  prev="$arg"
+  case "$prev" in --bundle|-b) bundle="$arg" ;; --root) [ -z "$cmd" ] && root="$arg" ;; esac
+  case "$arg" in
+    --bundle=*) bundle="${{arg#--bundle=}}" ;;
+    --root=*) [ -z "$cmd" ] && root="${{arg#--root=}}" ;;
+    create|start|delete) [ -z "$cmd" ] && cmd="$arg" ;;
+  esac
+  prev="$arg"; id="$arg"
 done
+marks="$root/.mlsysops-netns"; mark="$marks/$id"
 network=--network=none
-config="$bundle/config.json"
-if [ -n "$bundle" ] && tr -d ' \\n\\t' < "$config" 2>/dev/null | grep -q '"type":"network","path":"[^"]'; then
-  network=
-fi
+case "$cmd" in
+  create)
+    if [ -n "$bundle" ] && tr -d ' \n\t' < "$bundle/config.json" 2>/dev/null \
+        | grep -q '"type":"network","path":"[^"]'; then
+      network=--network=host; mkdir -p "$marks" && : > "$mark"
+    else
+      rm -f "$mark"
+    fi ;;
+  start) [ -e "$mark" ] && network=--network=host ;;
+  delete) rm -f "$mark" ;;
+esac
 exec {_shell_word(runsc)} --platform={_shell_word(platform)} $network "$@"
 """
 

@@ -100,7 +100,7 @@ def test_runsc_wrapper_adds_ptrace_and_no_network_unless_a_netns_path_is_given(t
     ):
         (bundle / "config.json").write_text(json.dumps({"linux": {"namespaces": namespaces}}, indent=2))
         out = subprocess.run(
-            [str(wrapper), "--root", "/r", "create", "--bundle", str(bundle), "id"],
+            [str(wrapper), "--root", str(tmp_path / "root"), "create", "--bundle", str(bundle), "id"],
             capture_output=True,
             text=True,
             check=True,
