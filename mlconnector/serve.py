@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import sys
 import threading
 import time
@@ -37,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from mlconnector.contracts import CHAMPION, ModelRegistry, ModelVersion, Predictor, RegistryError
@@ -370,9 +372,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlconnector.serve: {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     log.info("serving %s@%s on %s:%d", args.model, args.alias, args.host, server.port)
+    # SIGTERM is how a container runtime or Kubernetes stops it; as a container's PID 1 a signal
+    # without a handler would be ignored, and it would be killed after the grace period.
+    signal.signal(signal.SIGTERM, _stop_serving)
     with contextlib.suppress(KeyboardInterrupt):
         server.wait()
     return 0
+
+
+def _stop_serving(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # in the main thread, inside wait(): it stops the listener
 
 
 if __name__ == "__main__":

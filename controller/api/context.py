@@ -36,7 +36,7 @@ class ApiSettings:
     # What a deployed model server (/ml/deploy_ml) is given as --registry: the registry's URI as
     # the server's node reaches it (an embedded registry is only reachable on this host).
     model_registry_uri: str = ""
-    model_server_image: str = "mlsysops.example/mlsysops-modelserver:latest"
+    model_server_image: str = "mlsysops.example/mlsysops-modelserver:0.1.0"  # deploy/images builds it
 
 
 @dataclass(frozen=True)

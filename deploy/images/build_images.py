@@ -1,8 +1,8 @@
-"""Container images of the three daemons, built on this machine without a registry.
+"""Container images of the three daemons and the model server, built here without a registry.
 
     python deploy/images/build_images.py [--out build/images]      (or `make images`)
 
-One base layer, shared by the three images: a Debian rootfs from `mmdebstrap --variant=essential`
+One base layer, shared by the four images: a Debian rootfs from `mmdebstrap --variant=essential`
 with python3 (and libstdc++6, which grpcio's wheel links) and the user `mlsysops` (10001:10001);
 no systemd, no apt, no shell tools beyond Debian's essential set. On top, one layer per image:
 /opt/mlsysops, a venv of the rootfs's python3 with the project installed offline for that role's
@@ -10,9 +10,10 @@ extra only (deploy/images/offline_install.py: the same install the systemd tests
 to bytecode (the manifests run with a read-only root and PYTHONDONTWRITEBYTECODE), without pip,
 and the directories the daemon writes, owned by its user. `umoci` packs the layers and writes the
 OCI config; the result is an OCI image layout (`<out>/layout`, tags nodeagent, faredge,
-controller: `skopeo copy oci:<out>/layout:faredge docker://…` pushes one) and, per image, an OCI
-layout tarball (`<out>/mlsysops-<name>.oci.tar`, what `ctr images import` and the node agent's
-`--image-tarball` read) named by the reference the Kubernetes manifests use.
+controller, modelserver: `skopeo copy oci:<out>/layout:faredge docker://…` pushes one) and, per
+image, an OCI layout tarball (`<out>/mlsysops-<name>.oci.tar`, what `ctr images import` and the
+node agent's `--image-tarball` read) named by the reference the Kubernetes manifests (and the
+API's `model_server_image`) use.
 
 The last line printed is one JSON object: build times and image sizes.
 """
@@ -48,7 +49,7 @@ class Image:
     name: str  # the layout's tag; the reference is REGISTRY/mlsysops-<name>:<version>
     extra: str  # the project's extra the venv is installed with
     program: str  # console script in /opt/mlsysops/bin
-    config: str  # the file `--config` names (mounted: a ConfigMap on Kubernetes)
+    cmd: tuple[str, ...]  # its default arguments (`Cmd`): what the manifests' `args` say
     root: bool  # runs as uid 0 (else UID:GID)
     ports: tuple[str, ...]  # ExposedPorts
     writable: tuple[str, ...]  # directories the daemon writes, owned by its user
@@ -66,7 +67,7 @@ IMAGES = (
         "nodeagent",
         "node",
         "mlsysops-nodeagent",
-        "/etc/mlsysops/nodeagent.yaml",
+        ("--config", "/etc/mlsysops/nodeagent.yaml"),
         True,
         (),
         ("/run/mlsysops", "/run/mlsysops-nodeagent"),
@@ -76,7 +77,7 @@ IMAGES = (
         "faredge",
         "bridge",
         "mlsysops-faredge",
-        "/etc/mlsysops/faredge.yaml",
+        ("--config", "/etc/mlsysops/faredge.yaml"),
         False,
         ("9465/tcp",),
         ("/var/lib/mlsysops/faredge", "/run/mlsysops-faredge"),
@@ -86,11 +87,24 @@ IMAGES = (
         "controller",
         "controller",
         "mlsysops-api",
-        "/etc/mlsysops/api.yaml",
+        ("--config", "/etc/mlsysops/api.yaml"),
         False,
         ("8443/tcp",),
         ("/var/lib/mlsysops/api",),
         "mlsysops controller and northbound REST API",
+    ),
+    # The component /ml/deploy_ml creates runs it with its own arguments (the registry, the model
+    # and alias, 0.0.0.0 and the port); the default ones serve the champion of `latency_p95_ms` from
+    # a registry directory mounted at /var/lib/mlsysops/models.
+    Image(
+        "modelserver",
+        "ml",
+        "mlsysops-model-server",
+        ("--registry", "/var/lib/mlsysops/models", "--model", "latency_p95_ms", "--host", "0.0.0.0"),
+        False,
+        ("8080/tcp",),
+        (),
+        "mlsysops model server: a registered model's predictions and explanations over HTTP",
     ),
 )
 
@@ -165,8 +179,7 @@ def configure(layout: Path, image: Image, tag: str, revision: str, created: str)
         "--created",
         created,
         f"--config.entrypoint={VENV}/bin/{image.program}",
-        "--config.cmd=--config",
-        f"--config.cmd={image.config}",
+        *(f"--config.cmd={arg}" for arg in image.cmd),
         f"--config.user={image.user}",
         "--config.workingdir=/",
         "--config.stopsignal=SIGTERM",

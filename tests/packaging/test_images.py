@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "nodeagent" / "runtimes"))
 from build_images import IMAGES, REPO, UID, VENV, Image, build_images, reference, version
 from privated import PrivateContainerd, remove_cgroups
 
+from controller.api.context import ApiSettings
+from controller.api.model_deployments import server_command
+from mlconnector import features, training
+from mlconnector.registry import MlflowRegistry
 from nodeagent.host.containerd import ContainerdClient
 from nodeagent.host.ocitar import read_tarball
 
@@ -109,11 +113,14 @@ def test_oci_config(built: tuple[Path, dict[str, Any]], image: Image) -> None:
     out, report = built
     ref, config = image_config(out / f"mlsysops-{image.name}.oci.tar")
     assert ref == reference(image, version())
-    assert ref in manifest_images(), "the Kustomize base names another image"
+    if image.name == "modelserver":  # /ml/deploy_ml's components name it, not the Kustomize base
+        assert ref == ApiSettings.model_server_image
+    else:
+        assert ref in manifest_images(), "the Kustomize base names another image"
     assert report["images"][image.name]["ref"] == ref
     settings = config["config"]
     assert settings["Entrypoint"] == [f"{VENV}/bin/{image.program}"]
-    assert settings["Cmd"] == ["--config", image.config]
+    assert settings["Cmd"] == list(image.cmd)
     assert settings["User"] == ("0:0" if image.name == "nodeagent" else f"{UID}:{UID}")
     assert sorted(settings.get("ExposedPorts", {})) == sorted(image.ports)
     labels = settings["Labels"]
@@ -170,11 +177,17 @@ def ask(path: Path, request: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def running(
-    containerd: PrivateContainerd, out: Path, name: str, netns: str, mounts: dict[str, Path]
+    containerd: PrivateContainerd,
+    out: Path,
+    name: str,
+    netns: str,
+    mounts: dict[str, Path],
+    command: Sequence[str] = (),
 ) -> Iterator[int]:
     """The image `name` imported (the node agent's import) and run by `ctr run` with runc from its
-    own config, in `netns`, with `mounts` (container path: host directory) bound; its pid while it
-    runs as the image's user there, then stopped by SIGTERM, which it must exit 0 on."""
+    own config (or `command` instead of its entrypoint and Cmd), in `netns`, with `mounts`
+    (container path: host directory) bound; its pid while it runs as the image's user there, then
+    stopped by SIGTERM, which it must exit 0 on."""
     image = next(i for i in IMAGES if i.name == name)
     ref = reference(image, version())
     client = ContainerdClient(containerd.address, NAMESPACE)
@@ -184,7 +197,7 @@ def running(
         binds = [f"--mount=type=bind,src={src},dst={dst},options=rbind:rw" for dst, src in mounts.items()]
         containerd.ctr(
             "run", "--detach", "--runtime", "io.containerd.runc.v2",
-            "--with-ns", f"network:/run/netns/{netns}", *binds, ref, name, namespace=NAMESPACE,
+            "--with-ns", f"network:/run/netns/{netns}", *binds, ref, name, *command, namespace=NAMESPACE,
         )  # fmt: skip
         try:
             task = wait_for(lambda: client.task(name), timeout=10, what="the task")
@@ -258,3 +271,38 @@ def _answer(netns: str, code: str) -> str:
         return in_netns(netns, code)
     except AssertionError:
         return ""  # not listening yet
+
+
+def test_model_server_image_serves_a_registered_model_under_containerd(
+    built: tuple[Path, dict[str, Any]], containerd: PrivateContainerd, netns: str, tmp_path: Path
+) -> None:
+    """What /ml/deploy_ml's component runs (its command, the image's python and ml extra) on a
+    registry directory: the champion it serves predicts what the registry's own model does."""
+    sys.path.insert(0, str(REPO / "tests" / "mlconnector" / "api"))
+    from grid import write_grid
+
+    models = owned_dir(tmp_path / "models")  # mounted at the same path: MLflow keeps absolute artifact URIs
+    registry = MlflowRegistry.embedded(models)
+    data = features.load_dataset(write_grid(tmp_path / "grid.csv"))
+    trained = training.fit(data, training.LATENCY_SIGNATURE)
+    version = registry.register(
+        "latency_p95_ms", trained.estimator, training.LATENCY_SIGNATURE, metrics={}, lineage=data.lineage()
+    )
+    registry.promote("latency_p95_ms", version.version)
+    subprocess.run(["chown", "-R", f"{UID}:{UID}", str(models)], check=True)
+    row = {"cpu_quota_cores": 1.0, "cpus": 2, "runtime_gvisor": 0, "offered_rps": 120.0}
+    expected = registry.load("latency_p95_ms", "champion").predict([row])[0]
+    command = server_command(str(models), "latency_p95_ms", "champion", 8080)
+    predict = f"""\
+import json, urllib.request as u
+body = json.dumps({{"rows": [{json.dumps(row)}]}}).encode()
+headers = {{"Content-Type": "application/json"}}
+request = u.Request("http://127.0.0.1:8080/v1/predict", data=body, headers=headers)
+print(u.urlopen(request, timeout=10).read().decode())
+"""
+    with running(containerd, built[0], "modelserver", netns, {str(models): models}, command):
+        answer = json.loads(
+            wait_for(lambda: _answer(netns, predict), timeout=90, what="/v1/predict", interval=0.5)
+        )
+    assert answer["model"] == f"latency_p95_ms/{version.version}"
+    assert abs(answer["predictions"][0] - expected) <= 1e-6 * max(1.0, abs(expected))

@@ -180,6 +180,9 @@ def test_python_m_mlconnector_serve_as_the_component_runs_it(trained, tmp_path):
         status, answer = call(f"http://127.0.0.1:{port}/v1/predict", {"rows": ROWS})
         assert status == 200
         assert answer["predictions"] == pytest.approx(registry.load(NAME, "2").predict(ROWS), rel=1e-9)
+        proc.terminate()  # how a container runtime stops it: a clean exit, also as PID 1
+        assert proc.wait(10) == 0
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
