@@ -13,7 +13,10 @@ What runs, all real and private (loopback, the demo's containerd, cgroup root an
 
 Each step prints what an operator would see: the status turning Deployed only once the agent
 runs every workload, the workloads and node settings on the agent, live CPU and memory per
-component, then the deletes and the proof that nothing of the apps is left on the node.
+component, then the deletes and the proof that nothing of the apps is left on the node. Last,
+the ML connector through the same daemon (demo/ml.py): a model trained on the recorded dataset
+into an embedded MLflow registry, one prediction explained, and an app placed by the learning
+policy with its decision's model explanation or fallback reason.
 """
 
 from __future__ import annotations
@@ -154,6 +157,9 @@ def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "",
             "the apps' workloads and node settings gone",
         )
         click.echo("the node runs no workload of either app and holds none of their settings")
+        from demo import ml  # the ML connector through the same API (it imports this module)
+
+        ml.tour(api, agent_target, image)
         _show("GET /apps/list_all/ (reference shape)", api.get("/apps/list_all/"))
 
 
@@ -173,6 +179,10 @@ def _api(workdir: Path, agent_target: str, prometheus_url: str, bridge_socket: s
         "mechanisms": mechanisms,
         "agents": [agent_target],
         "prometheus_url": prometheus_url,
+        # the ML part (demo/ml.py): an embedded MLflow registry, and the learning policy ahead of
+        # the heuristic placer (it hands components without a QoS target on unchanged)
+        "model_registry": str(workdir / "models"),
+        "policies": ["staticPlacedComponents", "qosLearnedPlacer", "constraintAwarePlacer"],
         "log_level": "warning",
         **({"bridge_socket": bridge_socket} if bridge_socket else {}),
     }

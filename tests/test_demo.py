@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
     # workload under gVisor, node settings applied, live performance, everything removed
     assert "401" in out.split("GET /api/v1/apps without a token")[1].splitlines()[1]
     assert '{"app_id":"hello","status":"Submitted"}' in out
-    assert out.count("phase Deployed") == 3
+    assert out.count("phase Deployed") == 4
     # the far-edge app: placed on the MQTT board's node, rolled out over the air, confirmed
     assert "component sensor on node demo-mqtt-1: Placed=True (Placed), Ready=True (Running)" in out
     assert "device demo-mqtt-1: firmware 1.1.0, release" in out and " confirmed" in out
@@ -60,8 +61,30 @@ def test_the_demo_runs_the_whole_stack_and_cleans_up() -> None:
     web = next(line for line in out.splitlines() if line.strip().startswith("web ") and "cpu_cores" in line)
     assert "cpu_cores -" not in web and "memory_bytes -" not in web
     assert "the node runs no workload of either app and holds none of their settings" in out
+    _assert_ml_part(out.split("--- the ML connector")[1])
     after = demo_namespaces()
     assert after <= before, f"namespaces left behind: {after - before}"
     leftovers = [p for p in Path("/sys/fs/cgroup").glob("*/mlsysops-demo-*")]
     assert not leftovers, f"cgroups left behind: {leftovers}"
     assert set(demo_processes()) <= set(running_before), "processes left behind"
+
+
+def _assert_ml_part(ml: str) -> None:
+    """A model trained through the API on the recorded dataset, beating the mean predictor on the
+    hold-out window; an explanation that adds up; the learning policy's decision carrying either
+    the model's explanation or its visible fallback reason; the app placed, running and deleted."""
+    assert "POST /api/v1/models/latency_p95_ms/train" in ml and "\n  200 " in ml
+    version = re.search(r"version 1 \['champion'\]: hold-out MAPE ([0-9.]+) vs baseline \(mean predictor\) "
+                        r"([0-9.]+), trained on (\d+) rows of dataset:mlconnector/data/qos_grid.csv", ml)
+    assert version, ml[:3000]
+    assert float(version[1]) < float(version[2]) and int(version[3]) > 0
+    n = r"[-0-9.]+"
+    assert re.search(rf"shap: base {n} \+ attributions = {n} ms, prediction {n} ms: additive", ml)
+    assert "component api on node " in ml and "Ready=True (Running)" in ml
+    decided = ml.split("GET /api/v1/apps/tuned/explain (Decision.model)")[1]
+    assert "[qosLearnedPlacer]" in decided.splitlines()[1]
+    model = decided.splitlines()[2]
+    assert model.startswith("  model: not trusted, fallback to the heuristic: ") or model.startswith(
+        "  model latency_p95_ms/"
+    ), model
+    assert '{"name":"tuned","deleted":true}' in ml
