@@ -179,14 +179,18 @@ class ControllerRunner:
     controller it builds feeds the one `metrics` (the /metrics route's), so a restart keeps the
     counters. With an elector it runs only while this process holds the Lease: a candidate
     thread campaigns, builds the controller once leading, stops it when leading ends (a lost
-    Lease makes it a candidate again), and a policy change restarts it only where it leads."""
+    Lease makes it a candidate again), and a policy change restarts it only where it leads.
+    Its controllers plan with `policies`, the registry the policies routes list (the learning
+    policy reading the champions of the API's own model registry); the installed entry points
+    when None."""
 
     def __init__(self, cfg: ServeConfig, store: ObjectApi, metrics: ControllerMetrics,
-                 elector: LeaderElector | None = None) -> None:
+                 elector: LeaderElector | None = None, policies: PolicyRegistry | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.metrics = metrics
         self.elector = elector
+        self.policies = policies
         self._lock = threading.Lock()
         self._running: tuple[Controller, threading.Event] | None = None
         self._chain: tuple[str, ...] = cfg.policies
@@ -238,8 +242,10 @@ class ControllerRunner:
             values["bridge_socket"] = cfg.bridge_socket
         if is_kubernetes(self.store):
             config = Config(**{"mechanisms": DEFAULT_MECHANISMS, **values})
-            return build(config, self.store, metrics=self.metrics)
-        return build_embedded(embedded_config(**values), self.store, metrics=self.metrics)
+            return build(config, self.store, registry=self.policies, metrics=self.metrics)
+        return build_embedded(
+            embedded_config(**values), self.store, registry=self.policies, metrics=self.metrics
+        )
 
     def stop(self) -> None:
         """Stop campaigning (a leader releases its Lease) and the controller."""
@@ -278,12 +284,13 @@ LEARNED = "qosLearnedPlacer"
 def wire(
     cfg: ServeConfig, store: ObjectApi, performance: PerformanceSource | None = None
 ) -> tuple[FastAPI, ControllerRunner | None, RegistryPolicyControl]:
+    models = model_registry(cfg.model_registry)
+    installed = policy_registry(models)
     runner = None
     if cfg.run_controller:
-        runner = ControllerRunner(cfg, store, ControllerMetrics(), elector_for(cfg, store))
-    models = model_registry(cfg.model_registry)
+        runner = ControllerRunner(cfg, store, ControllerMetrics(), elector_for(cfg, store), installed)
     policies = RegistryPolicyControl(
-        policy_registry(models),
+        installed,
         cfg.policies,
         cfg.policy_state,
         on_change=runner.start if runner is not None else None,
