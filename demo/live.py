@@ -159,7 +159,7 @@ def tour(workdir: Path, agent_target: str, image: str, bridge_metrics: str = "",
         click.echo("the node runs no workload of either app and holds none of their settings")
         from demo import ml  # the ML connector through the same API (it imports this module)
 
-        ml.tour(api, agent_target, image)
+        ml.tour(api, agent_target, image, admin_token=_token(workdir, "admin"))  # the mode is an admin's
         _show("GET /apps/list_all/ (reference shape)", api.get("/apps/list_all/"))
 
 
@@ -179,10 +179,9 @@ def _api(workdir: Path, agent_target: str, prometheus_url: str, bridge_socket: s
         "mechanisms": mechanisms,
         "agents": [agent_target],
         "prometheus_url": prometheus_url,
-        # the ML part (demo/ml.py): an embedded MLflow registry, and the learning policy ahead of
-        # the heuristic placer (it hands components without a QoS target on unchanged)
+        # the ML part (demo/ml.py): an embedded MLflow registry; the daemon's default chain has
+        # the learning policy, which its ML mode runs ahead of the heuristic placer
         "model_registry": str(workdir / "models"),
-        "policies": ["staticPlacedComponents", "qosLearnedPlacer", "constraintAwarePlacer"],
         "log_level": "warning",
         **({"bridge_socket": bridge_socket} if bridge_socket else {}),
     }
@@ -228,7 +227,7 @@ def _script(name: str) -> str:
     return str(found)
 
 
-def _token(workdir: Path) -> str:
+def _token(workdir: Path, role: str = "operator") -> str:
     command = [
         "mlsysops",
         "api",
@@ -237,7 +236,7 @@ def _token(workdir: Path) -> str:
         str(workdir / "tokens.json"),
         "create",
         "--role",
-        "operator",
+        role,
     ]
     click.secho(f"\n$ {' '.join(command)}", fg="cyan")
     done = subprocess.run(

@@ -2,9 +2,10 @@
 by the learning policy, with whatever that policy really decided.
 
 The API daemon the live loop starts keeps an embedded MLflow registry under the demo's work dir
-(`model_registry` in the config live.py writes) and runs `qosLearnedPlacer` ahead of the heuristic
-placer in its policy chain (the API's `policies`: there is no per-app policy, the chain decides
-for every app; the learning policy hands a component without a QoS target on unchanged). Steps:
+(`model_registry` in the config live.py writes). Its policy chain has `qosLearnedPlacer`, which
+runs in the API's ML mode, ahead of the heuristic placer (there is no per-app policy, the chain
+decides for every app; the learning policy hands a component without a QoS target on unchanged).
+Steps:
 
 - `POST /api/v1/models/latency_p95_ms/train` on the recorded dataset packaged with the ML
   connector (no `dataset` in the body); `GET /api/v1/models` then shows the version and its
@@ -56,21 +57,30 @@ def tuned(image: str) -> dict[str, Any]:
     }
 
 
-def tour(api: httpx.Client, agent_target: str, image: str) -> None:
+def tour(api: httpx.Client, agent_target: str, image: str, admin_token: str) -> None:
+    """`api`: the operator's client; `admin_token` switches the policy mode (an admin's change)."""
+    admin = {"Authorization": f"Bearer {admin_token}"}
     click.secho("\n--- the ML connector: registry, training, explanations, learning policy ---", bold=True)
-    _show("GET /api/v1/policies (the chain every app is placed with)", api.get("/api/v1/policies"))
+    _show("GET /api/v1/policies (heuristic mode)", api.get("/api/v1/policies"))
     trained = api.post(f"/api/v1/models/{MODEL}/train", json={"reason": "demo"}, timeout=120)
     _show(f"POST /api/v1/models/{MODEL}/train (the recorded dataset mlconnector/data/qos_grid.csv)", trained)
     if trained.status_code != 200:
         raise click.ClickException(f"training {MODEL} failed: {trained.status_code} {trained.text}")
     _models(api)
     _explain(api)
+    switched = api.put("/api/v1/policies/mode", json={"mode": "ml"}, headers=admin)
+    _show("PUT /api/v1/policies/mode ml, as an admin (the learning policy joins the chain)", switched)
+    if switched.status_code != 200:
+        raise click.ClickException(f"ML mode refused: {switched.status_code} {switched.text}")
+    _show("GET /api/v1/policies", api.get("/api/v1/policies"))
     _show(f"POST /api/v1/apps ({APP}: {MODEL} <= 150 ms, placed by {LEARNED})",
           api.post("/api/v1/apps", json=tuned(image)))  # fmt: skip
     _follow_status(api, APP)
     _decision(api)
     _show(f"DELETE /api/v1/apps/{APP}", api.delete(f"/api/v1/apps/{APP}"))
     _wait(lambda: not _workloads(agent_target), f"the {APP} app's workloads gone")
+    _show("PUT /api/v1/policies/mode heuristic",
+          api.put("/api/v1/policies/mode", json={"mode": "heuristic"}, headers=admin))  # fmt: skip
 
 
 def _models(api: httpx.Client) -> None:

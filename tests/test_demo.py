@@ -80,6 +80,7 @@ def _assert_ml_part(ml: str) -> None:
     assert float(version[1]) < float(version[2]) and int(version[3]) > 0
     n = r"[-0-9.]+"
     assert re.search(rf"shap: base {n} \+ attributions = {n} ms, prediction {n} ms: additive", ml)
+    assert "PUT /api/v1/policies/mode ml, as an admin" in ml and '{"mode":"ml"}' in ml
     assert "component api on node " in ml and "Ready=True (Running)" in ml
     decided = ml.split("GET /api/v1/apps/tuned/explain (Decision.model)")[1]
     assert "[qosLearnedPlacer]" in decided.splitlines()[1]
@@ -87,4 +88,5 @@ def _assert_ml_part(ml: str) -> None:
     assert model.startswith("  model: not trusted, fallback to the heuristic: ") or model.startswith(
         "  model latency_p95_ms/"
     ), model
+    assert "no champion" not in model and "latency_p95_ms/1" in model  # the API's own champion, asked
     assert '{"name":"tuned","deleted":true}' in ml

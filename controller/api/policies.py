@@ -2,14 +2,15 @@
 
 The chain is the daemon's configured policy order; the API may disable and re-enable policies
 in it and switch the mode. A policy belongs to the mode its class declares in a `mode`
-attribute ("heuristic" when absent: both shipped policies are heuristics); the chain the
-controller runs is the enabled policies of the current mode, in the configured order.
+attribute ("heuristic" when absent). In heuristic mode the controller plans with the enabled
+heuristic policies; in ML mode with every enabled policy, in the configured order: the learning
+ones (qosLearnedPlacer) decide what they have a trustworthy model for, and the heuristics after
+them place what they pass on (and are what a learning policy falls back to, visibly).
 
-No ML policy is installed yet (the ML connector and learning policies are issue 14), so
-switching to "ml" is refused with 409 saying so, rather than accepted and ignored. Every
-change is checked whole (the chain may not become empty) before the file is replaced; then
-`on_change` receives the new chain, which the daemon uses to restart its in-process controller
-(reconciles are idempotent, so a restart loses nothing).
+Switching to "ml" with no enabled ML policy in the chain is refused with 409 saying which to
+add, rather than accepted and ignored. Every change is checked whole (the chain may not become
+empty) before the file is replaced; then `on_change` receives the new chain, which the daemon
+uses to restart its in-process controller (reconciles are idempotent, so a restart loses nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from controller.api.ports import MODES, PolicyInfo, PortError
 from controller.policies import PolicyRegistry
 
-ML_ISSUE = "the ML connector and learning policies (issue 14)"
+LEARNING_POLICY = "qosLearnedPlacer"  # the shipped ML policy, named when ML mode has none to run
 
 
 class RegistryPolicyControl:
@@ -93,13 +94,23 @@ class RegistryPolicyControl:
         ]
 
     def _chain(self, disabled: frozenset[str], mode: str) -> tuple[str, ...]:
-        return tuple(n for n in self.configured if n not in disabled and self._modes[n] == mode)
+        enabled = [n for n in self.configured if n not in disabled]
+        if mode == "ml":
+            return tuple(enabled) if any(self._modes[n] == "ml" for n in enabled) else ()
+        return tuple(n for n in enabled if self._modes[n] == mode)
 
     def _commit(self, disabled: frozenset[str], mode: str) -> None:
         chain = self._chain(disabled, mode)
         if not chain:
-            if mode == "ml" and "ml" not in self._modes.values():
-                raise PortError(f"no ML policy is installed: ML mode needs {ML_ISSUE}", 409, "mode")
+            if mode == "ml":
+                ml = [n for n in self.configured if self._modes[n] == "ml"]
+                configured = ", ".join(self.configured)
+                fix = (
+                    f"enable {', '.join(ml)}"
+                    if ml
+                    else f"add {LEARNING_POLICY} to the daemon's `policies` (configured: {configured})"
+                )
+                raise PortError(f"no enabled ML policy in the chain: {fix}", 409, "mode")
             raise PortError(
                 f"that would leave no enabled {mode} policy: the controller could not place anything",
                 409,

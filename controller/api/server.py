@@ -38,7 +38,7 @@ from controller.api.policies import RegistryPolicyControl
 from controller.api.ports import PerformanceSource
 from controller.api.tokens import TokenStore, role_rank
 from controller.kube.objectapi import ObjectApi
-from controller.policies import DEFAULT_CHAIN, PolicyRegistry
+from controller.policies import PolicyRegistry
 from controller.reconcile.bootstrap import DEFAULT_MECHANISMS, Config, build
 from controller.reconcile.embedded import build_embedded, embedded_config
 from controller.reconcile.leader import DEFAULT_LEASE, Ended, LeaderElector, LeaseSettings
@@ -59,6 +59,12 @@ DEFAULT_TOKENS = STATE_DIR / "api" / "tokens.json"
 
 class ListenerRefused(ValueError):
     """A listener configuration the daemon will not start with (the message says why)."""
+
+
+LEARNED = "qosLearnedPlacer"
+# The daemon's chain: heuristic mode (the default) plans with DEFAULT_CHAIN's two heuristics; ML
+# mode (PUT /api/v1/policies/mode) puts the learning policy ahead of the placer it falls back to.
+API_POLICIES = ("staticPlacedComponents", LEARNED, "constraintAwarePlacer")
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class ServeConfig:
     # Empty: the mode's defaults (kubernetes + nodeagent with a kubeconfig; local, nodeagent,
     # faredge and the local node agent in embedded mode, see controller.reconcile.embedded).
     mechanisms: tuple[str, ...] = ()
-    policies: tuple[str, ...] = DEFAULT_CHAIN
+    policies: tuple[str, ...] = API_POLICIES
     agents: tuple[AgentTarget, ...] = ()
     prometheus_url: str | None = None  # where the performance routes read metrics
     prometheus_dir: Path | None = None  # or: run a private Prometheus there, scraping the agents
@@ -277,8 +283,6 @@ def elector_for(cfg: ServeConfig, store: ObjectApi) -> LeaderElector | None:
         return None
     return LeaderElector(store, lease_settings(cfg))
 
-
-LEARNED = "qosLearnedPlacer"
 
 
 def wire(

@@ -252,6 +252,7 @@ class QosLearnedPlacer:
     """The learning placement policy (see the module docstring)."""
 
     name = "qosLearnedPlacer"
+    mode = "ml"  # the API's ML mode runs it (ahead of the heuristics); heuristic mode leaves it out
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import pytest
 
 from controller.api.daemon import load_config, parser
 from controller.api.policies import RegistryPolicyControl
-from controller.api.server import ListenerRefused
+from controller.api.server import API_POLICIES, ListenerRefused
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
 
 
@@ -48,7 +48,8 @@ def test_bad_policy_input_is_refused_by_field_and_changes_nothing(admin_client, 
     r = client.put("/api/v1/policies/mode", json={"mode": "fast"}, headers=bearer["admin"])
     assert r.status_code == 422 and r.json()["field"] == "mode"
     r = client.put("/api/v1/policies/mode", json={"mode": "ml"}, headers=bearer["admin"])
-    assert r.status_code == 409 and "issue 14" in r.json()["detail"]
+    assert r.status_code == 409  # the chain has no ML policy: the answer says which to add
+    assert "add qosLearnedPlacer to the daemon's `policies`" in r.json()["detail"]
     r = client.put(
         "/api/v1/policies/constraintAwarePlacer", json={"enabled": "maybe"}, headers=bearer["admin"]
     )
@@ -58,6 +59,28 @@ def test_bad_policy_input_is_refused_by_field_and_changes_nothing(admin_client, 
         == 403
     )
     assert changes == [] and control.mode() == "heuristic" and not (tmp_path / "p.json").exists()
+
+
+def test_ml_mode_puts_the_learning_policy_ahead_of_the_heuristics_it_falls_back_to(make_client, bearer):
+    changes: list[tuple[str, ...]] = []
+    control = RegistryPolicyControl(
+        PolicyRegistry.from_entry_points(), API_POLICIES, on_change=changes.append
+    )
+    client = make_client(policies=control)
+    assert control.chain() == DEFAULT_CHAIN  # heuristic mode, the default, leaves it out
+    listed = client.get("/api/v1/policies", headers=bearer["viewer"]).json()["policies"]
+    assert listed[1] == {"name": "qosLearnedPlacer", "enabled": False, "mode": "ml", "position": -1}
+    r = client.put("/api/v1/policies/mode", json={"mode": "ml"}, headers=bearer["admin"])
+    assert r.status_code == 200 and r.json() == {"mode": "ml"}
+    assert changes == [API_POLICIES] and control.chain() == API_POLICIES
+    r = client.put("/api/v1/policies/qosLearnedPlacer", json={"enabled": False}, headers=bearer["admin"])
+    assert r.status_code == 409  # ML mode with its only ML policy disabled would run no ML policy
+    assert "enable qosLearnedPlacer" in r.json()["detail"] and control.chain() == API_POLICIES
+    assert (
+        client.put("/api/v1/policies/mode", json={"mode": "heuristic"}, headers=bearer["admin"]).status_code
+        == 200
+    )
+    assert changes == [API_POLICIES, DEFAULT_CHAIN]
 
 
 def test_policy_state_survives_a_new_control(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from api_harness import DATA, reference_app, yaml_docs
 
 from controller.api.policies import RegistryPolicyControl
+from controller.api.server import API_POLICIES
 from controller.kube import resources as R
 from controller.mechanisms.kubernetes_render import deployment_name
 from controller.policies import DEFAULT_CHAIN, PolicyRegistry
@@ -129,12 +130,16 @@ def test_ping_answers_from_the_store(ref, bearer, standin):
     assert r.status_code == 503 and "unreachable" in r.json()["detail"]
 
 
-def test_mode_0_is_heuristic_1_is_refused_until_an_ml_policy_exists(ref, bearer):
+def test_mode_0_is_heuristic_1_is_ml_where_the_chain_has_an_ml_policy(ref, make_client, bearer):
     r = ref.put("/manage/mode/0", headers=bearer["admin"])
     assert r.status_code == 200 and r.json()["status"] == "success"
-    r = ref.put("/manage/mode/1", headers=bearer["admin"])
-    assert r.status_code == 409 and "issue 14" in r.json()["detail"]
+    r = ref.put("/manage/mode/1", headers=bearer["admin"])  # DEFAULT_CHAIN: no ML policy in it
+    assert r.status_code == 409 and "qosLearnedPlacer" in r.json()["detail"]
     assert ref.get("/api/v1/policies/mode", headers=bearer["viewer"]).json() == {"mode": "heuristic"}
+    api = make_client(policies=RegistryPolicyControl(PolicyRegistry.from_entry_points(), API_POLICIES))
+    r = api.put("/manage/mode/1", headers=bearer["admin"])
+    assert r.status_code == 200 and r.json()["status"] == "success"
+    assert api.get("/api/v1/policies/mode", headers=bearer["viewer"]).json() == {"mode": "ml"}
     r = ref.put("/manage/mode/2", headers=bearer["admin"])
     assert r.status_code == 400 and r.json()["detail"] == "Mode must be 0 or 1"
     assert ref.put("/manage/mode/x", headers=bearer["admin"]).status_code == 422

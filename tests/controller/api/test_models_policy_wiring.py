@@ -55,11 +55,11 @@ def test_the_in_process_controller_asks_the_apis_own_registry_for_champions(stan
     registry.promote(MODEL, version.version)
     for doc in documents(FIXTURES / "inventory"):
         store.apply(doc, field_manager="test-admin")
+    (tmp_path / "policies.json").write_text(json.dumps({"mode": "ml", "disabled": []}))  # the API's ML mode
     cfg = ServeConfig(
         tokens_file=tmp_path / "tokens.json",
         run_controller=True,
         mechanisms=("kubernetes",),
-        policies=("staticPlacedComponents", "qosLearnedPlacer", "constraintAwarePlacer"),
         policy_state=tmp_path / "policies.json",
         model_registry=str(tmp_path / "models"),
         controller_options={"watch_timeout": 1, "availability_timeout": 2.0, "workers": 1},
@@ -67,6 +67,7 @@ def test_the_in_process_controller_asks_the_apis_own_registry_for_champions(stan
     app, runner, policies = wire(cfg, store)
     admin = {"Authorization": f"Bearer {TokenStore(cfg.tokens_file).create('admin')[0]}"}
     assert runner is not None
+    assert policies.chain() == ("staticPlacedComponents", "qosLearnedPlacer", "constraintAwarePlacer")
     runner.start(policies.chain())
     try:
         client = TestClient(app)
