@@ -15,7 +15,7 @@ from mlsysops.nodeconfig.v1 import nodeconfig_pb2 as pb
 PERIOD_US = 100_000
 
 
-def config_text(*, cgroup_root: str, daemon: Any, namespace: str, image: str, data: Path, runsc: Path) -> str:
+def config_text(*, cgroup_root: str, daemon: Any, namespace: str, image: str, data: Path) -> str:
     """The agent's configuration: real cgroups below `cgroup_root`, runtimes on the private
     containerd `daemon` (a PrivateContainerd), network mechanism off (the testbed makes its netns)."""
     base = Path(daemon.base)
@@ -32,7 +32,6 @@ runtimes:
   containerd_config: {daemon.config}
   dropin: {base / "conf.d" / "mlsysops-runtimes.toml"}
   runsc_wrapper: {base / "runsc-wrapper"}
-  runsc: {runsc}
   namespace: {namespace}
   probe_image: {image}
   allowed_mount_roots: {data}

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mlconnector.experiment import host, loadgen, runscfix, service
+from mlconnector.experiment import host, loadgen, service
 from mlconnector.experiment.agent import AgentProcess, config_text
 from mlconnector.experiment.cgroupfs import CgroupCounters
 from mlconnector.experiment.netns import VethNetns
@@ -83,7 +83,6 @@ class Testbed:
                 namespace=self.namespace,
                 image=self.image,
                 data=data,
-                runsc=runscfix.write(self.workdir / "runsc"),
             ),
         )
         self._agent.start()  # writes the runtime handler drop-in; containerd reads it on start
