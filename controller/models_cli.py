@@ -382,8 +382,9 @@ def models_retrain_loop(backend: Callable[[], Models], names: tuple[str, ...], p
     (promoted only if better, else kept as challenger); each check is printed with why."""
     import time
 
+    from controller.telemetry.windows import prometheus_windows
     from mlconnector.features import DatasetError, window_seconds
-    from mlconnector.prometheus import PrometheusRange, PrometheusWindows
+    from mlconnector.prometheus import SourceError
     from mlconnector.retrainer import Retrainer, RetrainTarget
     from mlconnector.training import RetrainPolicy
 
@@ -401,9 +402,11 @@ def models_retrain_loop(backend: Callable[[], Models], names: tuple[str, ...], p
         every = None if schedule == "off" else window_seconds(schedule)
     except DatasetError as exc:
         raise click.BadParameter(str(exc)) from None
-    source = PrometheusWindows(PrometheusRange(spec["url"]), spec["queries"],
-                               row_window=seconds["row_window"], step=seconds["step"],
-                               constants=spec["constants"])
+    try:
+        source = prometheus_windows(spec["url"], spec["queries"], row_window=seconds["row_window"],
+                                    step=seconds["step"], constants=spec["constants"])
+    except SourceError as exc:
+        raise click.BadParameter(str(exc)) from None
     policy = RetrainPolicy(interval_s=every, on_drift=not no_drift, min_gap_s=seconds["min_gap"])
     targets = [RetrainTarget(n, source, seconds["lookback"], policy) for n in names]
     retrainer = Retrainer(local.registry, targets)

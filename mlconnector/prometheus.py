@@ -1,39 +1,34 @@
 """Training windows from a Prometheus: the telemetry the framework itself collects.
 
-Two pieces, so each is testable alone:
-- `PrometheusRange` is the adapter to Prometheus' HTTP range-query API (`/api/v1/query_range`;
-  nothing is opened in the constructor). It answers `mlconnector.features.RangeQuerier`. Every
-  failure is one `SourceUnavailable` (refused, timed out, not a Prometheus) or `SourceError` (a
-  PromQL error, an answer that is not a matrix, a malformed sample), with the URL and the reason;
-  no transport exception leaves this module.
-- `PrometheusWindows` is a `WindowSource`: which PromQL query fills which dataset column (the
-  features and the target of a model's signature), the length of one row's window, the query step
-  and the settings telemetry does not carry (`constants`, e.g. runtime_gvisor=0). `window(start,
-  end)` returns the rows of that span (`features.windows_from_series`), named for the Lineage as
-  `prometheus:URL`; a query that matches no series in the span is an `EmptyWindow` naming the
-  column and the query, never a silently shorter table.
+`PrometheusWindows` is a `WindowSource`: which PromQL query fills which dataset column (the
+features and the target of a model's signature), the length of one row's window, the query step
+and the settings telemetry does not carry (`constants`, e.g. runtime_gvisor=0). `window(start,
+end)` returns the rows of that span (`features.windows_from_series`), named for the Lineage as
+`prometheus:URL`; a query that matches no series in the span is an `EmptyWindow` naming the
+column and the query, never a silently shorter table. Every failure is a `SourceError`:
+`SourceUnavailable` when no Prometheus answered, `EmptyWindow`, or an unusable answer.
 
-The controller has its own Prometheus adapter (controller.telemetry.prometheus: instant queries
-for the API's performance routes, on httpx). The ML connector may not import the controller, and
-the import contract keeps httpx in that one adapter (the controller imports this module), so this
-one GET per query uses the standard library's urllib: one request, a JSON body, no session state.
+The queries themselves go through a `SourceQuerier`. The ML connector imports no daemon and
+speaks no HTTP: the controller passes `controller.telemetry.windows.PrometheusRangeSource`, over
+its one Prometheus client, so there is one adapter of Prometheus' API in the framework.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlconnector.features import Dataset, DatasetError, Labels, Samples, SeriesColumn, windows_from_series
-
-# Prometheus refuses a range query of more than 11,000 points per series.
-MAX_POINTS = 11_000
+from mlconnector.features import (
+    Dataset,
+    DatasetError,
+    Labels,
+    RangeQuerier,
+    Samples,
+    SeriesColumn,
+    windows_from_series,
+)
 
 
 class SourceError(Exception):
@@ -59,81 +54,13 @@ class WindowSource(Protocol):
     def window(self, start: float, end: float) -> Dataset: ...
 
 
-class PrometheusRange:
-    """Range queries against one Prometheus (`url`: its base, e.g. http://127.0.0.1:9090)."""
+class SourceQuerier(RangeQuerier, Protocol):
+    """A RangeQuerier on one Prometheus (`url`, for the Lineage), whose failures are
+    SourceUnavailable (nothing answered) or SourceError (the answer was unusable); the
+    controller's `controller.telemetry.windows.PrometheusRangeSource` is the one over HTTP."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise SourceError(f"prometheus url {url!r}: expected http://HOST:PORT or https://...")
-        self.url = url.rstrip("/")
-        self._timeout = timeout
-
-    def query_range(
-        self, promql: str, start: float, end: float, step: float
-    ) -> Sequence[tuple[Labels, Samples]]:
-        """Every series `promql` matches, with its (unix_s, value) samples every `step` s."""
-        if step <= 0 or end < start:
-            raise SourceError(f"range [{start}, {end}] step {step}: the end must follow the start, step > 0")
-        if (end - start) / step > MAX_POINTS:
-            raise SourceError(
-                f"range of {end - start:.0f} s at step {step} s is more than Prometheus' "
-                f"{MAX_POINTS} points per series: use a larger step"
-            )
-        params = {"query": promql, "start": _ts(start), "end": _ts(end), "step": _ts(step)}
-        data = self._json("/api/v1/query_range", params).get("data")
-        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
-            data.get("result"), list
-        ):
-            raise SourceError(f"query {promql!r} at {self.url}: not a range vector ({str(data)[:200]})")
-        out: list[tuple[Labels, Samples]] = []
-        for item in data["result"]:
-            if not isinstance(item, dict) or not isinstance(item.get("values"), list):
-                raise SourceError(f"query {promql!r} at {self.url}: malformed series {str(item)[:200]}")
-            labels = {str(k): str(v) for k, v in dict(item.get("metric") or {}).items()}
-            out.append((labels, [_sample(promql, pair) for pair in item["values"]]))
-        return out
-
-    def close(self) -> None:
-        """Nothing is held between queries (one request each); kept for callers that close."""
-
-    def _json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        address = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        status, text = self._get(address)
-        try:
-            body = json.loads(text)
-        except ValueError:
-            raise SourceUnavailable(
-                f"prometheus at {self.url}: HTTP {status}, not a Prometheus answer ({text.strip()[:200]!r})"
-            ) from None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else body
-            raise SourceError(f"prometheus at {self.url} (HTTP {status}): {error}")
-        return body
-
-    def _get(self, address: str) -> tuple[int, str]:
-        """(HTTP status, body): Prometheus answers a bad query with 400 and a JSON error, kept."""
-        request = urllib.request.Request(address, headers={"Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as reply:
-                return int(reply.status), reply.read().decode("utf-8", errors="replace")
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read().decode("utf-8", errors="replace")
-        except OSError as exc:  # URLError, refused, reset, timed out
-            reason = getattr(exc, "reason", exc)
-            raise SourceUnavailable(f"prometheus at {self.url}: cannot connect: {reason}") from None
-
-
-def _ts(value: float) -> str:
-    return f"{value:.3f}"
-
-
-def _sample(promql: str, pair: Any) -> tuple[float, float]:
-    """A sample as Prometheus sends it: [unix_s, "value"] ("NaN" and "+Inf" included)."""
-    try:
-        t, v = pair
-        return float(t), float(v)
-    except (TypeError, ValueError):
-        raise SourceError(f"query {promql!r}: malformed sample {pair!r}") from None
+    @property
+    def url(self) -> str: ...
 
 
 class _Checked:
@@ -160,7 +87,7 @@ class PrometheusWindows:
     """A WindowSource over a Prometheus (see the module docstring). `queries`: column -> PromQL
     (or a SeriesColumn to choose how the series of one query combine: sum, max, mean)."""
 
-    querier: PrometheusRange
+    querier: SourceQuerier
     queries: Mapping[str, str | SeriesColumn]
     row_window: float = 30.0  # seconds of telemetry one row averages
     step: float = 5.0  # seconds between the samples a range query returns

@@ -238,11 +238,13 @@ def prometheus_spec(body: Any, allowed: frozenset[str] | None = None) -> Prometh
 def prometheus_rows(spec: PrometheusSpec) -> Any:
     """The Dataset of the spec's window (ApiError 503 when Prometheus is unreachable, 422 when the
     window is empty or the answer unusable)."""
-    from mlconnector.prometheus import PrometheusRange, PrometheusWindows, SourceError, SourceUnavailable
+    from controller.telemetry.windows import PrometheusRangeSource
+    from mlconnector.prometheus import PrometheusWindows, SourceError, SourceUnavailable
 
     end = spec.end if spec.end is not None else time.time()
-    querier = PrometheusRange(spec.url)
+    querier = None
     try:
+        querier = PrometheusRangeSource(spec.url)
         source = PrometheusWindows(
             querier, spec.queries, row_window=_seconds(spec.row_window, "prometheus.row_window"),
             step=_seconds(spec.step, "prometheus.step"), constants=spec.constants,
@@ -253,7 +255,8 @@ def prometheus_rows(spec: PrometheusSpec) -> Any:
     except SourceError as exc:
         raise ApiError(422, f"prometheus: {exc}", "prometheus") from None
     finally:
-        querier.close()
+        if querier is not None:
+            querier.close()
 
 
 def train(
@@ -376,7 +379,8 @@ def _duration(value: Any, key: str) -> float:
 
 
 def _retrainer(block: Any, registry: ModelRegistry, prometheus_url: str | None) -> RetrainRunner:
-    from mlconnector.prometheus import PrometheusRange, PrometheusWindows, SourceError
+    from controller.telemetry.windows import prometheus_windows
+    from mlconnector.prometheus import SourceError
     from mlconnector.retrainer import Retrainer, RetrainRunner, RetrainTarget
     from mlconnector.training import RetrainPolicy
 
@@ -401,8 +405,8 @@ def _retrainer(block: Any, registry: ModelRegistry, prometheus_url: str | None) 
             min_gap_s=_duration(item.get("min_gap", "10m"), f"{key}.min_gap"),
         )
         try:
-            source = PrometheusWindows(
-                PrometheusRange(str(url)), dict(item.get("queries") or {}),
+            source = prometheus_windows(
+                str(url), dict(item.get("queries") or {}),
                 row_window=_duration(item.get("row_window", "30s"), f"{key}.row_window"),
                 step=_duration(item.get("step", "5s"), f"{key}.step"),
                 constants=dict(item.get("constants") or {}),

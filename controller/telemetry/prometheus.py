@@ -1,8 +1,11 @@
 """The two Prometheus adapters: its HTTP query API, and a private Prometheus process.
 
 `PrometheusHttp` is the only code that speaks Prometheus' HTTP API (httpx; the client is made
-at the first call): instant queries come back as `Series`, and every failure (refused, timed
-out, a PromQL error, a malformed answer) is one `MetricsUnavailable` carrying the reason.
+at the first call): instant queries come back as `Series`, range queries (what the ML connector
+trains on, see `controller.telemetry.windows`) as (labels, samples) per series, and every failure
+is one `MetricsUnavailable` carrying the reason: `PrometheusUnreachable` when no Prometheus
+answered (refused, timed out, another service on the port), the base class when one answered
+but not usefully (a PromQL error, a malformed answer).
 
 `PrometheusProcess` runs Debian's `prometheus` for the API daemon and the demo: its own state
 directory (config, log, TSDB), a loopback port (0: a free one picked at start), the scrape
@@ -31,10 +34,16 @@ import httpx
 from controller.telemetry.scrape import ScrapeSettings, ScrapeTarget, render, scrape_config
 
 PROMETHEUS = "/usr/bin/prometheus"
+# Prometheus refuses a range query of more than 11,000 points per series.
+MAX_RANGE_POINTS = 11_000
 
 
 class MetricsUnavailable(Exception):
     """Prometheus could not answer (down, refused the query, answered nonsense)."""
+
+
+class PrometheusUnreachable(MetricsUnavailable):
+    """No Prometheus answered: refused, timed out, or something else answered on its address."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,36 @@ class PrometheusHttp:
         if data["resultType"] == "scalar":
             return [Series({}, _number(data["result"]))]
         return [Series(dict(item.get("metric", {})), _number(item.get("value"))) for item in data["result"]]
+
+    def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """Every series `promql` matches over [start, end] (unix s), sampled every `step` s, as
+        (labels, [(unix_s, value), ...]); MetricsUnavailable otherwise."""
+        if step <= 0 or end < start:
+            raise MetricsUnavailable(
+                f"range [{start}, {end}] step {step}: the end must follow the start, step > 0"
+            )
+        if (end - start) / step > MAX_RANGE_POINTS:
+            raise MetricsUnavailable(
+                f"range of {end - start:.0f} s at step {step} s is more than Prometheus' "
+                f"{MAX_RANGE_POINTS} points per series: use a larger step"
+            )
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
+        data = self._json("GET", "/api/v1/query_range", params=params).get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
+            data.get("result"), list
+        ):
+            shown = str(data)[:200]
+            raise MetricsUnavailable(f"query {promql!r} at {self.url}: not a range vector ({shown})")
+        out = []
+        for item in data["result"]:
+            if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+                shown = str(item)[:200]
+                raise MetricsUnavailable(f"query {promql!r} at {self.url}: malformed series {shown}")
+            labels = {str(k): str(v) for k, v in dict(item.get("metric") or {}).items()}
+            out.append((labels, [_timed(promql, pair) for pair in item["values"]]))
+        return out
 
     def active_targets(self) -> list[dict[str, Any]]:
         """What Prometheus scrapes and how the last scrape went (`health`: up, down, unknown)."""
@@ -98,15 +137,32 @@ class PrometheusHttp:
         return self._client
 
     def _json(self, method: str, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """The answer's JSON body when its status is "success" (Prometheus answers a bad query
+        with HTTP 400 and a JSON error, which is kept as the reason)."""
         try:
             reply = self._http().request(method, self.url + path, params=dict(params))
+        except httpx.HTTPError as exc:
+            raise PrometheusUnreachable(f"prometheus at {self.url}: cannot connect: {exc}") from exc
+        try:
             body = reply.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise MetricsUnavailable(f"prometheus at {self.url}: {exc}") from exc
+        except ValueError:
+            raise PrometheusUnreachable(
+                f"prometheus at {self.url}: HTTP {reply.status_code}, not a Prometheus answer "
+                f"({reply.text.strip()[:200]!r})"
+            ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error") if isinstance(body, dict) else body
-            raise MetricsUnavailable(f"prometheus at {self.url}: {error}")
+            raise MetricsUnavailable(f"prometheus at {self.url} (HTTP {reply.status_code}): {error}")
         return body
+
+
+def _timed(promql: str, pair: Any) -> tuple[float, float]:
+    """A range sample: [unix_s, "value"] ("NaN" and "+Inf" included)."""
+    try:
+        t, v = pair
+        return float(t), float(v)
+    except (TypeError, ValueError):
+        raise MetricsUnavailable(f"query {promql!r}: malformed sample {pair!r}") from None
 
 
 def _number(pair: Any) -> float:

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backfill import QUERIES, ROW_S, Telemetry, needs_prometheus, serve
 
 from controller.models_cli import models
+from controller.telemetry.windows import PrometheusRangeSource
 from mlconnector.features import DATASET_PATH, load_dataset
 from mlconnector.prometheus import (
     EmptyWindow,
-    PrometheusRange,
     PrometheusWindows,
     SourceError,
     SourceUnavailable,
@@ -39,14 +39,14 @@ NAME = "latency_p95_ms"
 
 @pytest.fixture(scope="module")
 def telemetry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Telemetry]:
-    start = float(int(time.time()) // 60 * 60 - 3 * 3600)  # three hours ago, on a minute
+    start = float(int(time.time()) // 60 * 60 - 4 * 3600)  # four hours ago, on a minute
     with serve(tmp_path_factory.mktemp("prometheus"), load_dataset(DATASET_PATH), start) as running:
         yield running
 
 
 def windows(url: str, **kw: object) -> PrometheusWindows:
-    return PrometheusWindows(PrometheusRange(url), kw.pop("queries", QUERIES), row_window=ROW_S, step=5.0,
-                             **kw)  # type: ignore[arg-type]
+    return PrometheusWindows(PrometheusRangeSource(url), kw.pop("queries", QUERIES), row_window=ROW_S,
+                             step=5.0, **kw)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -120,16 +120,16 @@ def test_a_promql_error_and_malformed_answers_are_source_errors(telemetry: Telem
                                             "result": [{"metric": {}, "values": [[1, "x"]]}]}}
     with answering(json.dumps(vector)) as url:
         with pytest.raises(SourceError, match="not a range vector"):
-            PrometheusRange(url).query_range("up", 0, 60, 5)
+            PrometheusRangeSource(url).query_range("up", 0, 60, 5)
         with pytest.raises(SourceError, match="more than Prometheus' 11000 points"):
-            PrometheusRange(url).query_range("up", 0, 86400, 1)
+            PrometheusRangeSource(url).query_range("up", 0, 86400, 1)
     with answering(json.dumps(sample)) as url, pytest.raises(SourceError, match="malformed sample"):
-        PrometheusRange(url).query_range("up", 0, 60, 5)
+        PrometheusRangeSource(url).query_range("up", 0, 60, 5)
     bad_gateway = pytest.raises(SourceUnavailable, match="HTTP 502, not a Prometheus answer")
     with answering("<html>bad gateway</html>", 502) as url, bad_gateway:
-        PrometheusRange(url).query_range("up", 0, 60, 5)
+        PrometheusRangeSource(url).query_range("up", 0, 60, 5)
     with pytest.raises(SourceError, match="expected http"):
-        PrometheusRange("127.0.0.1:9090")
+        PrometheusRangeSource("127.0.0.1:9090")
 
 
 def test_models_train_from_prometheus_names_source_and_window(telemetry: Telemetry, tmp_path: Path) -> None:
@@ -149,7 +149,8 @@ def test_models_train_from_prometheus_names_source_and_window(telemetry: Telemet
     assert out["promoted"] and out["version"]["version"] == "1"
     lineage = out["version"]["lineage"]
     assert lineage["source"] == f"prometheus:{telemetry.url}"
-    assert lineage["window_start"] == telemetry.start and lineage["rows"] == 72  # the older 3/4 of 96
+    older = round(0.75 * len(telemetry.rows))  # the hold-out is the recent 1/4
+    assert lineage["window_start"] == telemetry.start and lineage["rows"] == older
     tags = out["version"]["tags"]
     assert tags["prometheus_url"] == telemetry.url and tags["prometheus_window"] == f"{window_s}s"
     assert json.loads(tags["prometheus_queries"]) == QUERIES
@@ -184,3 +185,9 @@ def test_models_retrain_loop_once_checks_and_trains(telemetry: Telemetry, tmp_pa
     assert champion.lineage is not None and champion.lineage.source == f"prometheus:{telemetry.url}"
     r = CliRunner().invoke(models, ["--registry", str(tmp_path / "models"), "retrain-log"])
     assert r.exit_code == 2 and "give --api URL" in r.output
+
+
+def test_models_retrain_loop_refuses_a_url_that_is_not_http(tmp_path: Path) -> None:
+    r = CliRunner().invoke(models, ["--registry", str(tmp_path / "models"), "retrain-loop", NAME,
+                                    "--from-prometheus", "127.0.0.1:9090", "--query=cpus=up", "--once"])
+    assert r.exit_code == 2 and "expected http://HOST:PORT" in r.output, r.output
