@@ -32,18 +32,20 @@ class Grid:
     window_s: float = 4.0
     settle_s: float = 0.5  # between windows: the previous window's stragglers finish
     shuffle_seed: int | None = None  # None: grid order; else a seeded random order of the points
+    repeats: int = 1  # windows per point: p95 over a few seconds varies, a model should see how much
 
     def points(self) -> Iterator[tuple[str, int, float, float]]:
-        """(runtime, cpus, quota, load) in recording order. Grid order switches the runtime (the
-        slow knob) once; a shuffled order mixes every setting over time, so a time-ordered
-        hold-out (the most recent windows) covers the whole grid rather than its last block."""
-        points = list(itertools.product(self.runtimes, self.cpus, self.quotas, self.loads_rps))
+        """(runtime, cpus, quota, load) in recording order, every point `repeats` times. Grid order
+        switches the runtime (the slow knob) once per repeat; a shuffled order mixes every setting
+        over time, so a time-ordered hold-out (the most recent windows) covers the whole grid
+        rather than its last block."""
+        points = list(itertools.product(self.runtimes, self.cpus, self.quotas, self.loads_rps)) * self.repeats
         if self.shuffle_seed is not None:
             random.Random(self.shuffle_seed).shuffle(points)
         return iter(points)
 
     def __len__(self) -> int:
-        return len(self.runtimes) * len(self.cpus) * len(self.quotas) * len(self.loads_rps)
+        return len(self.runtimes) * len(self.cpus) * len(self.quotas) * len(self.loads_rps) * self.repeats
 
 
 QUICK = Grid(runtimes=("runc", "runsc"), cpus=(1,), quotas=(0.2, 1.0), loads_rps=(20,), window_s=3.0)

@@ -3,6 +3,7 @@ open-loop schedule, and the grid's order."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import statistics
@@ -89,6 +90,27 @@ def test_grid_points_switch_runtime_least_often() -> None:
     assert len(points) == len(grid) == 16
     switches = sum(1 for a, b in itertools.pairwise(points) if a[0] != b[0])
     assert switches == 1
+
+
+def test_grid_repeats_measure_every_point_that_many_times_in_a_mixed_order() -> None:
+    grid = Grid(runtimes=("runc", "runsc"), cpus=(1,), quotas=(0.2, 0.4), loads_rps=(10, 20),
+                repeats=3, shuffle_seed=7)
+    points = list(grid.points())
+    assert len(points) == len(grid) == 24
+    assert collections.Counter(points) == dict.fromkeys(itertools.product(*[("runc", "runsc"), (1,),
+                                                                            (0.2, 0.4), (10, 20)]), 3)
+    assert points[:8] != points[8:16]  # not one shuffled pass repeated
+
+
+def test_record_refuses_bad_quotas_before_measuring(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mlconnector.experiment.__main__ import main
+
+    for bad in ("0.2,x", "0,0.4"):
+        r = CliRunner().invoke(main, ["record", "--out", str(tmp_path / "g.csv"), "--quotas", bad])
+        assert r.exit_code == 2 and "--quotas" in r.output, r.output
+    assert not (tmp_path / "g.csv").exists()
 
 
 def test_cgroup_counters_read_a_v1_tree(tmp_path: Path) -> None:
