@@ -52,7 +52,8 @@ from mlconnector.training import fit  # noqa: E402
 
 TARGET = "svc"
 METRIC = "latency_p95_ms"
-DEFAULT_PROFILE = "10,10,25,25,50,50,50,25,25,10,10,10"
+# 20 intervals, so one missed interval is 5 % (the goal's resolution): low -> peak -> low -> peak -> low
+DEFAULT_PROFILE = "10,10,25,25,50,50,50,25,25,10,10,10,25,50,50,25,25,10,10,10"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -176,7 +177,13 @@ def main() -> None:
     parser.add_argument(
         "--max-holdout-error", type=float, default=2.0, help="trust the model up to this MAPE"
     )
-    parser.add_argument("--margin-factor", type=float, default=0.8, help="margin = hold-out MAPE x this")
+    parser.add_argument(
+        "--margin-factor", type=float, default=1.0, help="the model's hold-out margin x this"
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, choices=(0.9, 0.95),
+        help="the hold-out quantile of measured/predicted the margin keeps (the goal: 95 %% met)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every interval and loop record")
     args = parser.parse_args()
     profile = [float(v) for v in args.profile.split(",")]
@@ -205,6 +212,7 @@ def main() -> None:
             max_cores=float(args.cpus),
             max_holdout_error=args.max_holdout_error,
             margin_factor=args.margin_factor,
+            confidence=args.confidence,
         )
     )
     fixed = static_quota(

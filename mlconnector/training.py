@@ -10,8 +10,12 @@ of the two is chosen per training, by the MAPE on the most recent quarter of the
 
 Every judgement is on time-ordered hold-outs (`Dataset.split_recent`): a model is deployed to
 predict windows after the ones it saw, so it is evaluated that way, against a mean predictor as
-the baseline. `retrain` promotes a challenger only when it beats the champion on the same recent
-window; otherwise the challenger keeps the alias `challenger`. `RetrainPolicy` decides when to
+the baseline. The same hold-out calibrates how far to trust a prediction: `holdout_ratio_p05`,
+`_p10`, `_p90` and `_p95` are quantiles of measured / predicted there (split-conformal: a new
+window exceeds prediction x p90 about one time in ten), the margin a policy keeps to meet a
+target with a known risk rather than a guess. `retrain` promotes a challenger only when it
+beats the champion on the same recent window; otherwise the challenger keeps the alias
+`challenger`. `RetrainPolicy` decides when to
 retrain (on a schedule, or when drift.detect finds the inputs moved), without doing it.
 """
 
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 LATENCY_SIGNATURE = Signature(QOS_FEATURES, LATENCY_TARGET)
 TRANSFORMS = ("auto", "log", "none")
 MIN_ROWS = 8
+#: quantiles of measured / predicted on the hold-out, recorded as holdout_ratio_p05 ... _p95
+RATIO_QUANTILES = (0.05, 0.1, 0.9, 0.95)
 # The trees of one model: enough for a grid of a few hundred windows, small enough to fit in a
 # second on one core and to explain (TreeSHAP) in milliseconds.
 GBR_PARAMS: Mapping[str, Any] = {
@@ -102,6 +108,22 @@ def _xy(dataset: Dataset, signature: Signature) -> tuple[np.ndarray, np.ndarray]
 
 def _mape(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(mean_absolute_percentage_error(y, predicted))
+
+
+def ratio_quantiles(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """holdout_ratio_pNN: the RATIO_QUANTILES of y / predicted over rows predicted > 0 (none: {})."""
+    positive = predicted > 0
+    if not positive.any():
+        return {}
+    ratios = y[positive] / predicted[positive]
+    return {f"holdout_ratio_p{round(q * 100):02d}": float(np.quantile(ratios, q)) for q in RATIO_QUANTILES}
+
+
+def holdout_metrics(model: Any, dataset: Dataset, signature: Signature) -> dict[str, float]:
+    """holdout_mape and the ratio quantiles of a fitted estimator on held-out `dataset`."""
+    x, y = _xy(dataset, signature)
+    predicted = np.asarray(model.predict(x), dtype=np.float64)
+    return {"holdout_mape": _mape(y, predicted), **ratio_quantiles(y, predicted)}
 
 
 def mape(model: Any, dataset: Dataset, signature: Signature) -> float:
@@ -171,9 +193,8 @@ def fit(
     metrics["log_target"] = 1.0 if transform == "log" else 0.0
     metrics["rows"] = float(len(train))
     if holdout is not None:
-        xh, yh = _xy(holdout, signature)
-        metrics["holdout_mape"] = _mape(yh, model.predict(xh))
-        metrics["baseline_mape"] = _mape(yh, DummyRegressor(strategy="mean").fit(x, y).predict(xh))
+        metrics.update(holdout_metrics(model, holdout, signature))
+        metrics["baseline_mape"] = mape(DummyRegressor(strategy="mean").fit(x, y), holdout, signature)
     return Trained(model, metrics, train.lineage(parent_version), signature, transform)
 
 
@@ -210,10 +231,11 @@ def retrain(
         holdout_fraction=0.0,
         parent_version=champion.version.version if champion else None,
     )
-    challenger_mape = mape(trained.estimator, recent, signature)
+    judged = holdout_metrics(trained.estimator, recent, signature)
+    challenger_mape = judged["holdout_mape"]
     metrics = {
         **trained.metrics,
-        "holdout_mape": challenger_mape,
+        **judged,
         "baseline_mape": mape(DummyRegressor().fit(*_xy(older, signature)), recent, signature),
         "holdout_rows": float(len(recent)),
     }

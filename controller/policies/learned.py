@@ -18,9 +18,14 @@ looked up through an injected `PredictorSource`):
 3. every setting is predicted in one batch at the component's offered load (`Telemetry.offered_rps`,
    else the operator's declared value, else `default_offered_rps`; the reason says which), and the
    cheapest one predicted to meet the target with a safety margin wins: least quota, then fewer
-   CPUs, then runc; equal settings go to the node the heuristic ranked first. The margin is the
-   model's own hold-out error (`holdout_mape` in the version's metrics) times `margin_factor`:
-   a model that erred 10 % on recent held-out windows must predict 10 % inside the target.
+   CPUs, then runc; equal settings go to the node the heuristic ranked first. The margin comes
+   from the model's own record on held-out windows, times `margin_factor`: where the version
+   records how far measurements exceeded its predictions there (`holdout_ratio_p90` at the
+   default `confidence` 0.9, `_p95` at 0.95; `_p10` / `_p05` for a higher-is-better target: see
+   mlconnector.training), a prediction must keep that far inside the target, so the target is
+   missed about one time in ten (twenty) rather than whenever the model is optimistic; a version
+   without them keeps its hold-out error (`holdout_mape`) inside: a model that erred 10 % must
+   predict 10 % inside the target.
 
 The decision carries the node settings (the cgroup's cpu.max and cpuset in the node-agent Profile
 form settings.py emits) and `Decision.model`: the chosen prediction's Explanation (feature
@@ -134,13 +139,32 @@ class Model:
     predictor: Predictor
     error: float  # relative hold-out error (MAPE)
     margin: float  # relative margin the prediction must keep inside the target
+    basis: str = ""  # where the margin comes from, for the reason
 
     @property
     def ref(self) -> str:
         return self.predictor.version.ref
 
 
-def trust(goal: Goal, predictor: Predictor | None, *, max_error: float, margin_factor: float) -> Model | str:
+CONFIDENCES = (0.9, 0.95)  # the calibrated levels a version records (holdout_ratio_p90 / p95 ...)
+
+
+def ratio_key(goal: Goal, confidence: float) -> str:
+    """The version metric bounding measured / predicted at `confidence` on the goal's bad side."""
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
+    q = confidence if goal.relation in LOWER else 1.0 - confidence
+    return f"holdout_ratio_p{round(q * 100):02d}"
+
+
+def trust(
+    goal: Goal,
+    predictor: Predictor | None,
+    *,
+    max_error: float,
+    margin_factor: float,
+    confidence: float = 0.9,
+) -> Model | str:
     """The model for `goal`, or why it cannot be trusted (a sentence for the reason)."""
     if predictor is None:
         return f"no champion model {goal.metric!r}"
@@ -159,7 +183,13 @@ def trust(goal: Goal, predictor: Predictor | None, *, max_error: float, margin_f
         return f"model {version.ref} records no hold-out error ({' or '.join(HOLDOUT_METRICS)})"
     if error > max_error:
         return f"model {version.ref}'s hold-out error {error:.3f} is above {max_error:g}"
-    return Model(goal, predictor, float(error), float(error) * margin_factor)
+    key = ratio_key(goal, confidence)
+    ratio = version.metrics.get(key)
+    if ratio is not None and math.isfinite(ratio) and ratio > 0:
+        margin = max(0.0, ratio - 1.0 if goal.relation in LOWER else 1.0 - ratio) * margin_factor
+        basis = f"hold-out measured/predicted p{key[-2:]} {ratio:.3f}"
+        return Model(goal, predictor, float(error), margin, basis)
+    return Model(goal, predictor, float(error), float(error) * margin_factor, f"hold-out error {error:.3f}")
 
 
 @dataclass(frozen=True)
@@ -266,10 +296,14 @@ class QosLearnedPlacer:
         max_quota_cores: float = 8.0,
         max_holdout_error: float = 0.25,
         margin_factor: float = 1.0,
+        confidence: float = 0.9,
         max_alternatives: int = 8,
     ) -> None:
         """`offered_rps`: the load the operator declares per component, used when monitoring
-        reports none; `default_offered_rps` for any other component (None: fall back)."""
+        reports none; `default_offered_rps` for any other component (None: fall back).
+        `confidence`: how often a chosen setting should meet the target (CONFIDENCES)."""
+        if confidence not in CONFIDENCES:
+            raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
         self.predictors: PredictorSource = predictors if predictors is not None else NoModels()
         self.heuristic = heuristic if heuristic is not None else ConstraintAwarePlacer()
         self.declared = dict(offered_rps or {})
@@ -279,6 +313,7 @@ class QosLearnedPlacer:
         self.max_quota_cores = max_quota_cores
         self.max_holdout_error = max_holdout_error
         self.margin_factor = margin_factor
+        self.confidence = confidence
         self.max_alternatives = max_alternatives
 
     def plan(
@@ -326,7 +361,8 @@ class QosLearnedPlacer:
                 champion = self.predictors.champion(goal.metric)
             except Exception as exc:  # a registry that cannot answer must not stop placement
                 return _fallback(heuristic, f"model registry: {type(exc).__name__}: {exc}")
-            found = trust(goal, champion, max_error=self.max_holdout_error, margin_factor=self.margin_factor)
+            found = trust(goal, champion, max_error=self.max_holdout_error, margin_factor=self.margin_factor,
+                          confidence=self.confidence)
             if isinstance(found, str):
                 return _fallback(heuristic, found)
             models.append(found)
@@ -467,7 +503,7 @@ class QosLearnedPlacer:
         }
         predicted = "; ".join(
             f"{o['metric']} predicted {o['predicted']:.3g} (target {m.goal.describe()}, "
-            f"margin {o['margin']:.3g} from model {m.ref}'s hold-out error {m.error:.3f})"
+            f"margin {o['margin']:.3g} from model {m.ref}'s {m.basis or f'hold-out error {m.error:.3f}'})"
             for m, o in zip(models, objectives, strict=True)
         )
         where = f"on {chosen.node}" + (f" (the heuristic chose {heuristic.node})" if moved else "")

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from controller.policies.learned import Goal, PredictorSource, Setting, evaluate, trust
+from controller.policies.learned import CONFIDENCES, Goal, PredictorSource, Setting, evaluate, trust
 
 log = logging.getLogger(__name__)
 
@@ -365,9 +365,13 @@ class LearnedQuotaPlanner:
         max_cores: float = 8.0,
         max_holdout_error: float = 0.25,
         margin_factor: float = 1.0,
+        confidence: float = 0.9,
         priority: int = 0,
     ) -> None:
+        if confidence not in CONFIDENCES:
+            raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
         self.goals = dict(goals)
+        self.confidence = confidence
         self.predictors = predictors
         self.name, self.interval_s, self.knob = name, interval_s, knob
         self.step, self.max_cores = step, max_cores
@@ -391,7 +395,7 @@ class LearnedQuotaPlanner:
         if rps is None:
             return "no offered_rps observed"
         model = trust(goal, self.predictors.champion(goal.metric), max_error=self.max_holdout_error,
-                      margin_factor=self.margin_factor)  # fmt: skip
+                      margin_factor=self.margin_factor, confidence=self.confidence)  # fmt: skip
         if isinstance(model, str):
             return model
         cpus = int(smoothed.get("cpus", math.ceil(self.max_cores)))
@@ -415,8 +419,8 @@ class LearnedQuotaPlanner:
         else:
             value = chosen.setting.quota_cores
             reason = (f"{model.ref} predicts {goal.metric} {chosen.predictions[0]:.3g} at {value:g} cores, "
-                      f"{rps:.4g} req/s (smoothed), margin {model.margin:.3f}: the least quota meeting "
-                      f"{goal.describe()}")  # fmt: skip
+                      f"{rps:.4g} req/s (smoothed), margin {model.margin:.3f} ({model.basis}): the least "
+                      f"quota meeting {goal.describe()}")  # fmt: skip
         fixes = violated and current is not None and value > current
         return Change(target, self.knob, value, reason, self.priority, fixes)
 

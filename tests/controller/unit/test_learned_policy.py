@@ -57,8 +57,10 @@ class FakePredictor:
         features: Sequence[Feature] = QOS_FEATURES,
         target: Feature = LATENCY_TARGET,
         fail: bool = False,
+        ratios: Mapping[str, float] | None = None,
     ) -> None:
         metrics = {"holdout_mape": error} if error is not None else {}
+        metrics.update(ratios or {})
         self._version = ModelVersion(
             target.name, "3", Signature(tuple(features), target), metrics, {}, ("champion",), None, 0.0
         )
@@ -170,6 +172,25 @@ def test_the_cheapest_setting_predicted_to_meet_the_target_with_the_holdout_marg
     assert "learned: " in d.reason and "(observed)" in d.reason and "latency_p95_ms/3" in d.reason
     assert fake.batches == [m["evaluated"]]  # one batch per decision, not one call per setting
     assert json.loads(json.dumps(m)) == m  # stored with the decision (status, API) as it is
+
+
+def test_a_calibrated_model_keeps_its_hold_out_ratio_quantile_as_the_margin(
+    qos_app: Callable[..., App], agent_node: Callable[..., dict[str, Any]], inventory_of: InventoryOf
+) -> None:
+    """A version recording measured/predicted quantiles on its hold-out keeps the one of the
+    policy's confidence (p90 by default, p95 at 0.95) as its margin instead of its MAPE."""
+    ratios = {"holdout_ratio_p90": 1.3, "holdout_ratio_p95": 1.6, "holdout_ratio_p10": 0.8}
+    inventory, telemetry = inventory_of(agent_node("n1")), Telemetry(offered_rps={"svc": 300.0})
+    for confidence, margin, key in ((0.9, 0.3, "p90 1.300"), (0.95, 0.6, "p95 1.600")):
+        policy = QosLearnedPlacer(Models(latency_p95_ms=FakePredictor(error=0.1, ratios=ratios)),
+                                  confidence=confidence)  # fmt: skip
+        (d,) = policy.plan(qos_app(), inventory, telemetry).decisions
+        assert d.model["setting"]["cpu_quota_cores"] == cheapest(300.0, margin), confidence
+        assert d.model["margin"] == pytest.approx(d.model["prediction"] * margin, abs=1e-3)
+        assert f"hold-out measured/predicted {key}" in d.reason, d.reason
+    assert cheapest(300.0, 0.3) < cheapest(300.0, 0.6)  # the two levels decide differently
+    with pytest.raises(ValueError, match=r"confidence 0\.8"):
+        QosLearnedPlacer(NoModels(), confidence=0.8)
 
 
 def test_more_offered_load_needs_more_quota_and_a_declared_or_default_load_is_named(

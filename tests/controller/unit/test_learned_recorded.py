@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from controller.inventory import Inventory
@@ -30,21 +29,10 @@ from controller.policies import Telemetry
 from controller.policies.learned import QosLearnedPlacer
 from mlconnector.features import Dataset
 from mlconnector.registry import ChampionPredictors, MlflowRegistry
-from mlconnector.training import LATENCY_SIGNATURE, fit, mape
+from mlconnector.training import fit
 
-MAX_ERROR_HERE = 2.0  # the hold-out errors this dataset's models reach (0.5 to 1.8)
+MAX_ERROR_HERE = 2.0  # above the hold-out errors this dataset's models reach (about 0.9)
 DATASET = Path(__file__).resolve().parents[3] / "mlconnector" / "data" / "qos_grid.csv"
-
-
-def random_holdout_mape(dataset: Dataset, fraction: float = 0.25, seed: int = 0) -> float:
-    """The model's error on a seeded random `fraction` of the windows, fitted on the rest. The grid
-    is recorded runtime-outermost, so its most recent quarter (training's own hold-out) is a
-    runtime and cpuset combination no older window shows: an extrapolation, not the error on
-    the interleaved conditions the policy is asked about here."""
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    cut = int(len(dataset) * fraction)
-    held, rest = dataset.take(np.sort(order[:cut])), dataset.take(np.sort(order[cut:]))
-    return mape(fit(rest, holdout_fraction=0.0).estimator, held, LATENCY_SIGNATURE)
 
 
 def load(path: Path) -> list[dict[str, float | str]]:
@@ -70,10 +58,10 @@ def load_levels(rows: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any
 
 def measured(level: Sequence[Mapping[str, Any]], quota: float, cpus: int | None = None) -> float | None:
     """The median measured p95 latency of runc windows at this quota (and cpuset size, if given;
-    else the fewest CPUs measured that hold it)."""
+    else the most CPUs measured: one CPU cannot serve the peak at any quota)."""
     cells = [r for r in level if r["runtime"] == "runc" and abs(r["cpu_quota_cores"] - quota) < 1e-9]
     if cpus is None and cells:
-        cpus = int(min(r["cpus"] for r in cells))
+        cpus = int(max(r["cpus"] for r in cells))
     values = [r["latency_p95_ms"] for r in cells if int(r["cpus"]) == cpus]
     return statistics.median(values) if values else None
 
@@ -120,11 +108,11 @@ def test_the_learned_policy_meets_the_target_on_held_out_loads_where_static_poli
     registry = MlflowRegistry.embedded(tmp_path / "registry")
     source = ChampionPredictors(registry, refresh_s=0.0)  # the model reaches the policy as in the daemon
     cores = int(max(r["cpus"] for r in rows))
-    # The recorded windows are short (4 s, one per grid point) on a shared machine: the models'
-    # error on held-out windows is large (0.5 to 1.8 with the committed dataset), above the
-    # policy's default trust threshold (0.25). With the default the policy then lets the heuristic
-    # decide, visibly (asserted wherever the error is above it); `lenient` takes the model at its
-    # word, its margin still being that error, to judge the decisions it would make.
+    # The recorded windows are short (4-5 s): p95 near saturation varies a lot from one to the
+    # next, and the models' error on held-out windows (about 0.9) is above the policy's default
+    # trust threshold (0.25). With the default the policy then lets the heuristic decide, visibly
+    # (asserted wherever the error is above it); `lenient` trusts the model, its margin being the
+    # hold-out's measured/predicted p90, to judge the decisions it would make.
     strict = QosLearnedPlacer(source, quotas=quotas)
     lenient = QosLearnedPlacer(source, quotas=quotas, max_holdout_error=MAX_ERROR_HERE)
     app, inventory = qos_app(target), node(cores)
@@ -137,8 +125,8 @@ def test_the_learned_policy_meets_the_target_on_held_out_loads_where_static_poli
         train = sorted((r for r in rows if not (r in level and r["runtime"] == "runc")),
                        key=lambda r: r["window_start"])  # fmt: skip
         dataset = Dataset.from_rows(train, source=f"dataset:{DATASET.name} without runc at {rps:g} req/s")
-        fitted = fit(dataset, holdout_fraction=0.0)
-        metrics = {**fitted.metrics, "holdout_mape": random_holdout_mape(dataset)}
+        fitted = fit(dataset)  # the grid is recorded shuffled: its recent quarter is a fair hold-out
+        metrics = dict(fitted.metrics)
         version = registry.register("latency_p95_ms", fitted.estimator, fitted.signature,
                                     metrics=metrics, lineage=fitted.lineage)  # fmt: skip
         registry.promote("latency_p95_ms", version.version)

@@ -32,7 +32,7 @@ from mlconnector.retrainer import (
 from mlconnector.training import LATENCY_SIGNATURE, RetrainPolicy, retrain
 
 NAME = "latency_p95_ms"
-ROW_S = 30.0
+ROW_S = 12.0  # so a period of half the grid (about 1600 s) ends before the next begins
 
 
 def placed(rows: Dataset, end: float) -> Dataset:
@@ -48,7 +48,7 @@ def concat(*parts: Dataset) -> Dataset:
 
 
 class Timeline:
-    """The champion is trained on half A of the grid (windows ending at t - 500 s); then come
+    """The champion is trained on half A of the grid (windows ending at t - 1000 s); then come
     `periods`: ("stable", end) is half B ending at t + end, ("busy", end) the windows of B whose
     offered load is above its median, ending at t + end."""
 
@@ -60,7 +60,7 @@ class Timeline:
         kinds = {"stable": half_b, "busy": half_b.where(rps > np.median(rps))}
         self.rows = {k: len(v) for k, v in kinds.items()}
         self.t = time.time()
-        a = placed(half_a, self.t - 500.0)
+        a = placed(half_a, self.t - 1000.0)
         later = [placed(kinds[k], self.t + end) for k, end in periods]
         self.source = DatasetWindows(concat(a, *later), "timeline")
         self.champion = retrain(registry, NAME, a, LATENCY_SIGNATURE, reason="seed").version
