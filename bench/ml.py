@@ -2,27 +2,32 @@
 
 Trains the latency model (mlconnector.training.fit, gradient-boosted trees) on the recorded QoS
 dataset (mlconnector/data/qos_grid.csv by default), then runs one time-varying load profile
-(offered req/s stepping low -> high -> low, one value per interval) twice, in the same run, on one
-Testbed (private containerd, real node agent, the CPU-bound service under `--runtime`):
+(offered req/s stepping low -> high -> low, one value per interval) `--rounds` times on one Testbed
+(private containerd, real node agent, the CPU-bound service under `--runtime`), each interval
+measured twice in a row, once per provisioning, so both see the same machine (a shared VM's
+speed drifts over minutes: run one after the other, either could meet a slower machine):
 
 - static: the quota fixed at the smallest grid quota whose recorded p95 meets the target at the
   profile's peak load (the nearest recorded load at or above the peak), for this runtime and cpus;
 - learned: the MAPE loop (controller.reconcile.mape.MapeLoop with its LearnedQuotaPlanner) picks,
   every interval, the least quota whose predicted p95 stays inside the target by the model's
-  hold-out margin, for the offered load of the interval about to start (the generator's rate, as
-  a front end or a forecast would know it), and applies it live through the node agent.
+  calibrated margin (the hold-out's measured/predicted quantile at `--confidence`), for the
+  offered load of the interval about to start (the generator's rate, as a front end or a forecast
+  would know it), and applies it live through the node agent.
 
 Figures (the last line printed is one JSON object):
 - model_mape / baseline_mape: the model's and a mean predictor's MAPE on the dataset's most recent
   quarter (the time-ordered hold-out fit() keeps out of training);
 - qos_met_fraction / cpu_quota_used: intervals whose measured p95 met the target, and the mean
   quota (cores) set, under the learned loop; static_qos_met_fraction / static_cpu_quota_used: the
-  same under static provisioning (goal: met >= 95 % with >= 20 % less CPU than static);
+  same under static provisioning (goal: met >= 95 % with >= 20 % less CPU than static), over all
+  rounds and per round;
 - decision_p99_ms: the learned planner's decision (model predictions over every quota step);
 - step_p99_ms: a whole loop step including the apply through the agent's gRPC API;
 - retrain_s: fitting the model on the dataset.
 
-Run as root: `python bench/ml.py [--target-ms 150] [--interval 5] [--profile 10,10,25,...]`.
+Run as root: `python bench/ml.py [--target-ms 150] [--interval 5] [--rounds 3] [--profile 10,10,25,...]`
+(about 3.5 minutes a round).
 """
 
 from __future__ import annotations
@@ -90,11 +95,13 @@ class OneModel:
 
 class BedMonitor:
     """What the loop observes: the interval's offered load (set before each step), the last
-    window's p95, and the knobs the service runs with."""
+    window's p95 under the loop's own quota, and the knobs the loop set (the bed runs the static
+    quota in between)."""
 
     def __init__(self, bed: Testbed) -> None:
         self.bed = bed
         self.offered_rps = 0.0
+        self.quota = bed.quota
         self.last: Mapping[str, Any] = {}
 
     def observe(self, now: float) -> Mapping[str, Mapping[str, float]]:
@@ -102,7 +109,7 @@ class BedMonitor:
             "offered_rps": self.offered_rps,
             "cpus": float(self.bed.cpus),
             "runtime_gvisor": 1.0 if self.bed.runtime == "runsc" else 0.0,
-            "cpu_quota_cores": self.bed.quota,
+            "cpu_quota_cores": self.quota,
         }
         if self.last:
             seen[METRIC] = float(self.last[METRIC])
@@ -110,13 +117,14 @@ class BedMonitor:
 
 
 class BedExecutor:
-    def __init__(self, bed: Testbed) -> None:
-        self.bed = bed
+    def __init__(self, bed: Testbed, monitor: BedMonitor) -> None:
+        self.bed, self.monitor = bed, monitor
 
     def apply(self, change: Change) -> Outcome:
         if change.knob != "cpu_quota_cores":
             return Outcome(False, f"unknown knob {change.knob}")
         self.bed.set_quota(change.value)
+        self.monitor.quota = change.value
         return Outcome(True, f"quota {change.value:g} cores through the node agent")
 
 
@@ -136,34 +144,42 @@ class TimedPlanner:
             self.times_ms.append((time.perf_counter() - began) * 1000)
 
 
-def run_static(
-    bed: Testbed, quota: float, profile: Sequence[float], interval_s: float
-) -> list[dict[str, Any]]:
-    bed.set_quota(quota)
-    return [bed.measure(rps, interval_s) for rps in profile]
-
-
-def run_learned(
-    bed: Testbed, planner: TimedPlanner, profile: Sequence[float], interval_s: float
-) -> tuple[list[dict[str, Any]], list[float], list[dict[str, Any]]]:
-    monitor, executor = BedMonitor(bed), BedExecutor(bed)
+def run_interleaved(
+    bed: Testbed,
+    static: float,
+    planner: TimedPlanner,
+    profile: Sequence[float],
+    interval_s: float,
+    rounds: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[float], list[dict[str, Any]]]:
+    """Every interval of every round: the static quota's window, then the loop's step (its
+    decision applied through the agent) and its window, at the same offered load."""
+    monitor = BedMonitor(bed)
+    executor = BedExecutor(bed, monitor)
     knob = Knob("cpu_quota_cores", dead_band=0.05, min_interval_s=0.0, down_after=1)
     loop = MapeLoop(monitor, [planner], executor, [knob], smoothing=1.0)
-    rows, steps = [], []
-    for i, rps in enumerate(profile):
+    static_rows, learned_rows, steps = [], [], []
+    for i, rps in enumerate(rps for _ in range(rounds) for rps in profile):
+        bed.set_quota(static)
+        static_rows.append(bed.measure(rps, interval_s))
+        bed.set_quota(monitor.quota)  # the loop's own setting back, before it decides
         monitor.offered_rps = rps
         began = time.perf_counter()
         loop.step(i * interval_s)
         steps.append((time.perf_counter() - began) * 1000)
         row = bed.measure(rps, interval_s)
         monitor.last = row
-        rows.append(row)
-    return rows, steps, loop.records()
+        learned_rows.append(row)
+    return static_rows, learned_rows, steps, loop.records()
 
 
 def summary(rows: Sequence[Mapping[str, Any]], target_ms: float) -> tuple[float, float]:
     met = sum(1 for r in rows if float(r[METRIC]) <= target_ms)
     return met / len(rows), sum(float(r["cpu_quota_cores"]) for r in rows) / len(rows)
+
+
+def per_round(rows: Sequence[Mapping[str, Any]], length: int, target_ms: float) -> list[float]:
+    return [round(summary(rows[k : k + length], target_ms)[0], 3) for k in range(0, len(rows), length)]
 
 
 def main() -> None:
@@ -172,6 +188,9 @@ def main() -> None:
     parser.add_argument("--target-ms", type=float, default=150.0, help="p95 latency target")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds per load interval")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="offered req/s per interval")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times the profile runs (each interval under both)"
+    )
     parser.add_argument("--runtime", default="runc", choices=("runc", "runsc"))
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument(
@@ -187,6 +206,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every interval and loop record")
     args = parser.parse_args()
     profile = [float(v) for v in args.profile.split(",")]
+    if args.rounds < 1 or not profile or min(profile) <= 0:
+        parser.error("--rounds must be >= 1 and --profile positive req/s values")
 
     dataset = load_dataset(args.csv)
     began = time.perf_counter()
@@ -223,8 +244,9 @@ def main() -> None:
         with Testbed(workdir) as bed:
             bed.set_runtime(args.runtime)
             bed.set_cpus(args.cpus)
-            static_rows = run_static(bed, fixed, profile, args.interval)
-            learned_rows, steps, records = run_learned(bed, planner, profile, args.interval)
+            static_rows, learned_rows, steps, records = run_interleaved(
+                bed, fixed, planner, profile, args.interval, args.rounds
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.verbose:
@@ -247,6 +269,8 @@ def main() -> None:
         "cpu_quota_used": round(used, 3),
         "static_qos_met_fraction": round(static_met, 3),
         "static_cpu_quota_used": round(static_used, 3),
+        "qos_met_fraction_per_round": per_round(learned_rows, len(profile), args.target_ms),
+        "static_qos_met_fraction_per_round": per_round(static_rows, len(profile), args.target_ms),
         "cpu_saving_vs_static": round(1 - used / static_used, 3) if static_used else None,
         "decision_p99_ms": round(percentile(planner.times_ms, 0.99), 2),
         "step_p99_ms": round(percentile(steps, 0.99), 2),
@@ -254,6 +278,7 @@ def main() -> None:
         "target_ms": args.target_ms,
         "profile_rps": profile,
         "interval_s": args.interval,
+        "rounds": args.rounds,
         "runtime": args.runtime,
         "cpus": args.cpus,
         "static_quota": fixed,
