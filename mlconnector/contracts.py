@@ -44,6 +44,13 @@ QOS_FEATURES: tuple[Feature, ...] = (
 LATENCY_TARGET = Feature("latency_p95_ms", "ms", "window")
 THROUGHPUT_TARGET = Feature("throughput_rps", "req/s", "window")
 
+
+def ratio_metric(quantile: float) -> str:
+    """The version metric holding the `quantile` of measured / predicted on the hold-out
+    (`holdout_ratio_p90` for 0.9): training records it, the learning policies keep it as their
+    margin, so the name is part of the contract between the two."""
+    return f"holdout_ratio_p{round(quantile * 100):02d}"
+
 # The recorded dataset (CSV, one row per measured window): settings, load, outcomes, telemetry.
 DATASET_COLUMNS: tuple[str, ...] = (
     "window_start",  # unix seconds

@@ -62,6 +62,8 @@ class SourceQuerier(RangeQuerier, Protocol):
     @property
     def url(self) -> str: ...
 
+    def close(self) -> None: ...
+
 
 class _Checked:
     """A RangeQuerier that turns "no series" into EmptyWindow naming the column and the query."""
@@ -107,6 +109,10 @@ class PrometheusWindows:
     @property
     def name(self) -> str:
         return f"prometheus:{self.querier.url}"
+
+    def close(self) -> None:
+        """Closes the querier's connections (a source read once, e.g. per API request)."""
+        self.querier.close()
 
     def columns(self) -> list[SeriesColumn]:
         return [q if isinstance(q, SeriesColumn) else SeriesColumn(c, q) for c, q in self.queries.items()]

@@ -15,8 +15,8 @@ the baseline. The same hold-out calibrates how far to trust a prediction: `holdo
 window exceeds prediction x p90 about one time in ten), the margin a policy keeps to meet a
 target with a known risk rather than a guess. `retrain` promotes a challenger only when it
 beats the champion on the same recent window; otherwise the challenger keeps the alias
-`challenger`. `RetrainPolicy` decides when to
-retrain (on a schedule, or when drift.detect finds the inputs moved), without doing it.
+`challenger`. `RetrainPolicy` decides when to retrain (on a schedule, or when drift.detect finds
+the inputs moved), without doing it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from mlconnector.contracts import (
     Predictor,
     RegistryError,
     Signature,
+    ratio_metric,
 )
 from mlconnector.drift import DriftReport
 from mlconnector.features import Dataset
@@ -116,7 +117,7 @@ def ratio_quantiles(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     if not positive.any():
         return {}
     ratios = y[positive] / predicted[positive]
-    return {f"holdout_ratio_p{round(q * 100):02d}": float(np.quantile(ratios, q)) for q in RATIO_QUANTILES}
+    return {ratio_metric(q): float(np.quantile(ratios, q)) for q in RATIO_QUANTILES}
 
 
 def holdout_metrics(model: Any, dataset: Dataset, signature: Signature) -> dict[str, float]:

@@ -20,6 +20,7 @@ make the API fetch arbitrary URLs. Prometheus unreachable is 503, an empty or un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -238,25 +239,21 @@ def prometheus_spec(body: Any, allowed: frozenset[str] | None = None) -> Prometh
 def prometheus_rows(spec: PrometheusSpec) -> Any:
     """The Dataset of the spec's window (ApiError 503 when Prometheus is unreachable, 422 when the
     window is empty or the answer unusable)."""
-    from controller.telemetry.windows import PrometheusRangeSource
-    from mlconnector.prometheus import PrometheusWindows, SourceError, SourceUnavailable
+    from controller.telemetry.windows import prometheus_windows
+    from mlconnector.prometheus import SourceError, SourceUnavailable
 
     end = spec.end if spec.end is not None else time.time()
-    querier = None
     try:
-        querier = PrometheusRangeSource(spec.url)
-        source = PrometheusWindows(
-            querier, spec.queries, row_window=_seconds(spec.row_window, "prometheus.row_window"),
+        source = prometheus_windows(
+            spec.url, spec.queries, row_window=_seconds(spec.row_window, "prometheus.row_window"),
             step=_seconds(spec.step, "prometheus.step"), constants=spec.constants,
         )  # fmt: skip
-        return source.window(end - _seconds(spec.window, "prometheus.window"), end)
+        with contextlib.closing(source):
+            return source.window(end - _seconds(spec.window, "prometheus.window"), end)
     except SourceUnavailable as exc:
         raise ApiError(503, str(exc), "prometheus.url") from None
     except SourceError as exc:
         raise ApiError(422, f"prometheus: {exc}", "prometheus") from None
-    finally:
-        if querier is not None:
-            querier.close()
 
 
 def train(

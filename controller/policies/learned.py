@@ -51,7 +51,7 @@ from controller.policies.base import KEEP, Decision, Plan, Telemetry
 from controller.policies.placer import ConstraintAwarePlacer
 from controller.policies.pools import Ledger
 from controller.policies.settings import CPU_PERIOD_US, node_settings, telemetry_needs
-from mlconnector.contracts import QOS_FEATURES, Explanation, Predictor
+from mlconnector.contracts import QOS_FEATURES, Explanation, Predictor, ratio_metric
 
 #: runtime handlers the model knows (feature runtime_gvisor), cheaper first on a tie
 RUNTIMES = ("runc", "runsc")
@@ -139,7 +139,7 @@ class Model:
     predictor: Predictor
     error: float  # relative hold-out error (MAPE)
     margin: float  # relative margin the prediction must keep inside the target
-    basis: str = ""  # where the margin comes from, for the reason
+    basis: str  # where the margin comes from, for the reason
 
     @property
     def ref(self) -> str:
@@ -149,12 +149,17 @@ class Model:
 CONFIDENCES = (0.9, 0.95)  # the calibrated levels a version records (holdout_ratio_p90 / p95 ...)
 
 
-def ratio_key(goal: Goal, confidence: float) -> str:
-    """The version metric bounding measured / predicted at `confidence` on the goal's bad side."""
+def checked_confidence(confidence: float) -> float:
+    """`confidence` if a version records margins for it (CONFIDENCES), else ValueError."""
     if confidence not in CONFIDENCES:
         raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
-    q = confidence if goal.relation in LOWER else 1.0 - confidence
-    return f"holdout_ratio_p{round(q * 100):02d}"
+    return confidence
+
+
+def ratio_key(goal: Goal, confidence: float) -> str:
+    """The version metric bounding measured / predicted at `confidence` on the goal's bad side."""
+    level = checked_confidence(confidence)
+    return ratio_metric(level if goal.relation in LOWER else 1.0 - level)
 
 
 def trust(
@@ -302,8 +307,7 @@ class QosLearnedPlacer:
         """`offered_rps`: the load the operator declares per component, used when monitoring
         reports none; `default_offered_rps` for any other component (None: fall back).
         `confidence`: how often a chosen setting should meet the target (CONFIDENCES)."""
-        if confidence not in CONFIDENCES:
-            raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
+        self.confidence = checked_confidence(confidence)
         self.predictors: PredictorSource = predictors if predictors is not None else NoModels()
         self.heuristic = heuristic if heuristic is not None else ConstraintAwarePlacer()
         self.declared = dict(offered_rps or {})
@@ -313,7 +317,6 @@ class QosLearnedPlacer:
         self.max_quota_cores = max_quota_cores
         self.max_holdout_error = max_holdout_error
         self.margin_factor = margin_factor
-        self.confidence = confidence
         self.max_alternatives = max_alternatives
 
     def plan(
@@ -503,7 +506,7 @@ class QosLearnedPlacer:
         }
         predicted = "; ".join(
             f"{o['metric']} predicted {o['predicted']:.3g} (target {m.goal.describe()}, "
-            f"margin {o['margin']:.3g} from model {m.ref}'s {m.basis or f'hold-out error {m.error:.3f}'})"
+            f"margin {o['margin']:.3g} from model {m.ref}'s {m.basis})"
             for m, o in zip(models, objectives, strict=True)
         )
         where = f"on {chosen.node}" + (f" (the heuristic chose {heuristic.node})" if moved else "")

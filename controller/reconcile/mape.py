@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from controller.policies.learned import CONFIDENCES, Goal, PredictorSource, Setting, evaluate, trust
+from controller.policies.learned import Goal, PredictorSource, Setting, checked_confidence, evaluate, trust
 
 log = logging.getLogger(__name__)
 
@@ -368,10 +368,8 @@ class LearnedQuotaPlanner:
         confidence: float = 0.9,
         priority: int = 0,
     ) -> None:
-        if confidence not in CONFIDENCES:
-            raise ValueError(f"confidence {confidence}: expected one of {CONFIDENCES}")
         self.goals = dict(goals)
-        self.confidence = confidence
+        self.confidence = checked_confidence(confidence)
         self.predictors = predictors
         self.name, self.interval_s, self.knob = name, interval_s, knob
         self.step, self.max_cores = step, max_cores

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backfill import QUERIES, ROW_S, Telemetry, needs_prometheus, serve
 
 from controller.models_cli import models
-from controller.telemetry.windows import PrometheusRangeSource
+from controller.telemetry.windows import PrometheusRangeSource, prometheus_windows
 from mlconnector.features import DATASET_PATH, load_dataset
 from mlconnector.prometheus import (
     EmptyWindow,
@@ -45,8 +45,8 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Telemetry]:
 
 
 def windows(url: str, **kw: object) -> PrometheusWindows:
-    return PrometheusWindows(PrometheusRangeSource(url), kw.pop("queries", QUERIES), row_window=ROW_S,
-                             step=5.0, **kw)  # type: ignore[arg-type]
+    return prometheus_windows(url, kw.pop("queries", QUERIES), row_window=ROW_S,  # type: ignore[arg-type]
+                              step=5.0, **kw)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
